@@ -1,0 +1,39 @@
+"""Where things live. Every path can be overridden by an environment variable; defaults sit inside the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path_from_env(var: str, default: Path) -> Path:
+    value = os.environ.get(var)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def dbt_project_dir() -> Path:
+    return _path_from_env("TIDINGS_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project")
+
+
+def warehouse_path() -> Path:
+    """The DuckDB warehouse file; dbt's profiles.yml reads the same variable."""
+    return _path_from_env("TIDINGS_WAREHOUSE", dbt_project_dir() / "warehouse" / "tidings.duckdb")
+
+
+def destinations_file() -> Path:
+    return _path_from_env("TIDINGS_DESTINATIONS_FILE", dbt_project_dir() / "destinations.yml")
+
+
+def exports_dir() -> Path:
+    return _path_from_env("TIDINGS_EXPORTS_DIR", REPO_ROOT / "exports")
+
+
+def models_schema() -> str:
+    """Schema dbt builds models into (dbt-duckdb target schema)."""
+    return os.environ.get("TIDINGS_MODELS_SCHEMA", "analytics")
+
+
+STATE_SCHEMA = "tidings"
+RAW_SCHEMA = "raw"
