@@ -95,6 +95,7 @@ class Destination(ABC):
     """Base class for a destination connector. Subclasses are registered with `@register`."""
 
     type_name: ClassVar[str]
+    channel: ClassVar[str]  # "email" | "ads" | "direct_mail" | "file" | "webhook": groups sync assets in Dagster
     modes: ClassVar[frozenset[Mode]]
     max_batch_size: ClassVar[int]
     default_requests_per_second: ClassVar[float | None] = None
