@@ -1,0 +1,46 @@
+-- Suppressions matched to customers by id or, for rows the ESP keyed only by address, by normalized email,
+-- then rolled up to one row per suppressed customer. suppression_reason keeps the strongest reason:
+-- erased > complained > hard_bounced > unsubscribed. do_not_mail only blocks direct mail.
+with suppressions as (
+    select * from {{ ref('stg_consent__suppressions') }}
+    where suppressed_at < {{ days_after_as_of(1) }}
+),
+
+customers as (
+    select customer_id, email_normalized from {{ ref('stg_crm__customers') }}
+),
+
+matched as (
+    select customers.customer_id, suppressions.suppression_reason, suppressions.suppressed_at
+    from suppressions
+    inner join customers
+        on suppressions.customer_id = customers.customer_id
+        or (suppressions.customer_id is null and suppressions.email_normalized = customers.email_normalized)
+),
+
+rolled_up as (
+    select
+        customer_id,
+        max(case when suppression_reason = 'erased' then 1 else 0 end) = 1 as is_erased,
+        max(case when suppression_reason = 'complained' then 1 else 0 end) = 1 as has_complained,
+        max(case when suppression_reason = 'hard_bounced' then 1 else 0 end) = 1 as is_hard_bounced,
+        max(case when suppression_reason = 'unsubscribed' then 1 else 0 end) = 1 as is_unsubscribed,
+        max(case when suppression_reason = 'do_not_mail' then 1 else 0 end) = 1 as is_do_not_mail,
+        min(suppressed_at) as first_suppressed_at
+    from matched
+    group by customer_id
+),
+
+final as (
+    select
+        *,
+        case
+            when is_erased then 'erased'
+            when has_complained then 'complained'
+            when is_hard_bounced then 'hard_bounced'
+            when is_unsubscribed then 'unsubscribed'
+        end as suppression_reason
+    from rolled_up
+)
+
+select * from final

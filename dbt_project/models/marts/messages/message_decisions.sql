@@ -1,0 +1,241 @@
+-- Contact-policy arbitration: one row per candidate delivery (a due message occurrence on one channel) with the
+-- decision and its reason. Rules, in order (the first that applies decides):
+--   1. suppressed    globally suppressed customer (erased, complained, hard bounced, unsubscribed)
+--   2. no_consent    no consent or no valid identifier for the channel (dim_customers.can_<channel>)
+--   3. holdout       marketing only: the customer is in the global control group (`global_control_group_pct`) or
+--                    in the sequence's holdout (message_catalog.holdout_pct), both stable md5 buckets
+--   4. quiet_hours   SMS inside the customer's local quiet hours (`sms_quiet_hours_start` to `sms_quiet_hours_end`)
+--   5. capped        marketing only: the customer already got `message_daily_cap_per_channel` marketing messages on
+--                    this channel this local calendar day, or `message_weekly_cap_per_channel` in the last 7 local days
+--                    (counted from ESP send events)
+--   6. outranked     marketing only: higher-priority marketing messages (message_catalog.priority, lower wins) took
+--                    the remaining slots under the caps
+-- Transactional messages are exempt from holdouts and caps and do not use up marketing slots.
+-- Channel choice: urgent messages go to every consented candidate channel (SMS for urgency, email for context);
+-- other messages go to the first consented channel of channel_candidates (earlier unconsented ones are logged as
+-- no_consent). occurrence_key identifies the delivery: md5(message occurrence_key | channel).
+{%- set decision_at = var('message_decision_at') %}
+{%- set run_started = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as timestamp)" %}
+with candidates as (
+    select * from {{ ref('message_candidates') }}
+),
+
+customers as (
+    select * from {{ ref('dim_customers') }}
+),
+
+catalog as (
+    select * from {{ ref('message_catalog') }}
+),
+
+-- The instant the queue is decided for: the var when given; otherwise now, unless the build replays a past as-of
+-- date, then noon UTC of that day.
+decision_time as (
+    select
+        {%- if decision_at %}
+        cast('{{ decision_at }}' as timestamp) as decision_at
+        {%- else %}
+        case
+            when cast({{ run_started }} as date) = {{ as_of_date() }} then {{ run_started }}
+            else {{ dbt.dateadd('hour', 12, as_of_date()) }}
+        end as decision_at
+        {%- endif %}
+),
+
+channel_options as (
+    {%- for position in [1, 2, 3] %}
+    select
+        candidates.*,
+        {{ position }} as channel_position,
+        trim({{ dbt.split_part('candidates.channel_candidates', "','", position) }}) as channel
+    from candidates
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+deliveries as (
+    select
+        {{ dbt.hash(dbt.concat(['channel_options.occurrence_key', "'|'", 'channel_options.channel'])) }}
+            as occurrence_key,
+        channel_options.occurrence_key as message_occurrence_key,
+        channel_options.customer_id,
+        channel_options.message_name,
+        channel_options.message_kind,
+        channel_options.priority,
+        channel_options.urgent,
+        channel_options.channel,
+        channel_options.channel_position,
+        channel_options.payload,
+        customers.timezone,
+        customers.is_globally_suppressed,
+        customers.suppression_reason,
+        case channel_options.channel
+            when 'email' then customers.can_email
+            when 'sms' then customers.can_sms
+            when 'direct_mail' then customers.can_mail
+            else false
+        end as has_consent,
+        {{ hash_bucket(dbt.concat(["'global_control|'", 'channel_options.customer_id'])) }} as global_control_bucket,
+        {{ hash_bucket(dbt.concat(['channel_options.message_name', "'|'", 'channel_options.customer_id'])) }}
+            as sequence_bucket,
+        catalog.holdout_pct,
+        decision_time.decision_at,
+        {{ to_local_timestamp('decision_time.decision_at', 'customers.timezone') }} as local_decision_at
+    from channel_options
+    inner join customers on customers.customer_id = channel_options.customer_id
+    inner join catalog on catalog.message_name = channel_options.message_name
+    cross join decision_time
+    where channel_options.channel <> ''
+),
+
+-- Non-urgent messages stop at the first consented channel.
+chosen_channels as (
+    select
+        *,
+        coalesce(
+            sum(case when has_consent then 1 else 0 end) over (
+                partition by message_occurrence_key
+                order by channel_position
+                rows between unbounded preceding and 1 preceding
+            ),
+            0
+        ) as consented_channels_before
+    from deliveries
+),
+
+screened as (
+    select
+        *,
+        cast(local_decision_at as date) as local_decision_date,
+        case
+            when is_globally_suppressed then 'suppressed'
+            when not has_consent then 'no_consent'
+            when message_kind = 'marketing' and global_control_bucket < {{ var('global_control_group_pct') }}
+                then 'holdout'
+            when message_kind = 'marketing' and sequence_bucket < holdout_pct then 'holdout'
+            when channel = 'sms' and (
+                {%- if var('sms_quiet_hours_start') > var('sms_quiet_hours_end') %}
+                extract(hour from local_decision_at) >= {{ var('sms_quiet_hours_start') }}
+                or extract(hour from local_decision_at) < {{ var('sms_quiet_hours_end') }}
+                {%- else %}
+                extract(hour from local_decision_at) >= {{ var('sms_quiet_hours_start') }}
+                and extract(hour from local_decision_at) < {{ var('sms_quiet_hours_end') }}
+                {%- endif %}
+            ) then 'quiet_hours'
+        end as screen_decision
+    from chosen_channels
+    where urgent or consented_channels_before = 0
+),
+
+-- Marketing messages already sent, per customer, channel and local calendar day.
+sent_marketing as (
+    select
+        sent.customer_id,
+        sent.channel,
+        cast({{ to_local_timestamp('sent.sent_at', 'customers.timezone') }} as date) as local_sent_date
+    from {{ ref('marketing_messages_sent') }} as sent
+    inner join customers on customers.customer_id = sent.customer_id
+),
+
+sent_counts as (
+    select
+        screened.message_occurrence_key,
+        screened.channel,
+        count(case when sent_marketing.local_sent_date = screened.local_decision_date then 1 end) as sent_today,
+        count(sent_marketing.local_sent_date) as sent_last_7_days
+    from screened
+    inner join sent_marketing
+        on sent_marketing.customer_id = screened.customer_id
+        and sent_marketing.channel = screened.channel
+        and sent_marketing.local_sent_date > {{ dbt.dateadd('day', -7, 'screened.local_decision_date') }}
+        and sent_marketing.local_sent_date <= screened.local_decision_date
+    where screened.screen_decision is null
+        and screened.message_kind = 'marketing'
+    group by screened.message_occurrence_key, screened.channel
+),
+
+ranked as (
+    select
+        screened.*,
+        coalesce(sent_counts.sent_today, 0) as sent_today,
+        coalesce(sent_counts.sent_last_7_days, 0) as sent_last_7_days,
+        row_number() over (
+            partition by screened.customer_id, screened.channel
+            order by screened.priority, screened.message_occurrence_key
+        ) as priority_rank,
+        first_value(screened.message_name) over (
+            partition by screened.customer_id, screened.channel
+            order by screened.priority, screened.message_occurrence_key
+        ) as top_message_name
+    from screened
+    left join sent_counts
+        on sent_counts.message_occurrence_key = screened.message_occurrence_key
+        and sent_counts.channel = screened.channel
+    where screened.screen_decision is null
+        and screened.message_kind = 'marketing'
+),
+
+capped as (
+    select
+        occurrence_key,
+        case
+            when sent_today >= {{ var('message_daily_cap_per_channel') }} then 'capped'
+            when sent_last_7_days >= {{ var('message_weekly_cap_per_channel') }} then 'capped'
+            when priority_rank > least(
+                {{ var('message_daily_cap_per_channel') }} - sent_today,
+                {{ var('message_weekly_cap_per_channel') }} - sent_last_7_days
+            ) then 'outranked'
+            else 'send'
+        end as cap_decision,
+        case
+            when sent_today >= {{ var('message_daily_cap_per_channel') }}
+                then {{ dbt.concat([
+                    "'daily cap of " ~ var('message_daily_cap_per_channel') ~ " reached on '", 'channel'
+                ]) }}
+            when sent_last_7_days >= {{ var('message_weekly_cap_per_channel') }}
+                then {{ dbt.concat([
+                    "'weekly cap of " ~ var('message_weekly_cap_per_channel') ~ " reached on '", 'channel'
+                ]) }}
+            else {{ dbt.concat(["'outranked by '", 'top_message_name', "' on '", 'channel']) }}
+        end as cap_reason
+    from ranked
+),
+
+final as (
+    select
+        screened.occurrence_key,
+        screened.message_occurrence_key,
+        screened.customer_id,
+        screened.message_name,
+        screened.message_kind,
+        screened.priority,
+        screened.urgent,
+        screened.channel,
+        coalesce(screened.screen_decision, capped.cap_decision, 'send') as decision,
+        case coalesce(screened.screen_decision, capped.cap_decision, 'send')
+            when 'suppressed' then {{ dbt.concat([
+                "'globally suppressed: '", "coalesce(screened.suppression_reason, 'unknown')"
+            ]) }}
+            when 'no_consent' then {{ dbt.concat(["'no consent or no valid identifier for '", 'screened.channel']) }}
+            when 'holdout' then case
+                when screened.global_control_bucket < {{ var('global_control_group_pct') }}
+                    then 'global control group'
+                else {{ dbt.concat(["'holdout group of '", 'screened.message_name']) }}
+            end
+            when 'quiet_hours' then 'SMS quiet hours in the customer''s time zone'
+            when 'send' then case
+                when screened.message_kind = 'transactional' then 'transactional: exempt from marketing caps'
+                else 'within caps and highest priority'
+            end
+            else capped.cap_reason
+        end as decision_reason,
+        screened.payload,
+        screened.decision_at,
+        screened.local_decision_date
+    from screened
+    left join capped on capped.occurrence_key = screened.occurrence_key
+)
+
+select * from final

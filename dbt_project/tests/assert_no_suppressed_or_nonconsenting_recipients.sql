@@ -1,0 +1,60 @@
+-- Invariant 1 (DESIGN.md): no globally suppressed or non-consenting customer appears in an audience row destined
+-- for a channel (seg_*.channel) or in message_queue. Returns the offending rows; any row fails the test.
+-- Every seg_* model must be listed below: compilation stops when one is missing, so a new audience cannot skip it.
+{%- set segments = [
+    'seg_trial_ending_low_usage', 'seg_new_signups_not_activated', 'seg_inactive_users', 'seg_pricing_page_visitors',
+    'seg_content_topic_readers', 'seg_abandoned_cart_24h', 'seg_renewal_due', 'seg_upsell_ready', 'seg_loyalty_tiers',
+    'seg_advocates', 'seg_new_product_fit', 'seg_lapsed_high_value_direct_mail', 'seg_top_clv_lookalike',
+    'seg_existing_customers_suppression'
+] %}
+{%- if execute %}
+    {%- for node in graph.nodes.values()
+        if node.resource_type == 'model' and node.name.startswith('seg_') and node.name not in segments %}
+        {{ exceptions.raise_compiler_error(
+            "assert_no_suppressed_or_nonconsenting_recipients does not check " ~ node.name
+            ~ ": add it to `segments` in tests/assert_no_suppressed_or_nonconsenting_recipients.sql") }}
+    {%- endfor %}
+{%- endif %}
+
+with recipients as (
+    {%- for segment in segments %}
+    select '{{ segment }}' as source_model, customer_id, channel from {{ ref(segment) }}
+    union all
+    {%- endfor %}
+    select
+        'message_queue' as source_model,
+        customer_id,
+        case channel when 'direct_mail' then 'mail' else channel end as channel
+    from {{ ref('message_queue') }}
+),
+
+customers as (
+    select * from {{ ref('dim_customers') }}
+),
+
+violations as (
+    select
+        recipients.source_model,
+        recipients.customer_id,
+        recipients.channel,
+        case
+            when customers.customer_id is null then 'unknown customer'
+            when customers.is_globally_suppressed then 'globally suppressed'
+            else 'no consent or no valid identifier for the channel'
+        end as violation
+    from recipients
+    left join customers on customers.customer_id = recipients.customer_id
+    where customers.customer_id is null
+        or customers.is_globally_suppressed
+        or not coalesce(
+            case recipients.channel
+                when 'email' then customers.can_email
+                when 'sms' then customers.can_sms
+                when 'mail' then customers.can_mail
+                when 'ads' then customers.can_ads
+            end,
+            false
+        )
+)
+
+select * from violations
