@@ -1,0 +1,91 @@
+"""Plumbing shared by the HTTP connectors: secrets from env vars, the HTTP client from settings, and the
+outcomes for a batch that failed as a whole. Underscored so the registry loader does not import it as a type."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import requests
+
+from syncs.destinations.base import Destination, DestinationSettings, OutboundRow, RowOutcome
+from syncs.http import RETRY_STATUSES, DestinationHTTPError, HttpClient
+
+
+class MissingSecretError(RuntimeError):
+    """A destination's secret env var is unset. Names the variable, never a value."""
+
+
+def secret_from_env(var_name: str, destination: str) -> str:
+    value = os.environ.get(var_name, "")
+    if not value:
+        raise MissingSecretError(
+            f"destination {destination!r}: environment variable {var_name} is not set; "
+            "export it (for the sandbox profile, `tidings sandbox serve` prints the values it accepts)"
+        )
+    return value
+
+
+def http_client(
+    destination: Destination,
+    settings: DestinationSettings,
+    *,
+    auth: Any = None,
+    headers: dict[str, str] | None = None,
+) -> HttpClient:
+    """One pooled, rate-limited, retrying client configured from a destination's settings."""
+    rate = settings.requests_per_second or destination.default_requests_per_second
+    return HttpClient(
+        settings.base_url,
+        requests_per_second=rate,
+        max_retries=settings.max_retries,
+        timeout_seconds=settings.timeout_seconds,
+        pool_size=max(settings.concurrency, 1),
+        auth=auth,
+        headers=headers,
+    )
+
+
+def status_code(status: int | None) -> str:
+    return f"http_{status}" if status else "no_response"
+
+
+def is_transient(status: int | None) -> bool:
+    """Worth retrying on a later run: no answer, rate limits, server faults, auth/config problems."""
+    return status is None or status in RETRY_STATUSES or status in (401, 403, 404, 408, 409)
+
+
+def fail_all(rows: Iterable[OutboundRow], code: str, message: str, *, permanent: bool = False) -> list[RowOutcome]:
+    return [RowOutcome.failure(row.key, code, message, permanent=permanent) for row in rows]
+
+
+def fail_batch_for_response(rows: Sequence[OutboundRow], response: requests.Response, what: str) -> list[RowOutcome]:
+    """Outcomes for every row of a batch the destination refused as a whole."""
+    status = response.status_code
+    detail = safe_detail(response)
+    message = f"{what} failed with HTTP {status}" + (f": {detail}" if detail else "")
+    return fail_all(rows, status_code(status), message, permanent=not is_transient(status))
+
+
+def fail_batch_for_error(rows: Sequence[OutboundRow], error: DestinationHTTPError) -> list[RowOutcome]:
+    return fail_all(rows, status_code(error.status), str(error), permanent=False)
+
+
+def safe_detail(response: requests.Response) -> str:
+    """The problem title of an error answer. Titles are fixed strings; details may echo payload values (PII)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        for key in ("title", "error_code", "code"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return value[:120]
+    return ""
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,173 @@
+"""Full-file exports (CSV and/or Parquet) into a local directory that a downstream system picks up.
+
+Each run writes `<directory>/<name>/<run-timestamp>.<ext>` by streaming every batch into a pyarrow writer
+(the audience is never held in memory whole) under a hidden temporary name, renames it into place only when
+the run succeeds, and then refreshes `latest.<ext>`. `latest` is a *copy* renamed into place, not a symlink:
+readers on any file system or sync tool (S3 sync, SMB shares, Windows) see a complete regular file. Outcomes
+are deferred: rows are settled in `close()` once their file is in place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pydantic import field_validator
+
+from syncs.destinations.base import (
+    Destination,
+    DestinationSettings,
+    Mode,
+    Operation,
+    OutboundRow,
+    RowOutcome,
+    RunInfo,
+    SyncTarget,
+    register,
+)
+from syncs.settings import exports_dir
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class FileExportSettings(DestinationSettings):
+    """No endpoint: `directory` defaults to `TIDINGS_EXPORTS_DIR` (see syncs.settings.exports_dir)."""
+
+    base_url: str | None = None  # type: ignore[assignment]
+    directory: Path | None = None
+
+
+class FileExportTarget(SyncTarget):
+    format: Literal["csv", "parquet", "both"] = "csv"
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _one_safe_path_segment(cls, value: str) -> str:
+        if not SAFE_NAME.match(value):
+            raise ValueError("name must be one folder name of letters, digits, '_', '.' or '-' (no slashes)")
+        return value
+
+
+@dataclass
+class _Spool:
+    """One output file being written under a hidden temporary name beside its final name."""
+
+    final: Path
+    temp: Path
+    writer: Any
+
+
+@register
+class FileExportDestination(Destination):
+    type_name = "file_export"
+    channel = "file"
+    modes = frozenset({Mode.EXPORT})
+    max_batch_size = 10_000
+    Settings = FileExportSettings
+    Target = FileExportTarget
+    accepts_extra_fields = True
+
+    def __init__(self, name: str, settings: FileExportSettings, target: FileExportTarget) -> None:
+        super().__init__(name, settings, target)
+        self.folder = (settings.directory or exports_dir()) / target.name
+        self.extensions = ("csv", "parquet") if target.format == "both" else (target.format,)
+        self._stem = ""
+        self._schema: pa.Schema | None = None
+        self._text_columns: set[str] = set()
+        self._spools: list[_Spool] = []
+        self._pending: list[str] = []
+        self.written_files: list[Path] = []  # the files the last finished run put in place
+
+    def open(self, run: RunInfo) -> None:
+        self._stem, self._schema, self._text_columns, self._spools, self._pending = "", None, set(), [], []
+
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        if op is not Operation.UPSERT:
+            return [
+                RowOutcome.failure(
+                    row.key, "unsupported_operation", f"exports write rows, not {op.value}", permanent=True
+                )
+                for row in rows
+            ]
+        if not rows:
+            return []
+        try:
+            batch = self._record_batch(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            message = "a value does not fit the column types fixed by the first batch of the export"
+            return [RowOutcome.failure(row.key, "schema_mismatch", message, permanent=True) for row in rows]
+        if not self._spools:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            self._spools = [self._start(ext, batch.schema) for ext in self.extensions]
+        for spool in self._spools:
+            spool.writer.write_batch(batch)
+        self._pending.extend(row.key for row in rows)
+        return []
+
+    def close(self, *, success: bool) -> list[RowOutcome]:
+        for spool in self._spools:
+            spool.writer.close()
+        if not success:
+            for spool in self._spools:
+                spool.temp.unlink(missing_ok=True)
+            outcomes = [
+                RowOutcome.failure(key, "export_aborted", "the run failed before the file was complete")
+                for key in self._pending
+            ]
+        else:
+            for spool in self._spools:
+                publish(spool.temp, spool.final)
+                refresh_latest(spool.final)
+            outcomes = [RowOutcome.success(key, destination_ref=self._stem) for key in self._pending]
+            self.written_files = [spool.final for spool in self._spools]
+        self._spools, self._pending = [], []
+        return outcomes
+
+    def _start(self, extension: str, schema: pa.Schema) -> _Spool:
+        final = self.folder / f"{self._stem}.{extension}"
+        temp = final.with_name(f".{final.name}.partial")
+        writer = pa_csv.CSVWriter(temp, schema) if extension == "csv" else pq.ParquetWriter(temp, schema)
+        return _Spool(final, temp, writer)
+
+    def _record_batch(self, rows: Sequence[OutboundRow]) -> pa.RecordBatch:
+        """Rows as one Arrow batch with the schema fixed by the first batch of the run.
+
+        A column that is entirely null in the first batch has no type yet: it becomes text, and its values in
+        later batches are written as text.
+        """
+        records = [
+            {k: (None if v is None else str(v)) if k in self._text_columns else v for k, v in row.fields.items()}
+            for row in rows
+        ]
+        if self._schema is None:
+            inferred = pa.Table.from_pylist(records).schema
+            self._text_columns = {f.name for f in inferred if pa.types.is_null(f.type)}
+            self._schema = pa.schema(
+                [pa.field(f.name, pa.string()) if f.name in self._text_columns else f for f in inferred]
+            )
+        return pa.RecordBatch.from_pylist(records, schema=self._schema)
+
+
+def publish(temp: Path, final: Path) -> None:
+    """Rename a finished temp file into place; never replaces a delivered file."""
+    if final.exists():
+        raise FileExistsError(f"refusing to overwrite delivered export {final.name}")
+    os.replace(temp, final)
+
+
+def refresh_latest(final: Path) -> None:
+    latest = final.with_name(f"latest{final.suffix}")
+    staging = final.with_name(f".latest{final.suffix}.partial")
+    shutil.copyfile(final, staging)
+    os.replace(staging, latest)

@@ -1,0 +1,152 @@
+"""Print-and-mail API (Lob-style): one postcard or letter per message occurrence.
+
+Each row is a `POST /postcards` (or `/letters`, by `target.kind`) carrying the occurrence's idempotency key
+in the `Idempotency-Key` header: a retry, or a re-run after a crash, gets the original piece back instead of
+printing a second one. The piece's price is recorded as the row's cost. Addresses missing a required part
+fail locally (`missing_address`); addresses the API finds undeliverable fail per piece (422).
+
+Fields: `name`, `address_line1`, `address_city`, `address_state`, `address_zip` (required),
+`address_line2`, `address_country` (default US); every other mapped field is a merge variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from requests.auth import HTTPBasicAuth
+
+from syncs.destinations._support import fail_all, fail_batch_for_error, http_client, is_transient, secret_from_env
+from syncs.destinations.base import (
+    Destination,
+    DestinationSettings,
+    Mode,
+    Operation,
+    OutboundRow,
+    RowOutcome,
+    SyncTarget,
+    register,
+)
+from syncs.http import DestinationHTTPError
+
+ADDRESS_FIELDS = ("name", "address_line1", "address_line2", "address_city", "address_state", "address_zip")
+REQUIRED_ADDRESS = frozenset({"name", "address_line1", "address_city", "address_state", "address_zip"})
+
+
+class PostalAddress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    address_line1: str
+    address_line2: str | None = None
+    address_city: str
+    address_state: str
+    address_zip: str
+    address_country: str = "US"
+
+
+class PrintMailSettings(DestinationSettings):
+    """`base_url` includes the API version (https://api.lob.com/v1); `from_address` is the default sender."""
+
+    api_key_env: str
+    from_address: PostalAddress | None = None
+
+
+class PrintMailTarget(SyncTarget):
+    kind: Literal["postcard", "letter"] = "postcard"
+    front_template: str | None = None  # postcards
+    back_template: str | None = None  # postcards
+    file_template: str | None = None  # letters
+    size: str | None = None
+    use_type: Literal["marketing", "operational"] = "marketing"
+    from_address: PostalAddress | None = None
+    description: str | None = None
+
+
+@register
+class PrintMailDestination(Destination):
+    type_name = "print_mail"
+    channel = "direct_mail"
+    modes = frozenset({Mode.SEND_ONCE})
+    max_batch_size = 100
+    default_requests_per_second = 25.0
+    Settings = PrintMailSettings
+    Target = PrintMailTarget
+    required_fields = REQUIRED_ADDRESS
+    optional_fields = frozenset({"address_line2", "address_country"})
+    accepts_extra_fields = True
+
+    def __init__(self, name: str, settings: PrintMailSettings, target: PrintMailTarget) -> None:
+        super().__init__(name, settings, target)
+        sender = target.from_address or settings.from_address
+        if sender is None:
+            raise ValueError(f"destination {name!r}: set from_address in destinations.yml or in the sync's target")
+        self.sender = sender.model_dump(exclude_none=True)
+        api_key = secret_from_env(settings.api_key_env, name)
+        self.http = http_client(self, settings, auth=HTTPBasicAuth(api_key, ""))
+        self.path = "/postcards" if target.kind == "postcard" else "/letters"
+
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        if op is not Operation.SEND:
+            return fail_all(rows, "unsupported_operation", "print mail only sends pieces", permanent=True)
+        return [self._send(row) for row in rows]
+
+    def _send(self, row: OutboundRow) -> RowOutcome:
+        if not row.idempotency_key:
+            return RowOutcome.failure(
+                row.key, "missing_idempotency_key", "a piece needs an idempotency key", permanent=True
+            )
+        fields = {k: v for k, v in row.fields.items() if v not in (None, "")}
+        if not fields.keys() >= REQUIRED_ADDRESS:
+            missing = ", ".join(sorted(REQUIRED_ADDRESS - fields.keys()))
+            return RowOutcome.failure(row.key, "missing_address", f"address lacks {missing}", permanent=True)
+        try:
+            response = self.http.request(
+                "POST", self.path, json=self._piece(row, fields), headers={"Idempotency-Key": row.idempotency_key}
+            )
+        except DestinationHTTPError as error:
+            return fail_batch_for_error([row], error)[0]
+        body = _json(response)
+        if response.ok:
+            price = body.get("price")
+            return RowOutcome.success(row.key, destination_ref=body.get("id"), cost=float(price) if price else None)
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        code = str(error.get("code") or f"http_{response.status_code}")
+        status = response.status_code
+        return RowOutcome.failure(
+            row.key, code, f"piece refused with HTTP {status} ({code})", permanent=not is_transient(status)
+        )
+
+    def _piece(self, row: OutboundRow, fields: dict[str, Any]) -> dict[str, Any]:
+        to = {k: str(fields[k]) for k in ADDRESS_FIELDS if k in fields}
+        to["address_country"] = str(fields.get("address_country") or "US")
+        merge = {k: str(v) for k, v in fields.items() if k not in to and k != "address_country"}
+        piece: dict[str, Any] = {
+            "to": to,
+            "from": self.sender,
+            "use_type": self.target.use_type,
+            "merge_variables": merge,
+            "metadata": {"tidings_row": row.key},
+        }
+        if self.target.kind == "postcard":
+            piece.update(front=self.target.front_template, back=self.target.back_template)
+        else:
+            piece.update(file=self.target.file_template)
+        if self.target.size:
+            piece["size"] = self.target.size
+        if self.target.description:
+            piece["description"] = self.target.description
+        return piece
+
+    def close(self, *, success: bool) -> list[RowOutcome]:
+        self.http.close()
+        return []
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,223 @@
+"""SendGrid Marketing Contacts (v3): asynchronous contact upserts into a list, and list removal.
+
+- upsert: `PUT /v3/marketing/contacts` (at most 30,000 contacts and 6 MB per request: larger batches are
+  split) answers 202 with a `job_id`; the import job is polled at `GET /v3/marketing/contacts/imports/{id}`
+  until it completes (bounded by `poll_timeout_seconds`). Rows the job rejected are read from the job's
+  `errors_url` (a CSV of email and error) and fail individually.
+- remove (mirror): contact ids come from `POST /v3/marketing/contacts/search/emails`, then
+  `DELETE /v3/marketing/lists/{list_id}/contacts?contact_ids=...` removes them from the list only (the
+  contact stays in the account for other lists). Unknown emails count as removed.
+
+Every request, polls included, goes through the rate-limited, retrying client.
+Fields: `email` (required), `first_name`, `last_name`, `phone_number`, `address_line_1`, `city`,
+`state_province_region`, `postal_code`, `country`; any other mapped field is a custom field, named in the
+mapping by its SendGrid custom field id (e.g. `e1_T`), as the API keys custom fields by id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from syncs import identity
+from syncs.destinations._support import (
+    fail_all,
+    fail_batch_for_error,
+    fail_batch_for_response,
+    http_client,
+    secret_from_env,
+)
+from syncs.destinations.base import (
+    Destination,
+    DestinationSettings,
+    Mode,
+    Operation,
+    OutboundRow,
+    RowOutcome,
+    SyncTarget,
+    register,
+)
+from syncs.http import DestinationHTTPError
+
+MAX_CONTACTS = 30_000
+MAX_BODY_BYTES = 6 * 1024 * 1024
+RESERVED_FIELDS = (
+    "first_name",
+    "last_name",
+    "phone_number",
+    "address_line_1",
+    "city",
+    "state_province_region",
+    "postal_code",
+    "country",
+)
+REMOVE_CHUNK = 100  # contact ids per DELETE, keeping the query string short
+
+
+class _Failed(Exception):
+    def __init__(self, outcomes: list[RowOutcome]) -> None:
+        self.outcomes = outcomes
+
+
+class SendGridSettings(DestinationSettings):
+    """`base_url` is the API host (https://api.sendgrid.com); paths start with /v3."""
+
+    api_key_env: str
+    poll_interval_seconds: float = 2.0
+    poll_timeout_seconds: float = 600.0
+
+
+class SendGridTarget(SyncTarget):
+    list_id: str
+
+
+@register
+class SendGridDestination(Destination):
+    type_name = "sendgrid"
+    channel = "email"
+    modes = frozenset({Mode.MIRROR, Mode.UPSERT})
+    max_batch_size = MAX_CONTACTS
+    default_requests_per_second = 3.0
+    Settings = SendGridSettings
+    Target = SendGridTarget
+    required_fields = frozenset({"email"})
+    optional_fields = frozenset(RESERVED_FIELDS)
+    accepts_extra_fields = True
+
+    def __init__(self, name: str, settings: SendGridSettings, target: SendGridTarget) -> None:
+        super().__init__(name, settings, target)
+        api_key = secret_from_env(settings.api_key_env, name)
+        self.http = http_client(self, settings, headers={"Authorization": f"Bearer {api_key}"})
+
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        if op is Operation.SEND:
+            return fail_all(rows, "unsupported_operation", "contact lists take members, not sends", permanent=True)
+        valid, outcomes = [], []
+        for row in rows:
+            address = identity.email(row.fields.get("email"))
+            if address is None:
+                failure = RowOutcome.failure(row.key, "invalid_email", "email is missing or malformed", permanent=True)
+                outcomes.append(failure)
+            else:
+                valid.append((row, address))
+        try:
+            if op is Operation.REMOVE:
+                outcomes += self._remove(valid)
+            else:
+                for part in _parts([(row, _contact(row, address)) for row, address in valid]):
+                    outcomes += self._upsert(part)
+        except _Failed as failed:
+            outcomes += failed.outcomes
+        return outcomes
+
+    def _upsert(self, part: list[tuple[OutboundRow, dict[str, Any]]]) -> list[RowOutcome]:
+        rows = [row for row, _ in part]
+        body = {"list_ids": [self.target.list_id], "contacts": [contact for _, contact in part]}
+        job_id = self._call("PUT", "/v3/marketing/contacts", rows, json=body)["job_id"]
+        job = self._wait(job_id, rows)
+        if job.get("status") != "completed":
+            return fail_all(rows, f"job_{job.get('status', 'pending')}", "the contact import did not complete")
+        rejected = self._rejected_emails(job, rows)
+        return [
+            RowOutcome.failure(row.key, "contact_rejected", "SendGrid rejected this contact", permanent=True)
+            if contact["email"] in rejected
+            else RowOutcome.success(row.key, destination_ref=job_id)
+            for row, contact in part
+        ]
+
+    def _wait(self, job_id: str, rows: list[OutboundRow]) -> dict[str, Any]:
+        deadline = time.monotonic() + self.settings.poll_timeout_seconds
+        while True:
+            job = self._call("GET", f"/v3/marketing/contacts/imports/{job_id}", rows)
+            if job.get("status") in ("completed", "errored", "failed") or time.monotonic() >= deadline:
+                return job
+            time.sleep(self.settings.poll_interval_seconds)
+
+    def _rejected_emails(self, job: dict[str, Any], rows: list[OutboundRow]) -> set[str]:
+        results = job.get("results") or {}
+        if not results.get("errored_count") or not results.get("errors_url"):
+            return set()
+        text = self._request("GET", results["errors_url"], rows).text
+        return {line["email"].strip().lower() for line in csv.DictReader(io.StringIO(text)) if line.get("email")}
+
+    def _remove(self, valid: list[tuple[OutboundRow, str]]) -> list[RowOutcome]:
+        if not valid:
+            return []
+        rows = [row for row, _ in valid]
+        found = self._call("POST", "/v3/marketing/contacts/search/emails", rows, json={"emails": [a for _, a in valid]})
+        ids = {
+            email.lower(): item["contact"]["id"]
+            for email, item in (found.get("result") or {}).items()
+            if "contact" in item
+        }
+        known = sorted({ids[a] for _, a in valid if a in ids})
+        for start in range(0, len(known), REMOVE_CHUNK):
+            chunk = ",".join(known[start : start + REMOVE_CHUNK])
+            self._call(
+                "DELETE", f"/v3/marketing/lists/{self.target.list_id}/contacts", rows, params={"contact_ids": chunk}
+            )
+        return [RowOutcome.success(row.key, destination_ref=ids.get(address)) for row, address in valid]
+
+    def _call(self, method: str, path: str, rows: list[OutboundRow], **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, path, rows, **kwargs)
+        return response.json() if response.content else {}
+
+    def _request(self, method: str, path: str, rows: list[OutboundRow], **kwargs: Any) -> Any:
+        """A successful response, or _Failed with outcomes for `rows` (a 404 on search means no such contacts)."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except DestinationHTTPError as error:
+            raise _Failed(fail_batch_for_error(rows, error)) from None
+        if response.status_code == 404 and path.endswith("/search/emails"):
+            return _Empty()
+        if not response.ok:
+            raise _Failed(fail_batch_for_response(rows, response, f"SendGrid {method}"))
+        return response
+
+    def close(self, *, success: bool) -> list[RowOutcome]:
+        self.http.close()
+        return []
+
+
+class _Empty:
+    """What a 404 from contact search means: no contact matched."""
+
+    content = b"{}"
+    text = ""
+
+    @staticmethod
+    def json() -> dict[str, Any]:
+        return {}
+
+
+def _contact(row: OutboundRow, address: str) -> dict[str, Any]:
+    contact: dict[str, Any] = {"email": address}
+    custom: dict[str, Any] = {}
+    for name, value in row.fields.items():
+        if name == "email" or value is None:
+            continue
+        if name in RESERVED_FIELDS:
+            contact[name] = str(value)
+        else:
+            custom[name] = value if isinstance(value, int | float | str) else str(value)
+    if custom:
+        contact["custom_fields"] = custom
+    return contact
+
+
+def _parts(contacts: list[tuple[OutboundRow, dict[str, Any]]]) -> list[list[tuple[OutboundRow, dict[str, Any]]]]:
+    """Split into requests of at most 30,000 contacts and (leaving room for the envelope) 6 MB."""
+    parts: list[list[tuple[OutboundRow, dict[str, Any]]]] = [[]]
+    size = 0
+    for item in contacts:
+        item_size = len(json.dumps(item[1])) + 1
+        if parts[-1] and (len(parts[-1]) >= MAX_CONTACTS or size + item_size > MAX_BODY_BYTES - 1024):
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += item_size
+    return [part for part in parts if part]

@@ -1,0 +1,283 @@
+"""Mail-house file drop: one USPS-style CSV per run, uploaded over SFTP, plus a manifest.
+
+Rows are spooled to a local temporary file as they arrive (never held in memory). When the run succeeds,
+`close()` uploads the CSV under a hidden temporary name and renames it to `<campaign>_<run id>.csv`
+(a plain SFTP rename, which servers refuse when the name exists: a delivered drop is never overwritten),
+then uploads `<campaign>_<run id>.manifest.json` the same way (row count, SHA-256 of the CSV, columns).
+Outcomes are settled only after the CSV's rename succeeded; once it has, the rows count as delivered even
+if the manifest upload then fails, because re-sending them would print the drop twice.
+
+CSV columns: key, full_name, address_line1, address_line2, city, state, postal_code, country, offer_code,
+then every other mapped field (personalization) in mapping order. Values are upper-cased with USPS
+abbreviations and no punctuation except the ZIP+4 hyphen.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import paramiko
+from pydantic import field_validator
+
+from syncs import identity
+from syncs.destinations._support import fail_all, secret_from_env
+from syncs.destinations.base import (
+    Destination,
+    DestinationSettings,
+    Mode,
+    Operation,
+    OutboundRow,
+    RowOutcome,
+    RunInfo,
+    SyncTarget,
+    register,
+)
+
+ADDRESS_COLUMNS = ("full_name", "address_line1", "address_line2", "city", "state", "postal_code", "country")
+REQUIRED = frozenset({"full_name", "address_line1", "city", "state", "postal_code"})
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class SftpMailhouseSettings(DestinationSettings):
+    """SFTP drop box. Authenticate with `password_env` or `private_key_path_env` (a key file path).
+
+    `known_host_key` is the server's public key as `<type> <base64>`; `any` skips the check (sandbox only).
+    """
+
+    base_url: str | None = None  # type: ignore[assignment]
+    host: str
+    port: int = 22
+    username: str
+    password_env: str | None = None
+    private_key_path_env: str | None = None
+    remote_dir: str = "/"
+    known_host_key: str
+
+
+class SftpMailhouseTarget(SyncTarget):
+    campaign: str
+    offer_code: str | None = None
+
+    @field_validator("campaign")
+    @classmethod
+    def _safe_file_name(cls, value: str) -> str:
+        if not SAFE_NAME.match(value):
+            raise ValueError("campaign must be letters, digits, '_' or '-' (it names the drop file)")
+        return value
+
+
+@register
+class SftpMailhouseDestination(Destination):
+    type_name = "sftp_mailhouse"
+    channel = "direct_mail"
+    modes = frozenset({Mode.SEND_ONCE})
+    max_batch_size = 5_000
+    Settings = SftpMailhouseSettings
+    Target = SftpMailhouseTarget
+    required_fields = REQUIRED
+    optional_fields = frozenset({"address_line2", "country"})
+    accepts_extra_fields = True
+
+    def __init__(self, name: str, settings: SftpMailhouseSettings, target: SftpMailhouseTarget) -> None:
+        super().__init__(name, settings, target)
+        if not (settings.password_env or settings.private_key_path_env):
+            raise ValueError(f"destination {name!r}: set password_env or private_key_path_env")
+        self.password = secret_from_env(settings.password_env, name) if settings.password_env else None
+        key_path = secret_from_env(settings.private_key_path_env, name) if settings.private_key_path_env else None
+        self.private_key = paramiko.PKey.from_path(key_path) if key_path else None
+        self._spool: IO[str] | None = None
+        self._writer: Any = None
+        self._columns: list[str] = []
+        self._pending: list[str] = []
+        self.file_name = ""
+        self.delivered: list[str] = []  # remote paths put in place by the last run
+
+    def open(self, run: RunInfo) -> None:
+        self.file_name = f"{self.target.campaign}_{_safe(run.run_id)}.csv"
+        self._spool, self._writer, self._columns, self._pending = None, None, [], []
+
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        if op is not Operation.SEND:
+            return fail_all(rows, "unsupported_operation", "a mail drop only sends pieces", permanent=True)
+        outcomes = []
+        for row in rows:
+            record = self._record(row)
+            if isinstance(record, RowOutcome):
+                outcomes.append(record)
+                continue
+            self._spool_writer(row).writerow(record)
+            self._pending.append(row.key)
+        return outcomes
+
+    def close(self, *, success: bool) -> list[RowOutcome]:
+        spool, self._spool = self._spool, None
+        if spool is None:
+            return []
+        pending, self._pending = self._pending, []
+        try:
+            if not success:
+                return _fail_keys(pending, "drop_aborted", "the run failed before the drop was uploaded")
+            spool.flush()
+            return self._deliver(Path(spool.name), pending)
+        finally:
+            spool.close()
+
+    def _record(self, row: OutboundRow) -> list[str] | RowOutcome:
+        fields = row.fields
+        country = identity.country_code(fields.get("country")) or "us"
+        values = {
+            "full_name": identity.usps_line(fields.get("full_name")),
+            "address_line1": identity.usps_line(fields.get("address_line1")),
+            "address_line2": identity.usps_line(fields.get("address_line2")),
+            "city": identity.usps_line(fields.get("city")),
+            "state": identity.usps_line(fields.get("state")),
+            "postal_code": identity.usps_zip(fields.get("postal_code"), country),
+            "country": country.upper(),
+        }
+        missing = sorted(k for k in REQUIRED if not values[k])
+        if missing:
+            code = (
+                "invalid_postal_code" if missing == ["postal_code"] and fields.get("postal_code") else "missing_address"
+            )
+            return RowOutcome.failure(row.key, code, f"address lacks a usable {', '.join(missing)}", permanent=True)
+        extras = [k for k in fields if k not in values]
+        if not self._columns:
+            self._columns = ["key", *ADDRESS_COLUMNS, "offer_code", *extras]
+        personal = {k: identity.usps_line(v) or "" for k, v in fields.items() if k in extras}
+        record = {"key": row.key, **{k: v or "" for k, v in values.items()}, "offer_code": self.target.offer_code or ""}
+        return [str(record.get(column, personal.get(column, ""))) for column in self._columns]
+
+    def _spool_writer(self, row: OutboundRow) -> Any:
+        if self._spool is None:
+            self._spool = tempfile.NamedTemporaryFile("w+", newline="", encoding="utf-8", suffix=".csv")  # noqa: SIM115
+            self._writer = csv.writer(self._spool)
+            self._writer.writerow(self._columns)
+        return self._writer
+
+    def _deliver(self, local: Path, pending: list[str]) -> list[RowOutcome]:
+        remote_dir = self.settings.remote_dir.rstrip("/") or ""
+        final = f"{remote_dir}/{self.file_name}"
+        checksum = _sha256_file(local)
+        manifest = _manifest(checksum, self.file_name, len(pending), self._columns, self.target.campaign)
+        attempts = self.settings.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                with self._connect() as sftp:
+                    _ensure_dir(sftp, remote_dir)
+                    if not _exists(sftp, final):
+                        _put_then_rename(sftp, local.open("rb"), final)
+                    elif _sha256_remote(sftp, final) != checksum:
+                        message = "another drop with this name is already delivered; it is never overwritten"
+                        return _fail_keys(pending, "drop_exists", message, permanent=True)
+                    # else: an earlier attempt renamed it into place but its answer was lost.
+                    self.delivered = [final]
+                    break
+            except (OSError, paramiko.SSHException):
+                if attempt == attempts - 1:
+                    return _fail_keys(pending, "sftp_error", "the drop could not be uploaded over SFTP")
+                time.sleep(min(0.2 * 2**attempt, 10.0))
+        self._deliver_manifest(f"{final.removesuffix('.csv')}.manifest.json", manifest)
+        return [RowOutcome.success(key, destination_ref=self.file_name) for key in pending]
+
+    def _deliver_manifest(self, path: str, manifest: bytes) -> None:
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                with self._connect() as sftp:
+                    if not _exists(sftp, path):
+                        _put_then_rename(sftp, io.BytesIO(manifest), path)
+                    self.delivered.append(path)
+                    return
+            except (OSError, paramiko.SSHException):
+                time.sleep(min(0.2 * 2**attempt, 10.0))
+
+    @contextmanager
+    def _connect(self) -> Iterator[paramiko.SFTPClient]:
+        transport = paramiko.Transport((self.settings.host, self.settings.port))
+        transport.banner_timeout = transport.auth_timeout = self.settings.timeout_seconds
+        try:
+            transport.start_client(timeout=self.settings.timeout_seconds)
+            self._check_host_key(transport.get_remote_server_key())
+            if self.private_key is not None:
+                transport.auth_publickey(self.settings.username, self.private_key)
+            else:
+                transport.auth_password(self.settings.username, self.password or "")
+            sftp = paramiko.SFTPClient.from_transport(transport)
+            if sftp is None:
+                raise paramiko.SSHException("the server refused the SFTP subsystem")
+            sftp.get_channel().settimeout(self.settings.timeout_seconds)
+            yield sftp
+        finally:
+            transport.close()
+
+    def _check_host_key(self, key: paramiko.PKey) -> None:
+        expected = self.settings.known_host_key.strip()
+        if expected != "any" and expected.split()[:2] != [key.get_name(), key.get_base64()]:
+            raise paramiko.SSHException("the SFTP server's host key does not match known_host_key")
+
+
+def _put_then_rename(sftp: paramiko.SFTPClient, source: IO[bytes], final: str) -> None:
+    directory, _, name = final.rpartition("/")
+    temp = f"{directory}/.{name}.partial"
+    with source:
+        sftp.putfo(source, temp, confirm=True)
+    sftp.rename(temp, final)
+
+
+def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _ensure_dir(sftp: paramiko.SFTPClient, directory: str) -> None:
+    if directory and not _exists(sftp, directory):
+        sftp.mkdir(directory)
+
+
+def _sha256_file(local: Path) -> str:
+    digest = hashlib.sha256()
+    with local.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_remote(sftp: paramiko.SFTPClient, path: str) -> str:
+    digest = hashlib.sha256()
+    with sftp.open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest(checksum: str, file_name: str, rows: int, columns: list[str], campaign: str) -> bytes:
+    manifest = {
+        "file": file_name,
+        "campaign": campaign,
+        "rows": rows,
+        "sha256": checksum,
+        "columns": columns,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return json.dumps(manifest, indent=2).encode()
+
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", run_id) or "run"
+
+
+def _fail_keys(keys: list[str], code: str, message: str, *, permanent: bool = False) -> list[RowOutcome]:
+    return [RowOutcome.failure(key, code, message, permanent=permanent) for key in keys]

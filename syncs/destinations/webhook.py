@@ -1,0 +1,122 @@
+"""Signed JSON batches to an HTTP endpoint of your own.
+
+Each request body is `{"topic", "operation", "rows": [{"key", "idempotency_key", "fields"}]}`, sent with
+`X-Tidings-Timestamp` (unix seconds) and `X-Tidings-Signature: sha256=<hex HMAC-SHA256(secret, ts + "." + body)>`.
+The receiver answers `{"results": [{"key", "status": "accepted" | "duplicate" | "rejected", "code"?}]}`;
+`duplicate` (a send it already delivered under that idempotency key) counts as delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from syncs.destinations._support import (
+    fail_all,
+    fail_batch_for_error,
+    fail_batch_for_response,
+    http_client,
+    secret_from_env,
+)
+from syncs.destinations.base import (
+    Destination,
+    DestinationSettings,
+    Mode,
+    Operation,
+    OutboundRow,
+    RowOutcome,
+    SyncTarget,
+    register,
+)
+from syncs.http import DestinationHTTPError
+
+TIMESTAMP_HEADER = "X-Tidings-Timestamp"
+SIGNATURE_HEADER = "X-Tidings-Signature"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value for one request."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def json_value(value: Any) -> Any:
+    """Warehouse values JSON cannot hold natively: dates as ISO 8601, decimals as exact strings."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a webhook payload")
+
+
+class WebhookSettings(DestinationSettings):
+    """`base_url` is the full receiver URL; `secret_env` names the env var holding the signing secret."""
+
+    secret_env: str
+
+
+class WebhookTarget(SyncTarget):
+    topic: str
+
+
+@register
+class WebhookDestination(Destination):
+    type_name = "webhook"
+    channel = "webhook"
+    modes = frozenset({Mode.UPSERT, Mode.MIRROR, Mode.SEND_ONCE})
+    max_batch_size = 500
+    default_requests_per_second: ClassVar[float | None] = 20.0
+    Settings = WebhookSettings
+    Target = WebhookTarget
+    accepts_extra_fields = True
+
+    def __init__(self, name: str, settings: WebhookSettings, target: WebhookTarget) -> None:
+        super().__init__(name, settings, target)
+        self.secret = secret_from_env(settings.secret_env, name)
+        self.http = http_client(self, settings, headers={"Content-Type": "application/json"})
+
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        needs_key = op is Operation.SEND
+        sendable = [row for row in rows if row.idempotency_key or not needs_key]
+        unkeyed = [row for row in rows if needs_key and not row.idempotency_key]
+        outcomes = fail_all(unkeyed, "missing_idempotency_key", "a send needs an idempotency key", permanent=True)
+        if sendable:
+            outcomes += self._post(op, sendable)
+        return outcomes
+
+    def _post(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        payload = {
+            "topic": self.target.topic,
+            "operation": op.value,
+            "rows": [{"key": r.key, "idempotency_key": r.idempotency_key, "fields": r.fields} for r in rows],
+        }
+        body = json.dumps(payload, default=json_value, separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
+        try:
+            response = self.http.request("POST", self.http.base_url, data=body, headers=headers)
+        except DestinationHTTPError as error:
+            return fail_batch_for_error(rows, error)
+        if response.status_code != 200:
+            return fail_batch_for_response(rows, response, "webhook delivery")
+        results = {item["key"]: item for item in response.json().get("results", [])}
+        return [self._outcome(row, results.get(row.key)) for row in rows]
+
+    @staticmethod
+    def _outcome(row: OutboundRow, result: dict[str, Any] | None) -> RowOutcome:
+        if result is None:
+            return RowOutcome.failure(row.key, "missing_result", "the receiver did not acknowledge this row")
+        if result.get("status") in ("accepted", "duplicate"):
+            return RowOutcome.success(row.key, destination_ref=result.get("delivery_id"))
+        code = str(result.get("code") or "rejected")
+        return RowOutcome.failure(row.key, code, f"the receiver rejected the row ({code})", permanent=True)
+
+    def close(self, *, success: bool) -> list[RowOutcome]:
+        self.http.close()
+        return []

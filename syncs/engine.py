@@ -1,0 +1,240 @@
+"""The sync engine's public API: load the project, plan a sync (a dry preview), run a sync.
+
+A run takes the sync's lock, plans in the warehouse, applies the guards, then delivers (or, for a dry
+run, stops after the plan). Its history row is written when it starts and completed when it ends, and it
+never holds raw PII: previews are masked and error messages come from connectors that must not echo rows.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from syncs import config, guards, state
+from syncs.config import ConfigError, DestinationSpec, Project, SyncSpec
+from syncs.destinations.base import Mode, RunInfo
+from syncs.logs import get_logger, log_event
+from syncs.planner import Plan, PlanCounts, build_plan, drop_orphan_plans, drop_plan
+from syncs.runner import Delivery, Runner
+from syncs.settings import dbt_project_dir as default_dbt_project_dir
+from syncs.settings import destinations_file as default_destinations_file
+from syncs.settings import warehouse_path
+
+__all__ = [
+    "ConfigError",
+    "DestinationSpec",
+    "Plan",
+    "PlanCounts",
+    "Project",
+    "SyncResult",
+    "SyncSpec",
+    "load_project",
+    "plan_sync",
+    "retry_sync",
+    "run_sync",
+]
+
+log = get_logger("engine")
+
+
+@dataclass
+class SyncResult:
+    run_id: str
+    sync_name: str
+    mode: str
+    status: str  # success | partial | failed | blocked | dry_run | locked
+    planned: PlanCounts = field(default_factory=PlanCounts)
+    sent: int = 0
+    failed: int = 0
+    removed: int = 0
+    skipped: int = 0
+    duration_seconds: float = 0.0
+    rows_per_second: float = 0.0
+    guard_decisions: list[str] = field(default_factory=list)
+    error_summary: dict[str, int] = field(default_factory=dict)
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    export_paths: list[str] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_project(
+    dbt_project_dir: Path | None = None, destinations_file: Path | None = None, profile: str | None = None
+) -> Project:
+    """Read and validate every sync declaration and destination; raises ConfigError listing every problem."""
+    return config.load_project(
+        dbt_project_dir or default_dbt_project_dir(), destinations_file or default_destinations_file(), profile
+    )
+
+
+def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | None = None) -> Plan:
+    """Counts and a masked preview of what `run_sync` would do now, computed by the same planner. Sends nothing."""
+    sync = (project or load_project()).sync(name)
+    con = _open(warehouse)
+    try:
+        plan = build_plan(con, sync, new_run_id())
+        try:
+            plan.guard_decisions = guards.evaluate(sync, plan).decisions
+        finally:
+            drop_plan(con, plan)
+        return plan
+    finally:
+        con.close()
+
+
+def run_sync(
+    name: str,
+    *,
+    project: Project | None = None,
+    warehouse: Path | None = None,
+    dry_run: bool = False,
+    allow_large_removal: bool = False,
+    only_rows_in_error: bool = False,
+) -> SyncResult:
+    """Plan, guard and deliver one sync. Row failures are recorded, not raised; a run that cannot start
+    (configuration, missing model, missing secret) is recorded as failed and its error re-raised."""
+    project = project or load_project()
+    sync = project.sync(name)
+    run_id = new_run_id()
+    result = SyncResult(run_id=run_id, sync_name=name, mode=sync.mode.value, status="failed")
+    con = _open(warehouse)
+    started = time.monotonic()
+    try:
+        if not state.acquire_lock(con, name, run_id):
+            result.status, result.message = "locked", "another run of this sync holds its lock"
+            state.record_run_start(con, run_id, name, sync.mode.value, dry_run)
+            _finish(con, result, started)
+            return result
+        try:
+            state.record_run_start(con, run_id, name, sync.mode.value, dry_run)
+            log_event(log, "run.started", run_id=run_id, sync=name, mode=sync.mode.value, dry_run=dry_run)
+            _plan_and_deliver(con, project, sync, result, dry_run, allow_large_removal, only_rows_in_error)
+        except Exception as error:
+            result.status, result.message = "failed", _safe_message(error)
+            raise
+        finally:
+            _finish(con, result, started)
+            state.release_lock(con, name, run_id)
+        return result
+    finally:
+        con.close()
+
+
+def retry_sync(name: str, **kwargs: Any) -> SyncResult:
+    """Re-send only the rows of `name` currently in error (permanent ones included: an explicit retry)."""
+    return run_sync(name, only_rows_in_error=True, **kwargs)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
+
+
+def _plan_and_deliver(
+    con: duckdb.DuckDBPyConnection,
+    project: Project,
+    sync: SyncSpec,
+    result: SyncResult,
+    dry_run: bool,
+    allow_large_removal: bool,
+    only_rows_in_error: bool,
+) -> None:
+    drop_orphan_plans(con, sync.name)
+    plan = build_plan(con, sync, result.run_id, only_rows_in_error=only_rows_in_error)
+    try:
+        verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)
+        result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
+        result.guard_decisions = verdict.decisions
+        log_event(log, "run.planned", run_id=result.run_id, sync=sync.name, **_counts(plan), blocked=verdict.blocked)
+        if dry_run:
+            result.status, result.message = "dry_run", "planned only; nothing was sent"
+            return
+        if verdict.blocked:
+            result.status, result.message = "blocked", "; ".join(d for d in verdict.decisions if "blocked" in d)
+            return
+        destination = project.destination_for(sync)
+        estimated = plan.counts.add + plan.counts.change + plan.counts.remove
+        if sync.mode is Mode.EXPORT:
+            estimated += plan.counts.unchanged
+        run = RunInfo(result.run_id, sync.name, sync.mode, estimated_rows=estimated)
+        concurrency = project.destinations[sync.destination].settings.concurrency
+        delivery = Runner(con, plan, destination, run, concurrency).deliver()
+        _apply(result, delivery)
+    finally:
+        drop_plan(con, plan)
+
+
+def _apply(result: SyncResult, delivery: Delivery) -> None:
+    result.sent, result.removed, result.failed = delivery.sent, delivery.removed, delivery.failed
+    result.error_summary = dict(delivery.error_summary)
+    result.export_paths = delivery.export_paths
+    delivered = delivery.sent + delivery.removed
+    if delivery.failed == 0:
+        result.status = "success"
+    else:
+        result.status = "partial" if delivered else "failed"
+    result.message = f"{delivered} rows delivered, {delivery.failed} failed"
+
+
+def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult, started: float) -> None:
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    moved = result.sent + result.removed + result.failed
+    result.rows_per_second = round(moved / result.duration_seconds, 1) if result.duration_seconds > 0 else 0.0
+    state.record_run_end(
+        con,
+        result.run_id,
+        {
+            "status": result.status,
+            "planned_add": result.planned.add,
+            "planned_change": result.planned.change,
+            "planned_remove": result.planned.remove,
+            "planned_unchanged": result.planned.unchanged,
+            "sent": result.sent,
+            "failed": result.failed,
+            "removed": result.removed,
+            "skipped": result.skipped,
+            "duration_seconds": result.duration_seconds,
+            "guard_decisions": result.guard_decisions,
+            "error_summary": result.error_summary,
+            "message": result.message,
+        },
+    )
+    log_event(
+        log,
+        "run.finished",
+        run_id=result.run_id,
+        sync=result.sync_name,
+        status=result.status,
+        sent=result.sent,
+        removed=result.removed,
+        failed=result.failed,
+        skipped=result.skipped,
+        duration_seconds=result.duration_seconds,
+    )
+
+
+def _counts(plan: Plan) -> dict[str, int]:
+    return {f"planned_{k}": v for k, v in asdict(plan.counts).items()}
+
+
+def _open(warehouse: Path | None) -> duckdb.DuckDBPyConnection:
+    con = state.connect(warehouse or warehouse_path())
+    state.ensure_schema(con)
+    return con
+
+
+def _safe_message(error: Exception) -> str:
+    """Our own errors are written to be safe to store; anything else is summarized by its type only
+    (a database or library message may quote row values)."""
+    from syncs.destinations._support import MissingSecretError
+
+    if isinstance(error, ConfigError | MissingSecretError | FileNotFoundError):
+        return str(error)
+    return f"{type(error).__name__} (see the process logs)"

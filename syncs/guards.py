@@ -1,0 +1,65 @@
+"""Guards decide, from a plan alone, whether a run may proceed. Every decision is written down (in the run
+result and history), including the ones that let the run through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from syncs.config import SyncSpec
+from syncs.destinations.base import Mode
+from syncs.planner import Plan
+
+
+@dataclass
+class GuardVerdict:
+    blocked: bool = False
+    decisions: list[str] = field(default_factory=list)
+
+    def block(self, decision: str) -> None:
+        self.blocked = True
+        self.decisions.append(f"blocked: {decision}")
+
+    def allow(self, decision: str) -> None:
+        self.decisions.append(f"passed: {decision}")
+
+
+def evaluate(sync: SyncSpec, plan: Plan, *, allow_large_removal: bool = False) -> GuardVerdict:
+    verdict = GuardVerdict()
+    _minimum_audience(sync, plan, verdict)
+    if sync.mode is Mode.MIRROR:
+        _empty_source(plan, verdict)
+        _removal_share(sync, plan, verdict, allow_large_removal)
+    return verdict
+
+
+def _minimum_audience(sync: SyncSpec, plan: Plan, verdict: GuardVerdict) -> None:
+    minimum = sync.guards.min_rows
+    if minimum <= 0:
+        return
+    if plan.current_rows < minimum:
+        verdict.block(f"min_rows: the model has {plan.current_rows} rows, fewer than the minimum of {minimum}")
+    else:
+        verdict.allow(f"min_rows: {plan.current_rows} rows >= {minimum}")
+
+
+def _empty_source(plan: Plan, verdict: GuardVerdict) -> None:
+    """An empty model almost always means a broken upstream, never 'remove everyone'. Not overridable."""
+    if plan.current_rows == 0 and plan.counts.remove > 0:
+        verdict.block(
+            f"empty_source: the model has no rows; refusing to remove all {plan.counts.remove} members "
+            "(fix the model, or delete the sync to empty the audience)"
+        )
+
+
+def _removal_share(sync: SyncSpec, plan: Plan, verdict: GuardVerdict, allow_large_removal: bool) -> None:
+    members, removals = plan.state_rows, plan.counts.remove
+    if removals == 0 or members == 0:
+        return
+    share, limit = removals / members, sync.guards.max_removal_share
+    summary = f"would remove {removals} of {members} members ({share:.0%}; limit {limit:.0%})"
+    if share <= limit:
+        verdict.allow(f"max_removal_share: {summary}")
+    elif allow_large_removal:
+        verdict.allow(f"max_removal_share: {summary}, allowed by --allow-large-removal")
+    else:
+        verdict.block(f"max_removal_share: {summary}; rerun with --allow-large-removal if intended")

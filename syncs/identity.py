@@ -1,0 +1,247 @@
+"""Normalization and hashing of customer identifiers, per each provider's published rules.
+
+Pure functions: each takes a raw value and returns the normalized text, or None when nothing usable is
+left (the caller turns that into a row error or simply omits the key). Hashes are lower-case hex SHA-256
+of the UTF-8 normalized text.
+
+Meta (Custom Audiences multi-key schema) follows Meta's customer-list rules, which the facebook-business SDK
+implements; for ASCII values with phones in international format, our hashes equal the SDK's byte for byte
+(tests/destinations/test_identity.py).
+Where Meta's documentation asks for more than the SDK does, we follow the documentation: letters outside
+A-Z in names and cities are kept (UTF-8, "special characters in UTF-8 format") where the SDK drops them,
+spaces inside ZIP codes are removed, US ZIP codes keep their first five digits, and phones get their
+country code from the customer's country when written in national format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import date, datetime
+
+import phonenumbers
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+_META_STRIP = " \t\r\n\0\x0b."  # what Meta's SDK strips from both ends of every multi-key value
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+_COUNTRY = re.compile(r"^[a-z]{2}$")
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _letters(text: str) -> str:
+    """Only letters (any script), lower-cased: no spaces, digits or punctuation."""
+    return "".join(ch for ch in unicodedata.normalize("NFC", text).lower() if ch.isalpha())
+
+
+# Generic -----------------------------------------------------------------------------------------------
+
+
+def email(value: object) -> str | None:
+    """Trimmed, lower-cased, and shaped like an address (something@domain.tld); else None."""
+    text = _text(value).strip(_META_STRIP).lower()
+    return text if _EMAIL.match(text) else None
+
+
+def phone_e164(value: object, country: object = None) -> str | None:
+    """E.164 (`+<country code><number>`) when the number is valid; national numbers use `country` (alpha-2)."""
+    text = _text(value).strip()
+    if not text:
+        return None
+    region = country_code(country)
+    try:
+        parsed = phonenumbers.parse(text, region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country_code(value: object) -> str | None:
+    """ISO 3166-1 alpha-2, lower case, for a region phonenumbers knows; else None."""
+    text = re.sub(r"[^a-z]", "", _text(value).lower())
+    return text if _COUNTRY.match(text) and text.upper() in phonenumbers.SUPPORTED_REGIONS else None
+
+
+def birth_date(value: object) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(_text(value).strip()[:10])
+    except ValueError:
+        return None
+
+
+# Meta Custom Audiences (multi-key schema) --------------------------------------------------------------
+
+
+def meta_email(value: object) -> str | None:
+    return email(value)
+
+
+def meta_phone(value: object, country: object = None) -> str | None:
+    """Digits only, with the country code, no leading zeros or symbols."""
+    e164 = phone_e164(value, country)
+    return e164.removeprefix("+") if e164 else None
+
+
+def meta_name(value: object) -> str | None:
+    """FN / LN / CT: lower case, letters only (UTF-8), no spaces or punctuation."""
+    return _letters(_text(value).strip(_META_STRIP)) or None
+
+
+meta_city = meta_name
+
+
+def meta_state(value: object) -> str | None:
+    """ST: the (2-letter, for the US) state code, lower case, letters only."""
+    return _letters(_text(value).strip(_META_STRIP)) or None
+
+
+def meta_zip(value: object, country: object = None) -> str | None:
+    """ZIP: lower case without spaces; in the US the first five digits (ZIP+4 dropped)."""
+    text = re.sub(r"\s", "", _text(value).strip(_META_STRIP).lower())
+    if country_code(country) == "us" or (country is None and re.match(r"^\d{5}(-\d{4})?$", text)):
+        text = text.split("-")[0][:5]
+        return text if re.match(r"^\d{5}$", text) else None
+    return text or None
+
+
+def meta_country(value: object) -> str | None:
+    return country_code(value)
+
+
+def meta_doby(value: object) -> str | None:
+    born = birth_date(value)
+    if born is not None:
+        return f"{born.year:04d}"
+    digits = re.sub(r"\D", "", _text(value))
+    return digits if len(digits) == 4 else None
+
+
+def meta_gender(value: object) -> str | None:
+    """GEN: `f` or `m` (first letter of female/male, any case)."""
+    first = _text(value).strip(_META_STRIP).lower()[:1]
+    return first if first in ("f", "m") else None
+
+
+def meta_extern_id(value: object) -> str | None:
+    """EXTERN_ID is sent unhashed; trimmed and lower-cased as Meta's SDK does for every multi-key value."""
+    text = _text(value).strip(_META_STRIP).lower()
+    return text or None
+
+
+# Google Customer Match -------------------------------------------------------------------------------
+
+
+def google_email(value: object) -> str | None:
+    """Trimmed and lower-cased; for gmail.com / googlemail.com, periods in the local part removed."""
+    normalized = email(value)
+    if normalized is None:
+        return None
+    local, domain = normalized.rsplit("@", 1)
+    if domain in _GMAIL_DOMAINS:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
+
+
+def google_phone(value: object, country: object = None) -> str | None:
+    """E.164 with the leading `+` (Google hashes the E.164 form)."""
+    return phone_e164(value, country)
+
+
+def google_first_name(value: object) -> str | None:
+    """Lower case; extra spaces before, after and in between removed."""
+    text = " ".join(_text(value).lower().split())
+    return text or None
+
+
+def google_last_name(value: object) -> str | None:
+    """Lower case, no punctuation."""
+    text = "".join(ch for ch in _text(value).lower() if not unicodedata.category(ch).startswith("P"))
+    return " ".join(text.split()) or None
+
+
+def google_country(value: object) -> str | None:
+    """Unhashed ISO 3166-1 alpha-2, upper case as Google's examples send it."""
+    code = country_code(value)
+    return code.upper() if code else None
+
+
+def google_postal_code(value: object) -> str | None:
+    """Unhashed, trimmed; spaces inside kept (UK/CA postcodes) as Google accepts them."""
+    text = " ".join(_text(value).split())
+    return text or None
+
+
+# Mailchimp ---------------------------------------------------------------------------------------------
+
+
+def subscriber_hash(address: str) -> str:
+    """Mailchimp's member id: MD5 of the lower-cased address."""
+    return hashlib.md5(address.lower().encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+# USPS (mail-house files) ---------------------------------------------------------------------------------
+
+# USPS Publication 28 abbreviations for the words that most often appear spelled out.
+USPS_ABBREVIATIONS = {
+    "STREET": "ST",
+    "AVENUE": "AVE",
+    "BOULEVARD": "BLVD",
+    "DRIVE": "DR",
+    "ROAD": "RD",
+    "LANE": "LN",
+    "COURT": "CT",
+    "PLACE": "PL",
+    "CIRCLE": "CIR",
+    "TERRACE": "TER",
+    "HIGHWAY": "HWY",
+    "PARKWAY": "PKWY",
+    "SQUARE": "SQ",
+    "TRAIL": "TRL",
+    "WAY": "WAY",
+    "SUITE": "STE",
+    "APARTMENT": "APT",
+    "BUILDING": "BLDG",
+    "FLOOR": "FL",
+    "ROOM": "RM",
+    "UNIT": "UNIT",
+    "NORTH": "N",
+    "SOUTH": "S",
+    "EAST": "E",
+    "WEST": "W",
+    "NORTHEAST": "NE",
+    "NORTHWEST": "NW",
+    "SOUTHEAST": "SE",
+    "SOUTHWEST": "SW",
+}
+
+
+def usps_line(value: object) -> str | None:
+    """Upper case, punctuation removed, spaces collapsed, standard abbreviations (STREET -> ST)."""
+    text = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in _text(value).upper())
+    words = [USPS_ABBREVIATIONS.get(word, word) for word in text.split()]
+    return " ".join(words) or None
+
+
+def usps_zip(value: object, country: object = "US") -> str | None:
+    """US: `12345` or ZIP+4 `12345-6789` (the only punctuation kept); elsewhere upper case, spaces collapsed."""
+    if (country_code(country) or "us") != "us":
+        return usps_line(value)
+    digits = re.sub(r"\D", "", _text(value))
+    if len(digits) == 5:
+        return digits
+    if len(digits) == 9:
+        return f"{digits[:5]}-{digits[5:]}"
+    return None

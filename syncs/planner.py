@@ -1,0 +1,240 @@
+"""The diff between a model's current rows and a sync's state, computed in the warehouse with SQL.
+
+Each current row gets a key (its primary-key columns) and a hash (md5 of a JSON object of its mapped fields,
+sorted by field name, so column order never matters). Joined with the sync's state this classifies every
+row as add / change / remove / unchanged, plus rows skipped because their key is null or duplicated or a
+permanent error for the same row version is on record. The classified rows are materialized in a plan
+table, which the runner streams from and the dry run previews: both see the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from syncs.config import ConfigError, ConfigProblem, SyncSpec
+from syncs.destinations.base import Mode
+from syncs.masking import mask_row
+from syncs.settings import STATE_SCHEMA, models_schema
+
+S = STATE_SCHEMA
+PREVIEW_ROWS = 10
+# Actions whose rows are sent; everything else in the plan table is for counting and previewing.
+SENT_ACTIONS: dict[Mode, tuple[str, ...]] = {
+    Mode.MIRROR: ("add", "change", "remove"),
+    Mode.UPSERT: ("add", "change"),
+    Mode.SEND_ONCE: ("add",),
+    Mode.EXPORT: ("add", "change", "unchanged"),
+}
+
+
+@dataclass
+class PlanCounts:
+    add: int = 0
+    change: int = 0
+    remove: int = 0
+    unchanged: int = 0
+
+
+@dataclass
+class Plan:
+    sync_name: str
+    mode: Mode
+    counts: PlanCounts
+    table: str  # the materialized plan, dropped by `drop_plan`
+    field_names: list[str]  # destination field names, in the order of the plan table's f_<i> columns
+    current_rows: int  # rows of the model after `where`, with a usable key
+    state_rows: int  # members this sync put in the destination (mirror/upsert/export) or occurrences sent
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    guard_decisions: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+PLAN_TABLE_PREFIX = "plan__"
+
+
+def plan_table_name(sync_name: str, run_id: str) -> str:
+    return f"{S}.{quote(f'{PLAN_TABLE_PREFIX}{sync_name}__{run_id}')}"
+
+
+def drop_orphan_plans(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
+    """Plan tables left behind by runs of this sync that crashed (call while holding the sync's lock)."""
+    prefix = f"{PLAN_TABLE_PREFIX}{sync_name}__"
+    for (name,) in con.execute(
+        "select table_name from information_schema.tables where table_schema = ? and starts_with(table_name, ?)",
+        [S, prefix],
+    ).fetchall():
+        con.execute(f"drop table if exists {S}.{quote(name)}")
+
+
+def build_plan(
+    con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str, *, only_rows_in_error: bool = False
+) -> Plan:
+    """Materialize the plan for `sync` and return its counts and a masked preview."""
+    relation = f"{quote(models_schema())}.{quote(sync.model)}"
+    _check_relation(con, sync)
+    field_names = sorted(sync.mapping)
+    source = _source_sql(sync, relation, field_names)
+    table = plan_table_name(sync.name, run_id)
+    con.execute(f"create or replace table {table} as {_plan_sql(sync, source, field_names, only_rows_in_error)}")
+    counts, skipped_error = _counts(con, table)
+    current_rows, null_keys, duplicate_keys = con.execute(
+        f"select count(distinct row_key), count(*) filter (where row_key is null), "
+        f"count(row_key) - count(distinct row_key) from ({source})"
+    ).fetchone()
+    state_rows = _state_rows(con, sync)
+    skipped = {
+        reason: n
+        for reason, n in (
+            ("null_key", null_keys),
+            ("duplicate_key", duplicate_keys),
+            ("permanent_error", skipped_error),
+        )
+        if n
+    }
+    plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, state_rows, skipped)
+    plan.preview = _preview(con, plan)
+    return plan
+
+
+def drop_plan(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
+    con.execute(f"drop table if exists {plan.table}")
+
+
+def stream_sql(plan: Plan, actions: tuple[str, ...]) -> str:
+    """The plan rows with the given actions, in a stable order, for the runner to stream."""
+    fields = ", ".join(f"f_{i}" for i in range(len(plan.field_names)))
+    wanted = ", ".join(literal(a) for a in actions)
+    return (
+        f"select action, row_key, row_hash, idempotency_key, row_fields, {fields} from {plan.table} "
+        f"where action in ({wanted}) order by action, row_key"
+    )
+
+
+def _check_relation(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
+    """The model must exist and have every column the sync uses (YAML may not list them all)."""
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [models_schema(), sync.model],
+    ).fetchall()
+    where = f"model {sync.model}, sync {sync.name}"
+    if not rows:
+        missing = f"{models_schema()}.{sync.model} is not in the warehouse"
+        fix = "build the model first (`dbt build --select <model>`)"
+        raise ConfigError([ConfigProblem(sync.source_file, where, "model", missing, fix)])
+    columns = {r[0].lower() for r in rows}
+    used = [("primary_key", c) for c in sync.primary_key] + [(f"mapping.{f}", c) for f, c in sync.mapping.items()]
+    problems = [
+        ConfigProblem(
+            sync.source_file,
+            where,
+            name,
+            f"column {column!r} is not in the built model",
+            "map an existing column or rebuild the model",
+        )
+        for name, column in used
+        if column.lower() not in columns
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def _source_sql(sync: SyncSpec, relation: str, field_names: list[str]) -> str:
+    keys = [f"cast({quote(c)} as varchar)" for c in sync.primary_key]
+    if len(keys) == 1:
+        key = keys[0]
+    else:
+        any_null = " or ".join(f"{k} is null" for k in keys)
+        key = f"case when {any_null} then null else concat_ws('|', {', '.join(keys)}) end"
+    fields = ", ".join(f"{quote(sync.mapping[name])} as f_{i}" for i, name in enumerate(field_names))
+    where = f" where {sync.where}" if sync.where else ""
+    return f"select {key} as row_key, {fields} from {relation}{where}"
+
+
+def _plan_sql(sync: SyncSpec, source: str, field_names: list[str], only_rows_in_error: bool) -> str:
+    name = literal(sync.name)
+    pairs = ", ".join(f"{literal(n)}, f_{i}" for i, n in enumerate(field_names))
+    fields = ", ".join(f"c.f_{i}" for i in range(len(field_names)))
+    current = (
+        f"select *, json_object({pairs})::varchar as row_fields from ({source}) where row_key is not null "
+        "qualify row_number() over (partition by row_key order by row_fields) = 1"
+    )
+    if sync.mode is Mode.SEND_ONCE:
+        state = f"select occurrence_key as row_key, '' as row_hash, null as row_fields from {S}.message_ledger "
+        state += f"where sync_name = {name} and status = 'sent'"
+    else:
+        state = f"select row_key, row_hash, row_fields from {S}.sync_state where sync_name = {name}"
+    removable = "true" if sync.mode in (Mode.MIRROR, Mode.EXPORT) else "false"
+    classified = f"""
+        select coalesce(c.row_key, s.row_key) as row_key,
+            case when c.row_key is null then case when {removable} then 'remove' end
+                 when s.row_key is null then 'add'
+                 when s.row_hash <> c.row_hash and {literal(sync.mode.value)} <> 'send_once' then 'change'
+                 else 'unchanged' end as action,
+            coalesce(c.row_hash, s.row_hash) as row_hash,
+            coalesce(c.row_fields, s.row_fields) as row_fields,
+            {fields}
+        from (select *, md5(row_fields) as row_hash from ({current})) c
+        full outer join ({state}) s on c.row_key = s.row_key"""
+    in_error = f"select row_key, row_hash, permanent from {S}.row_errors where sync_name = {name}"
+    identity = (
+        f"md5({name} || '/' || p.row_key)"
+        if sync.mode is Mode.SEND_ONCE
+        else f"md5({name} || '/' || p.action || '/' || p.row_key || '/' || p.row_hash)"
+    )
+    # A retry sends exactly the rows in error; a normal run skips rows rejected for good in this version.
+    restrict = " and e.row_key is not null" if only_rows_in_error else ""
+    skip = "false" if only_rows_in_error else "e.permanent and e.row_hash = p.row_hash"
+    return f"""
+        select case when p.action <> 'unchanged' and {skip} then 'skipped_error'
+                    else p.action end as action,
+               p.* exclude (action), {identity} as idempotency_key
+        from ({classified}) p left join ({in_error}) e on e.row_key = p.row_key
+        where p.action is not null{restrict}"""
+
+
+def _counts(con: duckdb.DuckDBPyConnection, table: str) -> tuple[PlanCounts, int]:
+    by_action = dict(con.execute(f"select action, count(*) from {table} group by action").fetchall())
+    counts = PlanCounts(
+        add=by_action.get("add", 0),
+        change=by_action.get("change", 0),
+        remove=by_action.get("remove", 0),
+        unchanged=by_action.get("unchanged", 0),
+    )
+    return counts, by_action.get("skipped_error", 0)
+
+
+def _state_rows(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:
+    if sync.mode is Mode.SEND_ONCE:
+        sql = f"select count(*) from {S}.message_ledger where sync_name = ? and status = 'sent'"
+    else:
+        sql = f"select count(*) from {S}.sync_state where sync_name = ?"
+    return con.execute(sql, [sync.name]).fetchone()[0]
+
+
+def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]:
+    """A masked sample of the rows the run would send, removals included."""
+    actions = SENT_ACTIONS[plan.mode]
+    if plan.mode is not Mode.EXPORT:
+        actions = tuple(a for a in actions if a != "unchanged")
+    cursor = con.execute(f"{stream_sql(plan, actions)} limit {PREVIEW_ROWS}")
+    preview = []
+    for action, row_key, _hash, _idem, row_fields, *values in cursor.fetchall():
+        fields = json.loads(row_fields) if action == "remove" else dict(zip(plan.field_names, values, strict=True))
+        preview.append({"action": action, "key": row_key, "fields": mask_row(fields)})
+    return preview

@@ -1,0 +1,213 @@
+"""Delivery of a plan: stream its rows from the warehouse in destination-sized batches, send them with a
+bounded number of batches in flight, and commit every settled batch to state before counting it done.
+
+Only the main thread touches DuckDB; worker threads only call the destination. A batch that raises is
+turned into row errors for its rows, so a destination fault never crashes a run.
+
+Test-only hooks (used by the crash tests, never set them in production): `TIDINGS_CRASH_AFTER_BATCHES=k`
+makes the process `os._exit(137)` right after committing batch k; with `TIDINGS_CRASH_BEFORE_COMMIT=1` it
+exits after batch k (default 1) was acknowledged by the destination but before its state was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from syncs import state
+from syncs.destinations.base import Destination, Mode, Operation, OutboundRow, RowOutcome, RunInfo
+from syncs.logs import get_logger, log_event
+from syncs.planner import Plan, stream_sql
+
+log = get_logger("runner")
+
+UPSERT_ACTIONS: dict[Mode, tuple[str, ...]] = {
+    Mode.MIRROR: ("add", "change"),
+    Mode.UPSERT: ("add", "change"),
+    Mode.SEND_ONCE: ("add",),
+    Mode.EXPORT: ("add", "change", "unchanged"),
+}
+
+
+@dataclass
+class Delivery:
+    """What a run delivered. Counts are rows."""
+
+    sent: int = 0
+    removed: int = 0
+    failed: int = 0
+    error_summary: Counter[str] = field(default_factory=Counter)
+    export_paths: list[str] = field(default_factory=list)
+    batches: int = 0
+
+
+@dataclass
+class _Batch:
+    op: Operation
+    rows: list[OutboundRow]
+
+
+class Runner:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, plan: Plan, destination: Destination, run: RunInfo, concurrency: int
+    ) -> None:
+        self.con = con
+        self.plan = plan
+        self.destination = destination
+        self.run = run
+        self.concurrency = max(1, concurrency)
+        self.delivery = Delivery()
+        self._unsettled: dict[str, Operation] = {}  # rows a deferred destination has not answered yet
+        self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
+        self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
+
+    def deliver(self) -> Delivery:
+        self.destination.open(self.run)
+        success = False
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"sync-{self.run.sync_name}") as pool:
+                self._send_all(pool)
+            success = True
+        finally:
+            closing = self.destination.close(success=success)
+            self._settle([(o, self._unsettled.pop(o.key)) for o in closing if o.key in self._unsettled])
+        self._fail_unanswered()
+        if self.plan.mode is Mode.EXPORT:
+            self.delivery.export_paths = [str(Path(p)) for p in getattr(self.destination, "written_files", [])]
+            self._settle_export_removals()
+        return self.delivery
+
+    def _send_all(self, pool: ThreadPoolExecutor) -> None:
+        in_flight: dict[Future[list[RowOutcome]], _Batch] = {}
+        for batch in self._batches():
+            if self.plan.mode is Mode.SEND_ONCE:
+                self._mark_pending(batch.rows)
+            in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
+            if len(in_flight) >= self.concurrency:
+                self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)
+        self._collect(in_flight, list(in_flight))
+
+    def _collect(self, in_flight: dict[Future[list[RowOutcome]], _Batch], done: Sequence[Future]) -> None:
+        for future in done:
+            batch = in_flight.pop(future)
+            try:
+                outcomes = future.result()
+            except Exception as error:  # a connector bug or unexpected fault: row errors, not a crashed run
+                log_event(log, "batch.raised", level=40, run_id=self.run.run_id, error=type(error).__name__)
+                outcomes = [
+                    RowOutcome.failure(r.key, "destination_exception", f"the connector raised {type(error).__name__}")
+                    for r in batch.rows
+                ]
+            answered = {o.key for o in outcomes}
+            self._unsettled.update((r.key, batch.op) for r in batch.rows if r.key not in answered)
+            self._settle([(o, batch.op) for o in outcomes])
+
+    def _batches(self) -> Iterator[_Batch]:
+        """Planned rows as destination batches: upserts/sends first, then (mirror only) removals."""
+        size = self.destination.batch_size
+        upsert_op = Operation.SEND if self.plan.mode is Mode.SEND_ONCE else Operation.UPSERT
+        passes = [(UPSERT_ACTIONS[self.plan.mode], upsert_op)]
+        if self.plan.mode is Mode.MIRROR:
+            passes.append((("remove",), Operation.REMOVE))
+        for actions, op in passes:
+            reader = self.con.cursor()
+            try:
+                stream = reader.sql(stream_sql(self.plan, actions)).to_arrow_reader(size)
+                pending: list[OutboundRow] = []
+                for record_batch in stream:
+                    pending.extend(self._rows(record_batch))
+                    while len(pending) >= size:
+                        yield _Batch(op, pending[:size])
+                        pending = pending[size:]
+                if pending:
+                    yield _Batch(op, pending)
+            finally:
+                reader.close()
+
+    def _rows(self, record_batch: pa.RecordBatch) -> list[OutboundRow]:
+        names = self.plan.field_names
+        rows = []
+        for record in record_batch.to_pylist():
+            if record["action"] == "remove":
+                fields = json.loads(record["row_fields"])
+            else:
+                fields = {name: record[f"f_{i}"] for i, name in enumerate(names)}
+            rows.append(OutboundRow(record["row_key"], fields, record["idempotency_key"]))
+        return rows
+
+    def _mark_pending(self, rows: list[OutboundRow]) -> None:
+        keys = pa.table({"occurrence_key": [r.key for r in rows], "idempotency_key": [r.idempotency_key for r in rows]})
+        state.mark_pending(self.con, self.run.sync_name, self.run.run_id, keys)
+
+    def _settle(self, settled: list[tuple[RowOutcome, Operation]]) -> None:
+        if not settled:
+            return
+        outcomes = [outcome for outcome, _ in settled]
+        self.delivery.batches += 1
+        number = self.delivery.batches
+        if self._crash_before_commit and number == (self._crash_after or 1):
+            os._exit(137)
+        state.commit_batch(
+            self.con,
+            self.run.sync_name,
+            self.run.run_id,
+            send_once=self.plan.mode is Mode.SEND_ONCE,
+            keep_fields=self.plan.mode is Mode.MIRROR,
+            plan_table=self.plan.table,
+            outcomes=_outcome_table(outcomes),
+        )
+        for outcome, op in settled:
+            if not outcome.ok:
+                self.delivery.failed += 1
+                self.delivery.error_summary[outcome.code or "unknown"] += 1
+            elif op is Operation.REMOVE:
+                self.delivery.removed += 1
+            else:
+                self.delivery.sent += 1
+        log_event(
+            log,
+            "batch.committed",
+            run_id=self.run.run_id,
+            sync=self.run.sync_name,
+            batch=number,
+            rows=len(outcomes),
+            failed=sum(not o.ok for o in outcomes),
+        )
+        if number == self._crash_after and not self._crash_before_commit:
+            os._exit(137)
+
+    def _fail_unanswered(self) -> None:
+        """Rows the destination never answered for: errors, retried next run."""
+        unanswered, self._unsettled = self._unsettled, {}
+        message = "the destination did not acknowledge this row"
+        self._settle([(RowOutcome.failure(k, "no_acknowledgement", message), op) for k, op in unanswered.items()])
+
+    def _settle_export_removals(self) -> None:
+        """Rows gone from the model since the last export leave the export state once a new file is in place."""
+        if not self.delivery.export_paths:
+            return
+        removed = self.con.execute(f"select row_key from {self.plan.table} where action = 'remove'").fetchall()
+        self._settle([(RowOutcome.success(key), Operation.REMOVE) for (key,) in removed])
+
+
+def _outcome_table(outcomes: list[RowOutcome]) -> pa.Table:
+    return pa.table(
+        {
+            "row_key": [o.key for o in outcomes],
+            "ok": [o.ok for o in outcomes],
+            "code": [o.code for o in outcomes],
+            "message": [o.message for o in outcomes],
+            "permanent": [o.permanent for o in outcomes],
+            "destination_ref": [o.destination_ref for o in outcomes],
+            "cost": [o.cost for o in outcomes],
+        },
+        schema=state.OUTCOME_SCHEMA,
+    )

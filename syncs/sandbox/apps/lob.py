@@ -1,0 +1,121 @@
+"""Print-and-mail API stand-in (Lob-style): postcards, letters and US address verification.
+
+Enforced: HTTP Basic with the API key as user name, the piece shape (`to`, `from`, creative), per-piece 422
+for malformed or undeliverable addresses, `Idempotency-Key` (a repeated key within 24 h returns the original
+piece and prints nothing), a price per piece, and a rate limit (429).
+
+Deliverability is decided deterministically so tests can aim at it: a US address is undeliverable when its
+ZIP is not 5 or 5+4 digits, its state is not two letters, or its first line contains "UNDELIVERABLE".
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from typing import Any
+
+from syncs.sandbox.apps.credentials import LOB_API_KEY, SANDBOX_CREDENTIALS
+from syncs.sandbox.server import Request, Response, SandboxApp, route
+
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+PRICES = {"postcards": "0.63", "letters": "1.02"}
+REQUIRED = ("name", "address_line1", "address_city", "address_state", "address_zip")
+US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+
+
+def lob_error(status: int, message: str, code: str) -> Response:
+    return Response(status, {"error": {"message": message, "status_code": status, "code": code}})
+
+
+def undeliverable(address: dict[str, Any]) -> bool:
+    if str(address.get("address_country", "US")).upper() not in ("US", "USA"):
+        return False
+    return (
+        not US_ZIP.match(str(address.get("address_zip", "")))
+        or not re.match(r"^[A-Za-z]{2}$", str(address.get("address_state", "")))
+        or "UNDELIVERABLE" in str(address.get("address_line1", "")).upper()
+    )
+
+
+class LobApp(SandboxApp):
+    name = "lob"
+    prefix = "/lob"
+    default_requests_per_second = 30
+
+    def __init__(self, *, api_key: str | None = None, **limits: Any) -> None:
+        self.api_key = api_key or SANDBOX_CREDENTIALS[LOB_API_KEY]
+        super().__init__(**limits)
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.pieces: list[dict[str, Any]] = []  # every piece printed, once each
+            self._by_key: dict[str, tuple[float, dict[str, Any]]] = {}
+            self.stats.update(idempotent_replays=0)
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        try:
+            user = base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")[0]
+        except ValueError:
+            return False
+        return header.startswith("Basic ") and user == self.api_key
+
+    @route("POST", r"/v1/(?P<kind>postcards|letters)")
+    def create_piece(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return lob_error(401, "Your API key is not valid.", "unauthorized")
+        key = request.headers.get("idempotency-key")
+        with self.lock:
+            if key and key in self._by_key and time.time() - self._by_key[key][0] < IDEMPOTENCY_WINDOW_SECONDS:
+                self.count("idempotent_replays")
+                return Response(200, self._by_key[key][1])
+        body = request.json()
+        kind = request.params["kind"]
+        refusal = _piece_problem(kind, body)
+        if refusal is not None:
+            return refusal
+        piece = {
+            "id": f"{'psc' if kind == 'postcards' else 'ltr'}_{uuid.uuid4().hex[:20]}",
+            "object": kind[:-1],
+            "to": body["to"],
+            "from": body["from"],
+            "merge_variables": body.get("merge_variables") or {},
+            "metadata": body.get("metadata") or {},
+            "price": PRICES[kind],
+        }
+        with self.lock:
+            if key:
+                self._by_key[key] = (time.time(), piece)
+            self.pieces.append(piece)
+        return Response(200, piece)
+
+    @route("POST", r"/v1/us_verifications")
+    def verify(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return lob_error(401, "Your API key is not valid.", "unauthorized")
+        body = request.json() or {}
+        address = {
+            "address_line1": body.get("primary_line", ""),
+            "address_state": body.get("state", ""),
+            "address_zip": body.get("zip_code", ""),
+        }
+        deliverability = "undeliverable" if undeliverable(address) else "deliverable"
+        return Response(200, {"id": f"us_ver_{uuid.uuid4().hex[:20]}", "deliverability": deliverability})
+
+
+def _piece_problem(kind: str, body: Any) -> Response | None:
+    if not isinstance(body, dict) or not isinstance(body.get("to"), dict) or not isinstance(body.get("from"), dict):
+        return lob_error(422, "to and from addresses are required.", "invalid_address")
+    creative = ("front", "back") if kind == "postcards" else ("file",)
+    if any(not body.get(part) for part in creative):
+        return lob_error(422, f"{' and '.join(creative)} are required.", "missing_creative")
+    for side in ("to", "from"):
+        address = body[side]
+        if any(not address.get(field) for field in REQUIRED):
+            return lob_error(422, f"{side} address is incomplete.", "invalid_address")
+        if undeliverable(address):
+            return lob_error(422, f"{side} address is undeliverable.", "undeliverable_address")
+    return None

@@ -1,0 +1,154 @@
+"""SendGrid Marketing Contacts stand-in: async upsert jobs, job polling, error reports, list removal.
+
+Enforced: Bearer API key, at most 30,000 contacts and 6 MB per upsert, `X-RateLimit-*` headers, per-contact
+errors for invalid emails (reported through the job's `errors_url` CSV), and jobs that stay `pending` for
+one poll before `completed`, so clients must poll.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from typing import Any
+
+from syncs.sandbox.apps.credentials import SANDBOX_CREDENTIALS, SENDGRID_API_KEY
+from syncs.sandbox.server import Request, Response, SandboxApp, route
+
+MAX_CONTACTS = 30_000
+MAX_BODY_BYTES = 6 * 1024 * 1024
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def sendgrid_error(status: int, message: str, field: str | None = None) -> Response:
+    return Response(status, {"errors": [{"field": field, "message": message}]})
+
+
+class SendGridApp(SandboxApp):
+    name = "sendgrid"
+    prefix = "/sendgrid"
+    default_requests_per_second = 20
+
+    def __init__(self, *, api_key: str | None = None, **limits: Any) -> None:
+        self.api_key = api_key or SANDBOX_CREDENTIALS[SENDGRID_API_KEY]
+        super().__init__(**limits)
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.contacts: dict[str, dict[str, Any]] = {}  # email -> contact (with id and list_ids)
+            self.jobs: dict[str, dict[str, Any]] = {}
+            self.job_errors: dict[str, list[tuple[str, str]]] = {}
+
+    def list_members(self, list_id: str) -> set[str]:
+        with self.lock:
+            return {email for email, c in self.contacts.items() if list_id in c["list_ids"]}
+
+    def _refusal(self, request: Request) -> Response | None:
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return sendgrid_error(401, "authorization required")
+        return None
+
+    def _limited(self, response: Response) -> Response:
+        rate = self.limit.rate or 0
+        response.headers.update(
+            {"X-RateLimit-Limit": str(int(rate)), "X-RateLimit-Remaining": str(int(rate)), "X-RateLimit-Reset": "1"}
+        )
+        return response
+
+    @route("PUT", r"/v3/marketing/contacts")
+    def upsert(self, request: Request) -> Response:
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
+        if len(request.body) > MAX_BODY_BYTES:
+            return sendgrid_error(413, "request body must be at most 6 MB")
+        body = request.json() or {}
+        contacts, list_ids = body.get("contacts"), body.get("list_ids") or []
+        if not isinstance(contacts, list) or not contacts:
+            return sendgrid_error(400, "contacts is required", "contacts")
+        if len(contacts) > MAX_CONTACTS:
+            return sendgrid_error(400, f"at most {MAX_CONTACTS} contacts per request", "contacts")
+        job_id = str(uuid.uuid4())
+        errors = []
+        with self.lock:
+            for contact in contacts:
+                email = str(contact.get("email") or "").lower()
+                if not EMAIL.match(email) or len(email.partition("@")[0]) > 64:  # RFC 5321 local-part limit
+                    errors.append((email, "invalid email"))
+                    continue
+                stored = self.contacts.setdefault(email, {"id": str(uuid.uuid4()), "list_ids": set()})
+                stored.update({k: v for k, v in contact.items() if k != "email"}, email=email)
+                stored["list_ids"] |= set(list_ids)
+            self.job_errors[job_id] = errors
+            self.jobs[job_id] = {
+                "id": job_id,
+                "status": "pending",
+                "job_type": "upsert",
+                "polls": 0,
+                "results": {
+                    "requested_count": len(contacts),
+                    "created_count": len(contacts) - len(errors),
+                    "updated_count": 0,
+                    "deleted_count": 0,
+                    "errored_count": len(errors),
+                },
+            }
+        return self._limited(Response(202, {"job_id": job_id}))
+
+    @route("GET", r"/v3/marketing/contacts/imports/(?P<job_id>[0-9a-f-]+)")
+    def import_status(self, request: Request) -> Response:
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
+        host = request.headers.get("host", "127.0.0.1")
+        with self.lock:
+            job = self.jobs.get(request.params["job_id"])
+            if job is None:
+                return sendgrid_error(404, "job not found")
+            job["polls"] += 1
+            if job["polls"] > 1:
+                job["status"] = "completed"
+            answer = {k: v for k, v in job.items() if k != "polls"}
+            if job["status"] == "completed" and job["results"]["errored_count"]:
+                answer["results"] = {
+                    **job["results"],
+                    "errors_url": f"http://{host}{self.prefix}/_errors/{job['id']}.csv",
+                }
+        return self._limited(Response(200, answer))
+
+    @route("GET", r"/_errors/(?P<job_id>[0-9a-f-]+)\.csv")
+    def errors_csv(self, request: Request) -> Response:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["email", "error"])
+        with self.lock:
+            writer.writerows(self.job_errors.get(request.params["job_id"], []))
+        return Response(200, buffer.getvalue().encode(), content_type="text/csv")
+
+    @route("POST", r"/v3/marketing/contacts/search/emails")
+    def search_emails(self, request: Request) -> Response:
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
+        emails = (request.json() or {}).get("emails") or []
+        with self.lock:
+            result = {
+                e: {"contact": {"id": self.contacts[e.lower()]["id"], "email": e.lower()}}
+                for e in emails
+                if e.lower() in self.contacts
+            }
+        if not result:
+            return sendgrid_error(404, "no contacts found")
+        return self._limited(Response(200, {"result": result}))
+
+    @route("DELETE", r"/v3/marketing/lists/(?P<list_id>[^/]+)/contacts")
+    def remove_from_list(self, request: Request) -> Response:
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
+        ids = set(",".join(request.query.get("contact_ids", [])).split(",")) - {""}
+        if not ids:
+            return sendgrid_error(400, "contact_ids is required", "contact_ids")
+        with self.lock:
+            for contact in self.contacts.values():
+                if contact["id"] in ids:
+                    contact["list_ids"].discard(request.params["list_id"])
+        return self._limited(Response(202, {"job_id": str(uuid.uuid4())}))

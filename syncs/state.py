@@ -1,0 +1,313 @@
+"""Sync state in the warehouse (schema `tidings`): row state, run history, row errors, the message ledger
+and per-sync locks. Every write is one short transaction, so state moves forward one acknowledged batch
+at a time and a crash at any point leaves it consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncs.logs import get_logger, log_event
+from syncs.settings import STATE_SCHEMA
+
+S = STATE_SCHEMA
+log = get_logger("state")
+
+DDL = [
+    f"create schema if not exists {S}",
+    f"""create table if not exists {S}.sync_state (
+        sync_name varchar not null,
+        row_key varchar not null,
+        row_hash varchar not null,
+        row_fields varchar,  -- JSON of the fields last sent (mirror only: a removal needs the identifiers)
+        destination_ref varchar,
+        synced_at timestamp not null,
+        primary key (sync_name, row_key))""",
+    f"""create table if not exists {S}.sync_runs (
+        run_id varchar primary key,
+        sync_name varchar not null,
+        mode varchar not null,
+        dry_run boolean not null,
+        status varchar not null,
+        started_at timestamp not null,
+        finished_at timestamp,
+        planned_add bigint,
+        planned_change bigint,
+        planned_remove bigint,
+        planned_unchanged bigint,
+        sent bigint,
+        failed bigint,
+        removed bigint,
+        skipped bigint,
+        duration_seconds double,
+        guard_decisions varchar,  -- JSON list of strings
+        error_summary varchar,  -- JSON object: error code -> row count
+        message varchar)""",
+    f"""create table if not exists {S}.row_errors (
+        sync_name varchar not null,
+        row_key varchar not null,
+        row_hash varchar,
+        run_id varchar not null,
+        code varchar not null,
+        message varchar,
+        permanent boolean not null,
+        attempts integer not null,
+        first_seen_at timestamp not null,
+        last_seen_at timestamp not null,
+        primary key (sync_name, row_key))""",
+    f"""create table if not exists {S}.message_ledger (
+        sync_name varchar not null,
+        occurrence_key varchar not null,
+        idempotency_key varchar not null,
+        status varchar not null,  -- pending | sent
+        destination_ref varchar,
+        cost double,
+        sent_at timestamp,
+        run_id varchar not null,
+        primary key (sync_name, occurrence_key))""",
+    f"""create table if not exists {S}.sync_locks (
+        sync_name varchar primary key,
+        run_id varchar not null,
+        pid integer not null,
+        host varchar not null,
+        acquired_at timestamp not null)""",
+]
+
+# Arrow schema of one settled batch, as the runner hands it to `commit_batch`. Row hashes and fields are
+# taken from the plan table, so the runner never has to hold them.
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("row_key", pa.string()),
+        ("ok", pa.bool_()),
+        ("code", pa.string()),
+        ("message", pa.string()),
+        ("permanent", pa.bool_()),
+        ("destination_ref", pa.string()),
+        ("cost", pa.float64()),
+    ]
+)
+
+
+def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse with DuckDB's external access disabled, because user SQL runs on it.
+
+    DuckDB shares one database instance per file within a process and its configuration must match. When
+    this process already holds the file open with external access enabled, the connection uses that
+    instance and user SQL relies on syncs.user_sql's validation alone; a warning says so.
+    """
+    if not warehouse.exists():
+        raise FileNotFoundError(f"warehouse {warehouse} does not exist; run `tidings generate` and `dbt build`")
+    try:
+        return duckdb.connect(str(warehouse), config={"enable_external_access": False})
+    except duckdb.ConnectionException as error:
+        if "different configuration" not in str(error):
+            raise
+        log_event(log, "warehouse.external_access_enabled", level=30, warehouse=warehouse.name)
+        return duckdb.connect(str(warehouse))
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    with transaction(con):
+        for statement in DDL:
+            con.execute(statement)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Locks ---------------------------------------------------------------------------------------------------
+
+LOCK_STALE_AFTER_SECONDS = 6 * 3600
+
+
+def acquire_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> bool:
+    """Take the sync's lock; a lock left by a dead process (or older than the stale age) is taken over."""
+    host = socket.gethostname()
+    try:
+        with transaction(con):
+            held = con.execute(
+                f"select run_id, pid, host, acquired_at from {S}.sync_locks where sync_name = ?", [sync_name]
+            ).fetchone()
+            if held is not None and not _is_stale(held[1], held[2], held[3], host):
+                return False
+            if held is not None:
+                log_event(log, "lock.stale_recovered", sync=sync_name, stale_run_id=held[0], pid=held[1])
+            con.execute(f"delete from {S}.sync_locks where sync_name = ?", [sync_name])
+            con.execute(
+                f"insert into {S}.sync_locks values (?, ?, ?, ?, ?)", [sync_name, run_id, os.getpid(), host, utcnow()]
+            )
+    except (duckdb.TransactionException, duckdb.ConstraintException):
+        return False  # another thread took it between our read and write
+    return True
+
+
+def release_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
+    with transaction(con):
+        con.execute(f"delete from {S}.sync_locks where sync_name = ? and run_id = ?", [sync_name, run_id])
+
+
+def _is_stale(pid: int, host: str, acquired_at: datetime, this_host: str) -> bool:
+    age = (utcnow() - acquired_at).total_seconds()
+    stale_after = float(os.environ.get("TIDINGS_LOCK_STALE_SECONDS", LOCK_STALE_AFTER_SECONDS))
+    return age > stale_after or (host == this_host and not _pid_alive(pid))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Run history ---------------------------------------------------------------------------------------------
+
+
+def record_run_start(con: duckdb.DuckDBPyConnection, run_id: str, sync_name: str, mode: str, dry_run: bool) -> None:
+    with transaction(con):
+        con.execute(
+            f"insert into {S}.sync_runs (run_id, sync_name, mode, dry_run, status, started_at) "
+            "values (?, ?, ?, ?, 'running', ?)",
+            [run_id, sync_name, mode, dry_run, utcnow()],
+        )
+
+
+def record_run_end(con: duckdb.DuckDBPyConnection, run_id: str, summary: dict[str, Any]) -> None:
+    """`summary` holds the sync_runs columns; lists and dicts are stored as JSON."""
+    values = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in summary.items()}
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    with transaction(con):
+        con.execute(
+            f"update {S}.sync_runs set finished_at = ?, {assignments} where run_id = ?",
+            [utcnow(), *values.values(), run_id],
+        )
+
+
+def list_runs(con: duckdb.DuckDBPyConnection, sync_name: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    where, params = ("where sync_name = ?", [sync_name]) if sync_name else ("", [])
+    return _dicts(con, f"select * from {S}.sync_runs {where} order by started_at desc limit {int(limit)}", params)
+
+
+def list_row_errors(con: duckdb.DuckDBPyConnection, sync_name: str, limit: int = 100) -> list[dict[str, Any]]:
+    return _dicts(
+        con,
+        f"select row_key, code, message, permanent, attempts, first_seen_at, last_seen_at, run_id "
+        f"from {S}.row_errors where sync_name = ? order by last_seen_at desc, row_key limit {int(limit)}",
+        [sync_name],
+    )
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+# Per-batch state -----------------------------------------------------------------------------------------
+
+
+def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, keys: pa.Table) -> None:
+    """Record send_once occurrences as `pending` before they are sent (columns: occurrence_key,
+    idempotency_key). Occurrences already in the ledger keep their row: the key never changes."""
+    con.register("pending_batch", keys)
+    try:
+        with transaction(con):
+            con.execute(
+                f"insert into {S}.message_ledger (sync_name, occurrence_key, idempotency_key, status, run_id) "
+                "select ?, occurrence_key, idempotency_key, 'pending', ? from pending_batch "
+                "on conflict (sync_name, occurrence_key) do nothing",
+                [sync_name, run_id],
+            )
+    finally:
+        con.unregister("pending_batch")
+
+
+def commit_batch(
+    con: duckdb.DuckDBPyConnection,
+    sync_name: str,
+    run_id: str,
+    *,
+    send_once: bool,
+    keep_fields: bool,
+    plan_table: str,
+    outcomes: pa.Table,
+) -> None:
+    """Apply one settled batch (OUTCOME_SCHEMA) in one transaction: acknowledged rows move into state (or
+    the ledger), failed rows into row_errors. `keep_fields` stores the sent fields (mirror removals need them)."""
+    con.register("settled_outcomes", outcomes)
+    now = utcnow()
+    fields = "p.row_fields" if keep_fields else "null"
+    try:
+        with transaction(con):
+            con.execute(
+                "create or replace temp table settled_batch as select b.*, p.action, p.row_hash, "
+                f"{fields} as row_fields from settled_outcomes b join {plan_table} p on p.row_key = b.row_key"
+            )
+            any_ok, any_failed = pc.any(outcomes["ok"]).as_py(), not pc.all(outcomes["ok"]).as_py()
+            if any_ok and send_once:
+                con.execute(
+                    f"update {S}.message_ledger l set status = 'sent', destination_ref = b.destination_ref, "
+                    "cost = b.cost, sent_at = ?, run_id = ? from settled_batch b "
+                    "where l.sync_name = ? and l.occurrence_key = b.row_key and b.ok",
+                    [now, run_id, sync_name],
+                )
+            elif any_ok:
+                con.execute(
+                    f"delete from {S}.sync_state where sync_name = ? and row_key in "
+                    "(select row_key from settled_batch where ok and action = 'remove')",
+                    [sync_name],
+                )
+                con.execute(
+                    f"insert or replace into {S}.sync_state "
+                    "select ?, row_key, row_hash, row_fields, destination_ref, ? from settled_batch "
+                    "where ok and action <> 'remove'",
+                    [sync_name, now],
+                )
+            if any_ok and _has_row_errors(con, sync_name):
+                con.execute(
+                    f"delete from {S}.row_errors where sync_name = ? and row_key in "
+                    "(select row_key from settled_batch where ok)",
+                    [sync_name],
+                )
+            if any_failed:
+                con.execute(
+                    f"insert into {S}.row_errors select ?, row_key, row_hash, ?, code, message, permanent, 1, ?, ? "
+                    "from settled_batch where not ok "
+                    "on conflict (sync_name, row_key) do update set row_hash = excluded.row_hash, "
+                    "run_id = excluded.run_id, code = excluded.code, message = excluded.message, "
+                    "permanent = excluded.permanent, attempts = row_errors.attempts + 1, "
+                    "last_seen_at = excluded.last_seen_at",
+                    [sync_name, run_id, now, now],
+                )
+            con.execute("drop table settled_batch")
+    finally:
+        con.unregister("settled_outcomes")
+
+
+def _has_row_errors(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
+    return con.execute(f"select 1 from {S}.row_errors where sync_name = ? limit 1", [sync_name]).fetchone() is not None
