@@ -1,0 +1,63 @@
+"""Jobs, schedules and the automation sensor.
+
+- `daily_full_build` (06:00 UTC): every dbt model, test and gate, then every sync.
+- `triggered_messages` (every 3 hours from 07:00 to 22:00 UTC): the syncs of triggered-message models
+  (`msg_*`, `message_queue`) with everything upstream of them, so each send reads fresh events.
+- `tidings_automation`: evaluates the sync assets' automation conditions, so a sync runs after its model
+  refreshes (and its blocking checks pass), whichever job or UI action refreshed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from orchestration.sync_assets import sync_asset_key
+from syncs.engine import SyncSpec
+
+DAILY_BUILD_CRON = "0 6 * * *"
+TRIGGERED_MESSAGES_CRON = "0 7-22/3 * * *"
+
+
+def is_triggered_message_model(model: str) -> bool:
+    return model.startswith("msg_") or model == "message_queue"
+
+
+def build_jobs(syncs: Iterable[SyncSpec]) -> list[dg.UnresolvedAssetJobDefinition]:
+    message_syncs = [sync_asset_key(spec.name) for spec in syncs if is_triggered_message_model(spec.model)]
+    jobs = [
+        dg.define_asset_job(
+            "daily_full_build",
+            selection=dg.AssetSelection.all(),
+            description="Every dbt model and test, the quality gates, then every sync.",
+        )
+    ]
+    if message_syncs:
+        jobs.append(
+            dg.define_asset_job(
+                "triggered_messages",
+                selection=dg.AssetSelection.assets(*message_syncs).upstream(),
+                description="Triggered-message syncs with the models they read, refreshed first.",
+            )
+        )
+    return jobs
+
+
+def build_schedules(jobs: Iterable[dg.UnresolvedAssetJobDefinition]) -> list[dg.ScheduleDefinition]:
+    crons = {"daily_full_build": DAILY_BUILD_CRON, "triggered_messages": TRIGGERED_MESSAGES_CRON}
+    return [
+        dg.ScheduleDefinition(
+            name=f"{job.name}_schedule", job=job, cron_schedule=crons[job.name], execution_timezone="UTC"
+        )
+        for job in jobs
+    ]
+
+
+def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "tidings_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+    )

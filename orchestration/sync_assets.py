@@ -1,0 +1,82 @@
+"""One asset per sync declared in the models' YAML, generated from `syncs.engine.load_project()`.
+
+Each sync asset depends on its model's dbt asset, sits in the group `syncs_<channel>`, carries the owner and
+description from the YAML, and runs the sync engine. Run config (`SyncRunConfig`, editable in the launchpad)
+turns a run into a dry run or lets a mirror exceed its removal guard. Syncs run automatically after their
+model refreshes, once the model's blocking checks (dbt tests, the Great Expectations gate) have passed; a
+sync with a `schedule:` in its YAML waits for that cron tick instead.
+"""
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from pydantic import Field
+
+from orchestration.dbt_assets import DUCKDB_POOL
+from orchestration.resources import TidingsResource
+from orchestration.sync_results import report_sync_result
+from syncs.engine import SyncSpec, load_project, run_sync
+
+SYNC_KEY_PREFIX = "syncs"
+
+
+class SyncRunConfig(dg.Config):
+    dry_run: bool = Field(default=False, description="Plan only: show what would be sent, send nothing.")
+    allow_large_removal: bool = Field(
+        default=False, description="Let a mirror remove more members than its max_removal_share guard allows."
+    )
+
+
+def sync_asset_key(sync_name: str) -> dg.AssetKey:
+    return dg.AssetKey([SYNC_KEY_PREFIX, sync_name])
+
+
+def sync_automation_condition(spec: SyncSpec) -> dg.AutomationCondition:
+    trigger = dg.AutomationCondition.on_cron(spec.schedule) if spec.schedule else dg.AutomationCondition.eager()
+    return trigger & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def build_sync_assets(syncs: Iterable[SyncSpec], model_keys: Mapping[str, dg.AssetKey]) -> list[dg.AssetsDefinition]:
+    return [_sync_asset(spec, model_keys[spec.model]) for spec in syncs]
+
+
+def _sync_asset(spec: SyncSpec, model_key: dg.AssetKey) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=sync_asset_key(spec.name),
+        deps=[model_key],
+        group_name=f"syncs_{spec.channel}",
+        owners=[spec.owner] if spec.owner and "@" in spec.owner else None,
+        description=spec.description or f"{spec.mode} sync of {spec.model} to {spec.destination}",
+        kinds={"tidings", spec.destination_type},
+        tags={
+            "tidings/mode": spec.mode.value,
+            "tidings/channel": spec.channel,
+            "tidings/destination": spec.destination,
+        },
+        metadata={
+            "model": spec.model,
+            "destination": spec.destination,
+            "primary_key": ", ".join(spec.primary_key),
+            "schedule": spec.schedule or "after each model refresh",
+            "declared_in": dg.MetadataValue.path(str(spec.source_file)),
+        },
+        pool=DUCKDB_POOL,
+        automation_condition=sync_automation_condition(spec),
+        output_required=False,
+    )
+    def sync(
+        context: AssetExecutionContext, config: SyncRunConfig, tidings: TidingsResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+        # The project is re-read at run time: destinations resolve ${ENV} references when loaded.
+        result = run_sync(
+            spec.name,
+            project=load_project(),
+            warehouse=tidings.warehouse_path(),
+            dry_run=config.dry_run,
+            allow_large_removal=config.allow_large_removal,
+        )
+        context.log.info(f"sync {spec.name}: {result.status}, {result.sent} sent, {result.failed} failed")
+        yield from report_sync_result(context.asset_key, result)
+
+    return sync
