@@ -37,8 +37,18 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 def run_dbt(*args: str, warehouse: Path, target_path: Path) -> subprocess.CompletedProcess[str]:
     """Run the dbt CLI against `warehouse`; raises with dbt's output when it fails."""
     env = {**os.environ, "TIDINGS_WAREHOUSE": str(warehouse)}
-    cmd = ["dbt", *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-           "--target-path", str(target_path), "--vars", f"{{as_of_date: '{AS_OF.isoformat()}'}}"]
+    cmd = [
+        "dbt",
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target_path),
+        "--vars",
+        f"{{as_of_date: '{AS_OF.isoformat()}'}}",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     if result.returncode != 0:
         raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")

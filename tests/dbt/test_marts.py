@@ -1,0 +1,249 @@
+"""Marketing marts on the sample warehouse: audiences, triggered messages, the message queue and its contact policy.
+
+The session fixture `built_warehouse` (tests/conftest.py) generates the sample data and runs `dbt build`, which
+already runs every schema test, unit test and the singular invariant test; these tests check what the marts must
+deliver on that data and that the invariant test really fails when the invariant is broken.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+# tests/conftest.py sets the suite's as-of date before collection; the sample data is generated for it.
+AS_OF_DATE = os.environ["TIDINGS_AS_OF_DATE"]
+
+SEGMENTS = (
+    "seg_trial_ending_low_usage",
+    "seg_new_signups_not_activated",
+    "seg_inactive_users",
+    "seg_pricing_page_visitors",
+    "seg_content_topic_readers",
+    "seg_abandoned_cart_24h",
+    "seg_renewal_due",
+    "seg_upsell_ready",
+    "seg_loyalty_tiers",
+    "seg_advocates",
+    "seg_new_product_fit",
+    "seg_lapsed_high_value_direct_mail",
+    "seg_top_clv_lookalike",
+    "seg_existing_customers_suppression",
+)
+SEQUENCES = (
+    "msg_onboarding",
+    "msg_reengagement",
+    "msg_usage_summary",
+    "msg_new_feature_intro",
+    "msg_loyalty_status",
+    "msg_renewal_reminder",
+    "msg_billing_alerts",
+    "msg_policy_change",
+    "msg_upsell_expansion",
+    "msg_abandoned_cart",
+    "msg_trial_ending",
+)
+CHANNEL_PERMISSION = {"email": "can_email", "sms": "can_sms", "mail": "can_mail", "direct_mail": "can_mail"}
+INVARIANT_TEST = "assert_no_suppressed_or_nonconsenting_recipients"
+
+
+def query(warehouse: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def dbt(*args: str, warehouse: Path, target_path: Path, extra_vars: str = "") -> subprocess.CompletedProcess[str]:
+    """Run dbt against `warehouse` with the suite's as-of date (plus `extra_vars`); the caller checks the result."""
+    cmd = [
+        "dbt", *args,
+        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(target_path),
+        "--vars", f"{{as_of_date: '{AS_OF_DATE}'{extra_vars}}}",
+    ]  # fmt: skip
+    env = {**os.environ, "TIDINGS_WAREHOUSE": str(warehouse)}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+
+
+@pytest.mark.parametrize("model", SEGMENTS + SEQUENCES)
+def test_every_audience_and_sequence_has_rows_on_the_sample_data(built_warehouse: Path, model: str) -> None:
+    [(rows,)] = query(built_warehouse, f"select count(*) from analytics.{model}")
+    assert rows > 0, f"{model} is empty on the sample data"
+
+
+def test_every_channel_of_the_queue_and_every_decision_reason_is_exercised(built_warehouse: Path) -> None:
+    decisions = {d for (d,) in query(built_warehouse, "select distinct decision from analytics.message_decisions")}
+    assert {"send", "suppressed", "no_consent", "holdout", "outranked", "quiet_hours"} <= decisions
+    channels = {c for (c,) in query(built_warehouse, "select distinct channel from analytics.message_queue")}
+    assert {"email", "sms"} <= channels
+
+
+@pytest.mark.parametrize("model", [*SEGMENTS, "message_queue"])
+def test_no_suppressed_or_nonconsenting_recipient(built_warehouse: Path, model: str) -> None:
+    offenders = query(
+        built_warehouse,
+        f"""
+        select rows.customer_id, rows.channel
+        from analytics.{model} as rows
+        left join analytics.dim_customers as customers using (customer_id)
+        where customers.customer_id is null
+            or customers.is_globally_suppressed
+            or not case rows.channel
+                when 'email' then customers.can_email
+                when 'sms' then customers.can_sms
+                when 'ads' then customers.can_ads
+                else customers.can_mail
+            end
+        """,
+    )
+    assert offenders == []
+
+
+def test_queue_sends_at_most_one_marketing_message_per_customer_channel_and_local_day(built_warehouse: Path) -> None:
+    over_cap = query(
+        built_warehouse,
+        """
+        with queued as (
+            select queue.customer_id, queue.channel, decisions.local_decision_date as local_day, count(*) as queued
+            from analytics.message_queue as queue
+            join analytics.message_decisions as decisions using (occurrence_key)
+            where queue.message_kind = 'marketing'
+            group by all
+        ),
+        already_sent as (
+            select sent.customer_id, sent.channel,
+                cast(timezone(customers.timezone, timezone('UTC', sent.sent_at)) as date) as local_day,
+                count(*) as sent
+            from analytics.marketing_messages_sent as sent
+            join analytics.dim_customers as customers using (customer_id)
+            group by all
+        )
+        select queued.*, coalesce(already_sent.sent, 0) as sent
+        from queued
+        left join already_sent using (customer_id, channel, local_day)
+        where queued.queued + coalesce(already_sent.sent, 0) > 1
+        """,
+    )
+    assert over_cap == []
+
+
+def test_transactional_messages_are_exempt_from_caps_and_holdouts(built_warehouse: Path) -> None:
+    skipped = query(
+        built_warehouse,
+        """
+        select decision, count(*) from analytics.message_decisions
+        where message_kind = 'transactional' and decision in ('capped', 'outranked', 'holdout')
+        group by decision
+        """,
+    )
+    assert skipped == []
+    [(transactional_sent,)] = query(
+        built_warehouse, "select count(*) from analytics.message_queue where message_kind = 'transactional'"
+    )
+    assert transactional_sent > 0
+
+
+def test_queue_kinds_match_the_catalog_and_each_sync_carries_one_kind(built_warehouse: Path) -> None:
+    """Transactional messages are never mixed with marketing: every queue row has its sequence's kind and every
+    sync declared on message_queue selects rows of a single kind."""
+    mismatched = query(
+        built_warehouse,
+        """
+        select queue.occurrence_key from analytics.message_queue as queue
+        join analytics.message_catalog as catalog using (message_name)
+        where queue.message_kind <> catalog.message_kind
+        """,
+    )
+    assert mismatched == []
+    urgent_email_context = query(
+        built_warehouse,
+        """
+        select message_occurrence_key from analytics.message_queue
+        where urgent and channel = 'sms'
+            and message_occurrence_key not in (
+                select message_occurrence_key from analytics.message_decisions where channel = 'email'
+            )
+        """,
+    )
+    assert urgent_email_context == [], "urgent SMS must come with an email candidate for context"
+
+    declared = yaml.safe_load((DBT_PROJECT_DIR / "models/marts/messages/_messages__models.yml").read_text())
+    [queue_model] = [m for m in declared["models"] if m["name"] == "message_queue"]
+    syncs = queue_model["config"]["meta"]["tidings"]["syncs"]
+    assert syncs
+    for sync in syncs:
+        kinds = query(
+            built_warehouse, f"select distinct message_kind from analytics.message_queue where {sync['where']}"
+        )
+        assert len(kinds) <= 1, f"sync {sync['name']} mixes message kinds: {kinds}"
+
+
+def test_holdout_groups_are_stable_between_builds(built_warehouse: Path, warehouse_copy: Path, tmp_path: Path) -> None:
+    """Rebuilding the decisions at another instant (other quiet hours, other local days) holds out the same
+    customer-sequence pairs: the buckets are hashes, not random draws."""
+
+    def holdouts(warehouse: Path) -> set[tuple]:
+        rows = query(
+            warehouse,
+            "select customer_id, message_name from analytics.message_decisions where decision = 'holdout'",
+        )
+        return set(rows)
+
+    before = holdouts(built_warehouse)
+    result = dbt(
+        "run", "--select", "message_decisions",
+        warehouse=warehouse_copy, target_path=tmp_path / "target",
+        extra_vars=", message_decision_at: '2026-11-01 03:30:00'",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:]
+    after = holdouts(warehouse_copy)
+    assert before and before == after
+
+
+PLANTED_ROWS = (
+    # an email audience row for a customer who cannot be emailed
+    """
+    insert into analytics.seg_trial_ending_low_usage (customer_id, channel, email)
+    select customer_id, 'email', 'planted@example.com'
+    from analytics.dim_customers where not can_email limit 1
+    """,
+    # a queued message for a globally suppressed customer
+    """
+    insert into analytics.message_queue
+    select * replace (
+        'planted-' || occurrence_key as occurrence_key,
+        (select customer_id from analytics.dim_customers where is_globally_suppressed limit 1) as customer_id
+    )
+    from analytics.message_queue limit 1
+    """,
+)
+
+
+def test_invariant_test_fails_on_planted_bad_rows(warehouse_copy: Path, tmp_path: Path) -> None:
+    """One bad audience row and one bad queue row: the singular test reports exactly those two."""
+    with duckdb.connect(str(warehouse_copy)) as con:
+        for statement in PLANTED_ROWS:
+            con.execute(statement)
+    result = dbt("test", "--select", INVARIANT_TEST, warehouse=warehouse_copy, target_path=tmp_path / "target")
+    assert result.returncode != 0, result.stdout[-4000:]
+    assert f"FAIL 2 {INVARIANT_TEST}" in result.stdout, result.stdout[-4000:]
+
+
+def test_sync_declarations_load_and_cover_every_destination_type() -> None:
+    """The audiences' and the queue's sync declarations validate against destinations.yml, and together they
+    exercise every destination type the demo ships."""
+    from syncs.config import load_project
+
+    project = load_project(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "destinations.yml")
+    marketing_syncs = [s for s in project.syncs.values() if s.model.startswith("seg_") or s.model == "message_queue"]
+    assert {s.destination_type for s in marketing_syncs} == {
+        "mailchimp", "sendgrid", "meta_custom_audiences", "google_customer_match",
+        "print_mail", "sftp_mailhouse", "file_export", "webhook",
+    }  # fmt: skip
+    send_once = [s for s in marketing_syncs if s.mode == "send_once"]
+    assert send_once and all(s.primary_key == ["occurrence_key"] for s in send_once)
+    assert all(s.description and s.owner for s in marketing_syncs)

@@ -1,0 +1,112 @@
+"""Identifier normalization and hashing: provider rules, and equality with Meta's own SDK."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from facebook_business.adobjects.helpers.customaudiencemixin import CustomAudienceMixin
+
+from syncs import identity
+from syncs.destinations.meta_custom_audiences import hashed_row
+
+# (schema key, raw value, country) vectors in the shapes warehouses hold them; ASCII, where Meta's SDK
+# applies every documented rule itself.
+META_VECTORS = [
+    ("EMAIL", "  John.Doe@Example.COM ", None),
+    ("EMAIL", "alice+news@example.org", None),
+    ("PHONE", "+1 (650) 253-0000", None),
+    ("PHONE", "+44 20 7031 3000", None),
+    ("PHONE", "+33 6 12 34 56 78", None),
+    ("FN", "  Mary-Ann ", None),
+    ("LN", "O'Brien", None),
+    ("LN", "Smith Jr.", None),
+    ("CT", "San Francisco", None),
+    ("CT", "St. Louis", None),
+    ("ST", "CA", None),
+    ("ZIP", "94107-1234", "US"),
+    ("ZIP", "94107", "US"),
+    ("ZIP", "sw1a1aa", "GB"),
+    ("COUNTRY", "US", None),
+    ("COUNTRY", " gb ", None),
+    ("DOBY", "1984", None),
+    ("GEN", "Female", None),
+    ("GEN", "M", None),
+    ("EXTERN_ID", "Cust-0042", None),
+]
+
+
+def sdk_hash(key: str, value: str) -> str:
+    payload = CustomAudienceMixin.format_params([key], [[value]], is_raw=True)["payload"]
+    return payload["data"][0][0]
+
+
+@pytest.mark.parametrize(("key", "raw", "country"), META_VECTORS)
+def test_meta_hashes_equal_the_sdk_byte_for_byte(key: str, raw: str, country: str | None) -> None:
+    fields = {key: raw} if country is None else {key: raw, "COUNTRY": country}
+    assert hashed_row([key], fields) == [sdk_hash(key, raw)]
+
+
+def test_meta_multi_key_row_equals_the_sdk() -> None:
+    schema = ["EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "ST", "COUNTRY", "DOBY", "GEN", "EXTERN_ID"]
+    raw = ["A.B@Example.com", "+1 650 253 0000", "Ann", "Lee", "94107", "Oakland", "CA", "US", "1990", "f", "c-1"]
+    expected = CustomAudienceMixin.format_params(schema, [raw], is_raw=True)["payload"]["data"][0]
+    assert hashed_row(schema, dict(zip(schema, raw, strict=True))) == expected
+
+
+def test_meta_rules_the_sdk_leaves_to_the_caller() -> None:
+    # Meta's docs: phones carry the country code, ZIPs have no spaces, US ZIPs keep five digits, and
+    # names keep non-ASCII letters in UTF-8 (the SDK drops them; we follow the documentation).
+    assert identity.meta_phone("(650) 253-0000", "US") == "16502530000"
+    assert identity.meta_zip("SW1A 1AA", "GB") == "sw1a1aa"
+    assert identity.meta_zip("941071234", "US") == "94107"
+    assert identity.meta_name("José") == "josé"
+    assert identity.meta_doby(date(1984, 5, 17)) == "1984"
+
+
+def test_hex_sha256_of_a_published_vector() -> None:
+    assert identity.sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+@pytest.mark.parametrize("value", ["", None, "no-at-sign", "two@@example.com", "a@b", "spaces in@example.com"])
+def test_malformed_emails_are_none(value: object) -> None:
+    assert identity.email(value) is None
+
+
+@pytest.mark.parametrize(("value", "country"), [("12", "US"), ("not a phone", None), ("6502530000", None), ("", "US")])
+def test_unusable_phones_are_none(value: str, country: str | None) -> None:
+    assert identity.phone_e164(value, country) is None
+
+
+def test_phones_in_e164() -> None:
+    assert identity.phone_e164("(650) 253-0000", "us") == "+16502530000"
+    assert identity.phone_e164("06 12 34 56 78", "FR") == "+33612345678"
+    assert identity.phone_e164("+44 20 7031 3000", "US") == "+442070313000"
+
+
+def test_google_rules() -> None:
+    assert identity.google_email(" John.Doe@GoogleMail.com ") == "johndoe@googlemail.com"
+    assert identity.google_email("john.doe@gmail.com") == "johndoe@gmail.com"
+    assert identity.google_email("john.doe@example.com") == "john.doe@example.com"
+    assert identity.google_phone("(650) 253-0000", "US") == "+16502530000"
+    assert identity.google_first_name("  Mary   Ann ") == "mary ann"
+    assert identity.google_last_name("O'Brien-Smith") == "obriensmith"
+    assert identity.google_country("us") == "US"
+    assert identity.google_postal_code(" SW1A  1AA ") == "SW1A 1AA"
+
+
+def test_country_codes_must_be_known_regions() -> None:
+    assert identity.country_code("DE") == "de"
+    assert identity.country_code("XX") is None
+    assert identity.country_code("USA") is None
+
+
+def test_gender_and_birth_year() -> None:
+    assert [identity.meta_gender(v) for v in ("F", "male", "x", None)] == ["f", "m", None, None]
+    assert identity.meta_doby("1984-05-17") == "1984"
+    assert identity.meta_doby("84") is None
+
+
+def test_mailchimp_subscriber_hash_is_md5_of_lower_case() -> None:
+    # Mailchimp's documented example: md5("urist.mcvankab@freddiesjokes.com").
+    assert identity.subscriber_hash("Urist.McVankab@FreddiesJokes.com") == "62eeb292278cc15f5817cb78f7790b08"

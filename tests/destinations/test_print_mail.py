@@ -1,0 +1,93 @@
+"""Print-and-mail connector against the Lob-style sandbox: pieces, idempotency, per-piece errors, cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncs.destinations.base import Operation, OutboundRow
+from syncs.destinations.print_mail import PrintMailDestination
+from syncs.sandbox.apps.credentials import LOB_API_KEY
+
+SENDER = {
+    "name": "Tidings Demo Co",
+    "address_line1": "185 Berry St",
+    "address_city": "San Francisco",
+    "address_state": "CA",
+    "address_zip": "94107",
+}
+
+
+def lob(sandbox: Any, **settings: Any) -> PrintMailDestination:
+    cfg = PrintMailDestination.Settings(
+        base_url=f"{sandbox.url}/lob/v1", api_key_env=LOB_API_KEY, from_address=SENDER, **settings
+    )
+    target = PrintMailDestination.Target(kind="postcard", front_template="winback_front", back_template="winback_back")
+    return PrintMailDestination("lob", cfg, target)
+
+
+def piece(i: int, **overrides: Any) -> OutboundRow:
+    fields = {
+        "name": f"Person {i}",
+        "address_line1": f"{i} Main St",
+        "address_city": "Portland",
+        "address_state": "OR",
+        "address_zip": "97201",
+        "first_name": "Ann",
+        **overrides,
+    }
+    return OutboundRow(f"occ-{i}", fields, f"idem-{i}")
+
+
+def test_each_row_prints_one_piece_with_its_cost(clean_sandbox: Any) -> None:
+    outcomes = lob(clean_sandbox).write(Operation.SEND, [piece(1), piece(2)])
+    assert all(o.ok and o.cost == 0.63 and (o.destination_ref or "").startswith("psc_") for o in outcomes)
+    printed = clean_sandbox.app("lob").pieces
+    assert len(printed) == 2
+    assert printed[0]["to"]["address_city"] == "Portland" and printed[0]["to"]["address_country"] == "US"
+    assert printed[0]["merge_variables"] == {"first_name": "Ann"}
+    assert printed[0]["from"]["name"] == "Tidings Demo Co"
+
+
+def test_repeated_idempotency_key_returns_the_original_piece(clean_sandbox: Any) -> None:
+    dest = lob(clean_sandbox)
+    [first] = dest.write(Operation.SEND, [piece(1)])
+    [again] = dest.write(Operation.SEND, [piece(1)])
+    assert again.ok and again.destination_ref == first.destination_ref
+    app = clean_sandbox.app("lob")
+    assert len(app.pieces) == 1 and app.stats["idempotent_replays"] == 1
+
+
+def test_retry_after_a_lost_answer_does_not_print_twice(clean_sandbox: Any, control: Any) -> None:
+    control("lob", latency_seconds=0.3)
+    dest = lob(clean_sandbox, timeout_seconds=0.1, max_retries=0)
+    [lost] = dest.write(Operation.SEND, [piece(1)])
+    assert not lost.ok and not lost.permanent  # the piece was printed, but we never heard back
+    control("lob", latency_seconds=0)
+    [retried] = lob(clean_sandbox).write(Operation.SEND, [piece(1)])
+    assert retried.ok and len(clean_sandbox.app("lob").pieces) == 1
+
+
+def test_bad_addresses_fail_per_piece(clean_sandbox: Any) -> None:
+    rows = [piece(1), piece(2, address_zip="ABCDE"), piece(3, address_line1=None)]
+    outcomes = {o.key: o for o in lob(clean_sandbox).write(Operation.SEND, rows)}
+    assert outcomes["occ-1"].ok
+    assert (outcomes["occ-2"].code, outcomes["occ-2"].permanent) == ("undeliverable_address", True)
+    assert (outcomes["occ-3"].code, outcomes["occ-3"].permanent) == ("missing_address", True)
+    assert "ABCDE" not in (outcomes["occ-2"].message or "")
+
+
+def test_wrong_key_is_refused(clean_sandbox: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv(LOB_API_KEY, "test_wrong")
+    [outcome] = lob(clean_sandbox).write(Operation.SEND, [piece(1)])
+    assert (outcome.code, outcome.permanent) == ("unauthorized", False)
+
+
+def test_rate_limit_is_honoured(clean_sandbox: Any) -> None:
+    app = clean_sandbox.app("lob")
+    app.set_rate_limit(5)
+    try:
+        outcomes = lob(clean_sandbox).write(Operation.SEND, [piece(i) for i in range(8)])
+    finally:
+        app.set_rate_limit(app.default_requests_per_second)
+    assert all(o.ok for o in outcomes)
+    assert len(app.pieces) == 8

@@ -1,0 +1,70 @@
+"""SendGrid connector against its sandbox: async upsert jobs with polling, per-row errors, list removal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncs.destinations.base import Operation, OutboundRow
+from syncs.destinations.sendgrid import SendGridDestination, _parts
+from syncs.sandbox.apps.credentials import SENDGRID_API_KEY
+
+
+def sendgrid(sandbox: Any, **settings: Any) -> SendGridDestination:
+    cfg = SendGridDestination.Settings(
+        base_url=f"{sandbox.url}/sendgrid", api_key_env=SENDGRID_API_KEY, poll_interval_seconds=0.01, **settings
+    )
+    return SendGridDestination("sendgrid", cfg, SendGridDestination.Target(list_id="renewals"))
+
+
+def people(n: int) -> list[OutboundRow]:
+    return [
+        OutboundRow(f"c{i}", {"email": f"Person{i}@Example.com", "first_name": "Ann", "plan_name": "pro"})
+        for i in range(n)
+    ]
+
+
+def test_upsert_waits_for_the_import_job(clean_sandbox: Any) -> None:
+    outcomes = sendgrid(clean_sandbox).write(Operation.UPSERT, people(3))
+    assert all(o.ok for o in outcomes)
+    app = clean_sandbox.app("sendgrid")
+    assert app.list_members("renewals") == {f"person{i}@example.com" for i in range(3)}
+    contact = app.contacts["person0@example.com"]
+    assert contact["first_name"] == "Ann" and contact["custom_fields"] == {"plan_name": "pro"}
+    assert all(job["polls"] >= 2 for job in app.jobs.values())
+
+
+def test_rows_the_job_rejects_fail_individually(clean_sandbox: Any) -> None:
+    rows = [*people(2), OutboundRow("odd", {"email": "a" * 65 + "@example.com"}), OutboundRow("bad", {"email": "x"})]
+    outcomes = {o.key: o for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows)}
+    assert outcomes["c0"].ok and outcomes["c1"].ok
+    assert (outcomes["odd"].code, outcomes["odd"].permanent) == ("contact_rejected", True)
+    assert (outcomes["bad"].code, outcomes["bad"].permanent) == ("invalid_email", True)
+
+
+def test_removal_takes_contacts_off_the_list_only(clean_sandbox: Any) -> None:
+    dest = sendgrid(clean_sandbox)
+    dest.write(Operation.UPSERT, people(3))
+    gone = [*people(1), OutboundRow("never", {"email": "never@example.com"})]
+    assert all(o.ok for o in dest.write(Operation.REMOVE, gone))
+    app = clean_sandbox.app("sendgrid")
+    assert app.list_members("renewals") == {"person1@example.com", "person2@example.com"}
+    assert "person0@example.com" in app.contacts
+
+
+def test_large_batches_split_at_30000_contacts_and_6_mb() -> None:
+    rows = [(OutboundRow(str(i), {}), {"email": f"p{i}@example.com"}) for i in range(30_001)]
+    assert [len(p) for p in _parts(rows)] == [30_000, 1]
+    fat = [(OutboundRow(str(i), {}), {"email": f"p{i}@example.com", "note": "x" * 300_000}) for i in range(25)]
+    assert [len(p) for p in _parts(fat)] == [20, 5]
+
+
+def test_polling_retries_through_429(clean_sandbox: Any, control: Any) -> None:
+    control("sendgrid", burst_429=2, retry_after_seconds=1)
+    assert all(o.ok for o in sendgrid(clean_sandbox).write(Operation.UPSERT, people(2)))
+    assert clean_sandbox.app("sendgrid").stats["rate_limited"] == 2
+
+
+def test_wrong_key_is_refused(clean_sandbox: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv(SENDGRID_API_KEY, "SG.wrong")
+    outcomes = sendgrid(clean_sandbox).write(Operation.UPSERT, people(1))
+    assert {(o.code, o.permanent) for o in outcomes} == {("http_401", False)}

@@ -1,0 +1,168 @@
+"""Mail-house drop over real SFTP: USPS-style CSV, temp-name upload + rename, manifest, no overwrite."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from syncs.destinations.base import Mode, Operation, OutboundRow, RunInfo
+from syncs.destinations.sftp_mailhouse import SftpMailhouseDestination
+from syncs.sandbox.apps.credentials import MAILHOUSE_SFTP_PASSWORD
+from syncs.sandbox.sftp import SftpSandbox
+
+
+@pytest.fixture
+def sftp_server(tmp_path: Path) -> Iterator[SftpSandbox]:
+    with SftpSandbox(tmp_path / "mailhouse") as server:
+        yield server
+
+
+def mailhouse(server: SftpSandbox, **settings: Any) -> SftpMailhouseDestination:
+    cfg = SftpMailhouseDestination.Settings(
+        host="127.0.0.1",
+        port=server.port,
+        username="tidings",
+        remote_dir="/drops",
+        **(
+            {
+                "password_env": MAILHOUSE_SFTP_PASSWORD,
+                "known_host_key": f"{server.host_key.get_name()} {server.host_key.get_base64()}",
+            }
+            | settings
+        ),
+    )
+    target = SftpMailhouseDestination.Target(campaign="winback", offer_code="WINBACK20")
+    return SftpMailhouseDestination("mailhouse_sftp", cfg, target)
+
+
+def person(i: int, **overrides: Any) -> OutboundRow:
+    fields = {
+        "full_name": f"Ann O'Neil {i}",
+        "address_line1": "123 North Main Street, Apt. 4",
+        "address_line2": None,
+        "city": "St. Paul",
+        "state": "mn",
+        "postal_code": "55101 1234",
+        "country": "US",
+        "first_name": "Ann",
+        **overrides,
+    }
+    return OutboundRow(f"occ-{i}", fields, f"idem-{i}")
+
+
+def drop(dest: SftpMailhouseDestination, rows: list[OutboundRow], run_id: str = "run-1") -> list:
+    dest.open(RunInfo(run_id=run_id, sync_name="winback", mode=Mode.SEND_ONCE, estimated_rows=len(rows)))
+    immediate = dest.write(Operation.SEND, rows)
+    return immediate + dest.close(success=True)
+
+
+def test_drop_is_usps_style_csv_with_manifest(sftp_server: SftpSandbox) -> None:
+    outcomes = drop(mailhouse(sftp_server), [person(1), person(2)])
+    assert [o.ok for o in outcomes] == [True, True]
+    folder = sftp_server.root / "drops"
+    assert sorted(p.name for p in folder.iterdir()) == ["winback_run-1.csv", "winback_run-1.manifest.json"]
+    content = (folder / "winback_run-1.csv").read_bytes()
+    rows = list(csv.DictReader(content.decode().splitlines()))
+    assert list(rows[0]) == [
+        "key", "full_name", "address_line1", "address_line2", "city", "state", "postal_code", "country",
+        "offer_code", "first_name",
+    ]  # fmt: skip
+    assert rows[0] == {
+        "key": "occ-1",
+        "full_name": "ANN O NEIL 1",
+        "address_line1": "123 N MAIN ST APT 4",
+        "address_line2": "",
+        "city": "ST PAUL",
+        "state": "MN",
+        "postal_code": "55101-1234",
+        "country": "US",
+        "offer_code": "WINBACK20",
+        "first_name": "ANN",
+    }
+    manifest = json.loads((folder / "winback_run-1.manifest.json").read_text())
+    assert manifest["rows"] == 2 and manifest["sha256"] == hashlib.sha256(content).hexdigest()
+    assert sftp_server.stats["renames"] == 2  # both files arrived under a temporary name first
+
+
+def test_outcomes_wait_for_the_rename(sftp_server: SftpSandbox) -> None:
+    dest = mailhouse(sftp_server)
+    dest.open(RunInfo(run_id="run-2", sync_name="winback", mode=Mode.SEND_ONCE))
+    assert dest.write(Operation.SEND, [person(1)]) == []
+    assert not (sftp_server.root / "drops").exists()
+    assert [o.ok for o in dest.close(success=True)] == [True]
+
+
+def test_a_lost_rename_is_retried_and_nothing_is_left_half_done(sftp_server: SftpSandbox) -> None:
+    sftp_server.fail_renames = 1
+    assert all(o.ok for o in drop(mailhouse(sftp_server), [person(1)]))
+    names = sorted(p.name for p in (sftp_server.root / "drops").iterdir())
+    assert names == ["winback_run-1.csv", "winback_run-1.manifest.json"]
+
+
+def test_a_delivered_drop_is_never_overwritten(sftp_server: SftpSandbox) -> None:
+    drop(mailhouse(sftp_server), [person(1)])
+    original = (sftp_server.root / "drops" / "winback_run-1.csv").read_bytes()
+    outcomes = drop(mailhouse(sftp_server), [person(7)])  # same run id, different content
+    assert {(o.code, o.permanent) for o in outcomes} == {("drop_exists", True)}
+    assert (sftp_server.root / "drops" / "winback_run-1.csv").read_bytes() == original
+
+
+def test_server_refuses_rename_onto_an_existing_file(sftp_server: SftpSandbox) -> None:
+    transport = paramiko.Transport(("127.0.0.1", sftp_server.port))
+    transport.connect(username="tidings", password=sftp_server.password)
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    assert sftp is not None
+    for name in ("a.csv", "b.csv"):
+        with sftp.open(name, "wb") as handle:
+            handle.write(name.encode())
+    with pytest.raises(OSError):
+        sftp.rename("b.csv", "a.csv")
+    with pytest.raises(OSError):
+        sftp.posix_rename("b.csv", "a.csv")
+    transport.close()
+    assert (sftp_server.root / "a.csv").read_bytes() == b"a.csv"
+
+
+def test_bad_addresses_fail_per_row(sftp_server: SftpSandbox) -> None:
+    rows = [person(1), person(2, address_line1=" "), person(3, postal_code="1234")]
+    outcomes = {o.key: o for o in drop(mailhouse(sftp_server), rows)}
+    assert outcomes["occ-1"].ok
+    assert (outcomes["occ-2"].code, outcomes["occ-3"].code) == ("missing_address", "invalid_postal_code")
+    csv_rows = (sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()
+    assert len(csv_rows) == 2  # header + the one good row
+
+
+def test_failed_run_uploads_nothing(sftp_server: SftpSandbox) -> None:
+    dest = mailhouse(sftp_server)
+    dest.open(RunInfo(run_id="run-3", sync_name="winback", mode=Mode.SEND_ONCE))
+    dest.write(Operation.SEND, [person(1)])
+    assert {o.code for o in dest.close(success=False)} == {"drop_aborted"}
+    assert sftp_server.stats["uploads"] == 0
+
+
+def test_wrong_password_and_wrong_host_key_are_refused(sftp_server: SftpSandbox, monkeypatch: Any) -> None:
+    monkeypatch.setenv(MAILHOUSE_SFTP_PASSWORD, "wrong")
+    outcomes = drop(mailhouse(sftp_server, max_retries=0), [person(1)])
+    assert {(o.code, o.permanent) for o in outcomes} == {("sftp_error", False)}
+    monkeypatch.undo()
+    impostor = paramiko.ECDSAKey.generate()
+    dest = mailhouse(sftp_server, max_retries=0, known_host_key=f"{impostor.get_name()} {impostor.get_base64()}")
+    assert {o.code for o in drop(dest, [person(1)])} == {"sftp_error"}
+    assert sftp_server.stats["uploads"] == 0
+
+
+def test_key_authentication(tmp_path: Path) -> None:
+    key = paramiko.ECDSAKey.generate()
+    key_file = tmp_path / "id_ecdsa"
+    key.write_private_key_file(str(key_file))
+    with SftpSandbox(tmp_path / "keyed", authorized_key=key) as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("TIDINGS_TEST_SFTP_KEY_PATH", str(key_file))
+        dest = mailhouse(server, private_key_path_env="TIDINGS_TEST_SFTP_KEY_PATH", password_env=None)
+        assert all(o.ok for o in drop(dest, [person(1)]))

@@ -1,0 +1,110 @@
+"""A failing quality gate stops its sync and says why; a dry run previews and sends nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from orchestration_helpers import check_evaluations, materialized_metadata, observed_metadata, started_steps
+
+from orchestration.quality_checks import GATE_CHECK_NAME
+from orchestration.sync_assets import sync_asset_key
+from syncs.engine import load_project
+
+SCHEMA = "analytics"
+
+
+def http_audience_sync() -> tuple[str, str]:
+    """(sync name, model) of a mirror sync of a seg_* audience to an HTTP destination."""
+    for spec in sorted(load_project().syncs.values(), key=lambda spec: spec.name):
+        if spec.model.startswith("seg_") and spec.mode.value == "mirror" and spec.channel in {"email", "ads"}:
+            return spec.name, spec.model
+    raise AssertionError("no mirror sync of a seg_* model to an email or ads destination is declared")
+
+
+def run_sync_with_gate(defs: dg.Definitions, sync_name: str, model: str) -> dg.ExecuteInProcessResult:
+    gate = dg.AssetCheckKey(dg.AssetKey([model]), GATE_CHECK_NAME)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={sync_asset_key(sync_name)}, asset_check_selection={gate}
+    )
+    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+@pytest.fixture
+def gated_warehouse(graph_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy = tmp_path / "gated.duckdb"
+    shutil.copy(graph_warehouse, copy)
+    monkeypatch.setenv("TIDINGS_WAREHOUSE", str(copy))
+    return copy
+
+
+def plant_suppressed_customer(warehouse: Path, model: str) -> None:
+    """Append a copy of one audience row re-keyed to a globally suppressed customer."""
+    with duckdb.connect(str(warehouse)) as con:
+        suppressed = con.execute(
+            f"select customer_id from {SCHEMA}.dim_customers where is_globally_suppressed order by 1 limit 1"
+        ).fetchone()
+        assert suppressed, "the sample data has no suppressed customer"
+        con.execute(f"create temp table planted as select * from {SCHEMA}.{model} limit 1")
+        con.execute("update planted set customer_id = ?", [suppressed[0]])
+        con.execute(f"insert into {SCHEMA}.{model} select * from planted")
+
+
+def test_suppressed_customer_in_audience_blocks_the_sync(defs: dg.Definitions, gated_warehouse: Path, sandbox):
+    sync_name, model = http_audience_sync()
+    plant_suppressed_customer(gated_warehouse, model)
+
+    result = run_sync_with_gate(defs, sync_name, model)
+
+    assert not result.success
+    gate = check_evaluations(result)[dg.AssetCheckKey(dg.AssetKey([model]), GATE_CHECK_NAME)]
+    assert not gate.passed
+    assert "suppressed customer (1 rows)" in gate.description
+    assert f"syncs__{sync_name}" not in started_steps(result)
+    assert sync_asset_key(sync_name) not in materialized_metadata(result)
+
+
+def test_malformed_identifier_blocks_the_sync(defs: dg.Definitions, gated_warehouse: Path, sandbox):
+    sync_name, model = http_audience_sync()
+    with duckdb.connect(str(gated_warehouse)) as con:
+        con.execute(f"create temp table planted as select * from {SCHEMA}.{model} where email is not null limit 1")
+        con.execute("update planted set email = 'not-an-email'")
+        con.execute(f"delete from {SCHEMA}.{model} where customer_id = (select customer_id from planted)")
+        con.execute(f"insert into {SCHEMA}.{model} select * from planted")
+
+    result = run_sync_with_gate(defs, sync_name, model)
+
+    gate = check_evaluations(result)[dg.AssetCheckKey(dg.AssetKey([model]), GATE_CHECK_NAME)]
+    assert gate.description.endswith("blocked: malformed email (1 rows)")
+    assert f"syncs__{sync_name}" not in started_steps(result)
+
+
+def test_dry_run_previews_masked_rows_and_sends_nothing(
+    defs: dg.Definitions, built_warehouse: Path, tmp_path: Path, clean_sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    fresh = tmp_path / "fresh.duckdb"  # models built, no sync state yet: everything is to be added
+    shutil.copy(built_warehouse, fresh)
+    monkeypatch.setenv("TIDINGS_WAREHOUSE", str(fresh))
+    sync_name, model = http_audience_sync()
+    key = sync_asset_key(sync_name)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
+
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {f"syncs__{sync_name}": {"config": {"dry_run": True}}}},
+    )
+
+    assert key not in materialized_metadata(result)
+    observed = observed_metadata(result)[key]
+    assert observed["status"] == "dry_run"
+    assert observed["rows_planned_add"] > 0 and observed["rows_sent"] == 0
+    assert observed["preview"].startswith("| ")
+    with duckdb.connect(str(fresh), read_only=True) as con:
+        emails = [
+            email for (email,) in con.execute(f"select email from {SCHEMA}.{model} where email is not null").fetchall()
+        ]
+    assert emails and not [email for email in emails if email in observed["preview"]]
+    assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == 0

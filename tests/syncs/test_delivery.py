@@ -1,0 +1,184 @@
+"""End-to-end runs against a real DuckDB file and the webhook / file-export sandboxes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+from syncs.engine import plan_sync
+
+
+def delivered_keys(env, topic: str, operation: str = "upsert") -> Counter[str]:
+    return Counter(d["key"] for d in env.webhook().deliveries if d["topic"] == topic and d["operation"] == operation)
+
+
+def test_first_run_sends_every_row_and_a_second_run_sends_nothing(sync_env):
+    first = sync_env.run("audience_mirror")
+    assert (first.status, first.planned.add, first.sent, first.failed) == ("success", 100, 100, 0)
+    assert set(sync_env.webhook().members["audience"]) == {f"c{i:05d}" for i in range(100)}
+
+    second = sync_env.run("audience_mirror")
+    assert (second.planned.add, second.planned.change, second.planned.remove) == (0, 0, 0)
+    assert (second.planned.unchanged, second.sent) == (100, 0)
+    assert sum(delivered_keys(sync_env, "audience").values()) == 100
+
+
+def test_only_changed_rows_are_sent(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.sql("update analytics.audience set score = score + 1 where customer_id in ('c00003', 'c00007')")
+    sync_env.sql("insert into analytics.audience values ('c90000', 'new@example.com', 'New', 5)")
+
+    result = sync_env.run("audience_mirror")
+
+    assert (result.planned.add, result.planned.change, result.sent) == (1, 2, 3)
+    sent_twice = {key for key, n in delivered_keys(sync_env, "audience").items() if n == 2}
+    assert sent_twice == {"c00003", "c00007"}
+    assert sync_env.webhook().members["audience"]["c00003"]["score"] == 4
+
+
+def test_column_order_does_not_change_the_row_hash(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.sql(
+        "create or replace table analytics.audience as select score, first_name, email, customer_id "
+        "from analytics.audience"
+    )
+    assert sync_env.run("audience_mirror").planned.unchanged == 100
+
+
+def test_mirror_removes_only_members_it_added_and_upsert_never_removes(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.run("audience_upsert")
+    upserted = set(sync_env.webhook().members["contacts"])
+    sync_env.webhook().members["audience"]["someone_else"] = {"email": "other@example.com"}
+    sync_env.sql("delete from analytics.audience where customer_id >= 'c00070'")
+
+    mirror = sync_env.run("audience_mirror")
+    upsert = sync_env.run("audience_upsert")
+
+    assert (mirror.planned.remove, mirror.removed, mirror.status) == (30, 30, "success")
+    assert set(sync_env.webhook().members["audience"]) == {f"c{i:05d}" for i in range(70)} | {"someone_else"}
+    assert (upsert.planned.remove, upsert.removed) == (0, 0)
+    assert set(sync_env.webhook().members["contacts"]) == upserted
+
+
+def test_dry_run_shows_the_removals_the_real_run_performs(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.sql("delete from analytics.audience where customer_id >= 'c00090'")
+    requests_before = sync_env.webhook().stats["requests"]
+
+    plan = plan_sync("audience_mirror", project=sync_env.project(), warehouse=sync_env.warehouse)
+    dry = sync_env.run("audience_mirror", dry_run=True)
+    assert sync_env.webhook().stats["requests"] == requests_before
+
+    real = sync_env.run("audience_mirror")
+    assert plan.counts == dry.planned == real.planned
+    assert (dry.status, dry.planned.remove, real.removed) == ("dry_run", 10, 10)
+    assert {row["action"] for row in dry.preview} == {"remove"}
+    assert all(row["fields"]["email"] == "u***@e***.com" for row in dry.preview)
+
+
+def test_where_filter_selects_the_audience(sync_env):
+    result = sync_env.run("audience_upsert")
+    assert result.sent == 80  # score = i % 50 >= 10
+    assert all(fields["score"] >= 10 for fields in sync_env.webhook().members["contacts"].values())
+
+
+def test_parallel_batches_deliver_every_row_once(sync_env):
+    sync_env.fill_audience(300, score="20")
+    result = sync_env.run("audience_upsert")
+    assert (result.sent, result.failed) == (300, 0)
+    assert set(delivered_keys(sync_env, "contacts").values()) == {1}
+
+
+def test_send_once_never_sends_an_occurrence_twice(sync_env):
+    first = sync_env.run("welcome_send")
+    sync_env.sql("update analytics.messages set template = 'welcome_v2'")
+    second = sync_env.run("welcome_send")
+
+    assert (first.sent, second.planned.add, second.planned.unchanged, second.sent) == (40, 0, 40, 0)
+    assert len(sync_env.webhook().sent) == 40
+    ledger = sync_env.sql("select status, count(*) from tidings.message_ledger group by all")
+    assert ledger == [("sent", 40)]
+
+
+def test_malformed_rows_are_reported_and_the_rest_delivered(sync_env):
+    sync_env.sql("update analytics.audience set email = 'not-an-email' where customer_id in ('c00001', 'c00002')")
+
+    result = sync_env.run("audience_mirror")
+
+    assert (result.status, result.sent, result.failed) == ("partial", 98, 2)
+    assert result.error_summary == {"invalid_email": 2}
+    errors = sync_env.sql("select row_key, code, permanent from tidings.row_errors order by row_key")
+    assert errors == [("c00001", "invalid_email", True), ("c00002", "invalid_email", True)]
+    # Permanently rejected rows are not retried until they change; then they go out and the error clears.
+    again = sync_env.run("audience_mirror")
+    assert (again.sent, again.skipped) == (0, 2)
+    sync_env.sql("update analytics.audience set email = 'fixed1@example.com' where customer_id = 'c00001'")
+    fixed = sync_env.run("audience_mirror")
+    assert (fixed.sent, fixed.skipped) == (1, 1)
+    assert sync_env.sql("select row_key from tidings.row_errors") == [("c00002",)]
+
+
+def test_rate_limits_and_server_errors_are_survived(sync_env):
+    sync_env.faults(burst_429=1, retry_after_seconds=1, burst_5xx=2, error_rate=0.1, seed=3)
+
+    result = sync_env.run("audience_mirror")
+
+    assert (result.status, result.sent, result.failed) == ("success", 100, 0)
+    stats = sync_env.webhook().stats
+    assert stats["rate_limited"] >= 1 and stats["faults_5xx"] >= 2
+    assert set(sync_env.webhook().members["audience"]) == {f"c{i:05d}" for i in range(100)}
+
+
+def test_a_batch_that_still_fails_becomes_row_errors_retried_next_run(sync_env):
+    sync_env.faults(burst_5xx=1)  # hooks_fragile does not retry: the first batch of 50 fails
+
+    first = sync_env.run("audience_fragile")
+    assert (first.status, first.sent, first.failed, first.error_summary) == ("partial", 50, 50, {"http_503": 50})
+    assert sync_env.sql("select count(*) from tidings.row_errors where not permanent") == [(50,)]
+
+    second = sync_env.run("audience_fragile")
+    assert (second.planned.add, second.sent, second.failed) == (50, 50, 0)
+    assert sync_env.sql("select count(*) from tidings.row_errors") == [(0,)]
+
+
+def test_retry_resends_only_rows_in_error(sync_env):
+    sync_env.sql("update analytics.audience set email = 'broken' where customer_id = 'c00005'")
+    sync_env.run("audience_mirror")
+    sync_env.sql("update analytics.audience set score = 99 where customer_id = 'c00006'")
+    from syncs.engine import retry_sync
+
+    retried = retry_sync("audience_mirror", project=sync_env.project(), warehouse=sync_env.warehouse)
+
+    assert (retried.planned.add, retried.planned.change, retried.failed) == (1, 0, 1)  # still broken; c00006 waits
+    assert sync_env.run("audience_mirror").planned.change == 1
+
+
+def test_export_writes_a_full_file_each_run(sync_env):
+    first = sync_env.run("audience_export")
+    sync_env.sql("delete from analytics.audience where customer_id >= 'c00095'")
+    second = sync_env.run("audience_export")
+
+    assert (first.sent, second.sent, second.planned.remove, second.removed) == (100, 95, 5, 5)
+    assert len(second.export_paths) == 1 and second.export_paths != first.export_paths
+    with Path(second.export_paths[0]).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 95 and rows[0].keys() == {"customer_id", "score"}
+
+
+def test_run_history_is_recorded_without_pii(sync_env):
+    sync_env.sql("update analytics.audience set email = 'bad-address' where customer_id = 'c00001'")
+    result = sync_env.run("audience_mirror")
+    sync_env.run("audience_mirror", dry_run=True)
+
+    runs = sync_env.sql(
+        "select run_id, status, dry_run, planned_add, sent, failed, error_summary from tidings.sync_runs "
+        "order by started_at"
+    )
+    assert runs[0] == (result.run_id, "partial", False, 100, 99, 1, json.dumps({"invalid_email": 1}))
+    assert runs[1][1:3] == ("dry_run", True)
+    dumped = json.dumps(sync_env.sql("select * from tidings.sync_runs"), default=str)
+    dumped += json.dumps(sync_env.sql("select * from tidings.row_errors"), default=str)
+    assert "@example.com" not in dumped and "bad-address" not in dumped

@@ -1,0 +1,81 @@
+"""Guards stop dangerous runs before anything is sent; locks keep runs of one sync from overlapping."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from syncs import state
+
+
+def test_an_emptied_model_never_triggers_mass_removal(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.sql("delete from analytics.audience")
+
+    blocked = sync_env.run("audience_mirror", allow_large_removal=True)
+
+    assert (blocked.status, blocked.planned.remove, blocked.removed) == ("blocked", 100, 0)
+    assert any(d.startswith("blocked: empty_source") for d in blocked.guard_decisions)
+    assert len(sync_env.webhook().members["audience"]) == 100
+    history = sync_env.sql("select status, guard_decisions from tidings.sync_runs order by started_at desc limit 1")
+    assert history[0][0] == "blocked" and "empty_source" in history[0][1]
+
+
+def test_removal_guard_blocks_a_large_removal_unless_allowed(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.sql("delete from analytics.audience where customer_id >= 'c00040'")  # 60% > the 50% limit
+
+    blocked = sync_env.run("audience_mirror")
+    assert (blocked.status, blocked.removed) == ("blocked", 0)
+    assert "would remove 60 of 100 members" in blocked.message
+
+    allowed = sync_env.run("audience_mirror", allow_large_removal=True)
+    assert (allowed.status, allowed.removed) == ("success", 60)
+    assert any("allowed by --allow-large-removal" in d for d in allowed.guard_decisions)
+
+
+def test_minimum_audience_guard(sync_env):
+    sync_env.dbt_project_dir.joinpath("models", "_audiences.yml").write_text(
+        sync_env.dbt_project_dir.joinpath("models", "_audiences.yml")
+        .read_text()
+        .replace("guards: {max_removal_share: 0.5}", "guards: {max_removal_share: 0.5, min_rows: 500}")
+    )
+    result = sync_env.run("audience_mirror")
+    assert (result.status, result.sent) == ("blocked", 0)
+    assert result.guard_decisions == ["blocked: min_rows: the model has 100 rows, fewer than the minimum of 500"]
+
+
+def test_a_live_lock_stops_a_second_run(sync_env):
+    with state.connect(sync_env.warehouse) as con:
+        state.ensure_schema(con)
+        assert state.acquire_lock(con, "audience_mirror", "other-run")  # held by this (live) process
+        assert not state.acquire_lock(con, "audience_mirror", "third-run")
+
+    locked = sync_env.run("audience_mirror")
+
+    assert (locked.status, locked.sent) == ("locked", 0)
+    assert sync_env.webhook().stats["requests"] == 0
+    with state.connect(sync_env.warehouse) as con:
+        state.release_lock(con, "audience_mirror", "other-run")
+    assert sync_env.run("audience_mirror").status == "success"
+
+
+def test_a_lock_left_by_a_dead_process_is_recovered(sync_env):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with state.connect(sync_env.warehouse) as con:
+        state.ensure_schema(con)
+        con.execute(
+            "insert into tidings.sync_locks values ('audience_mirror', 'crashed', ?, ?, now())",
+            [int(dead.stdout), socket.gethostname()],
+        )
+    assert sync_env.run("audience_mirror").status == "success"
+    assert sync_env.sql("select count(*) from tidings.sync_locks") == [(0,)]
+
+
+def test_the_engine_connection_cannot_read_files(sync_env):
+    with state.connect(sync_env.warehouse) as con, pytest.raises(duckdb.PermissionException):
+        con.execute("select * from read_csv('/etc/hostname')")
