@@ -105,10 +105,15 @@ def sandbox() -> Iterator[object]:
             os.environ["TIDINGS_SANDBOX_URL"] = previous
 
 
-@pytest.fixture
-def clean_sandbox(sandbox: object) -> object:
-    """The session sandbox with every app's received data, stats and faults reset."""
+def restore_sandbox(sandbox: object) -> None:
     for app in sandbox.apps.values():  # type: ignore[attr-defined]
-        app.reset()
-        app.faults.update(error_rate=0, latency_seconds=0, burst_5xx=0, burst_429=0, drop_rate=0, drop_next=0)
-    return sandbox
+        app.restore_defaults()
+
+
+@pytest.fixture
+def clean_sandbox(sandbox: object) -> Iterator[object]:
+    """The session sandbox with every app's received data, stats, faults and rate limits reset, before the test
+    and again after it, so no fault a test injects leaks into the tests that share the session sandbox."""
+    restore_sandbox(sandbox)
+    yield sandbox
+    restore_sandbox(sandbox)

@@ -35,6 +35,10 @@ class Faults:
             if "seed" in changes:
                 self._rng.seed(self.seed)
 
+    def clear(self) -> None:
+        """Back to no faults at all (the defaults), with the random stream restarted."""
+        self.update(**{f.name: f.default for f in fields(self) if not f.name.startswith("_")})
+
     def draw(self) -> str | None:
         """Decide the fault for one request: 'drop', '429', '5xx' or None."""
         with self._lock:

@@ -95,9 +95,10 @@ class SandboxApp:
     def __init__(self, *, requests_per_second: float | None = None, max_concurrent: int | None = None) -> None:
         self.lock = threading.RLock()
         self.faults = Faults()
-        self.limit = _Window(
+        self._configured_rate = (
             requests_per_second if requests_per_second is not None else self.default_requests_per_second
         )
+        self.limit = _Window(self._configured_rate)
         self.max_concurrent = max_concurrent if max_concurrent is not None else self.default_max_concurrent
         self._in_flight = 0
         self.stats: dict[str, int] = {}
@@ -112,6 +113,12 @@ class SandboxApp:
         """Forget everything received. Subclasses extend this to clear their own state."""
         with self.lock:
             self.stats = {"requests": 0, "rate_limited": 0, "faults_5xx": 0, "dropped": 0, "rejected": 0}
+
+    def restore_defaults(self) -> None:
+        """Forget everything received, clear every fault and restore the configured rate limit."""
+        self.reset()
+        self.faults.clear()
+        self.set_rate_limit(self._configured_rate)
 
     def count(self, stat: str, n: int = 1) -> None:
         with self.lock:
@@ -133,6 +140,7 @@ class SandboxApp:
             if self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
                 return False
             self._in_flight += 1
+            self.stats["peak_in_flight"] = max(self.stats.get("peak_in_flight", 0), self._in_flight)
             return True
 
     def leave(self) -> None:
@@ -233,6 +241,21 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
 
         def _through_guards(self, app: SandboxApp, request: Request) -> Response | None:
             app.count("requests")
+            # The connection limit spans the whole request: a slow answer holds its connection.
+            if not app.enter():
+                app.count("rate_limited")
+                return Response(
+                    429,
+                    {"title": "Too Many Requests", "status": 429, "detail": "too many simultaneous connections"},
+                    {"Retry-After": "1"},
+                )
+            try:
+                response = self._answer(app, request)
+            finally:
+                app.leave()
+            return response
+
+        def _answer(self, app: SandboxApp, request: Request) -> Response | None:
             if app.faults.latency_seconds:
                 time.sleep(app.faults.latency_seconds)
             fault = app.faults.draw()
@@ -252,19 +275,10 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     {"title": "Too Many Requests", "status": 429, "detail": "rate limit exceeded"},
                     {"Retry-After": header},
                 )
-            if not app.enter():
-                app.count("rate_limited")
-                return Response(
-                    429,
-                    {"title": "Too Many Requests", "status": 429, "detail": "too many simultaneous connections"},
-                    {"Retry-After": "1"},
-                )
             try:
                 response = app.dispatch(request)
             except Exception as exc:  # a sandbox bug must surface as a 500, not a hung client
                 response = problem(500, "Internal Server Error", type(exc).__name__)
-            finally:
-                app.leave()
             if response.status >= 400:
                 app.count("rejected")
             return response
