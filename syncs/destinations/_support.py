@@ -33,15 +33,17 @@ def http_client(
     *,
     auth: Any = None,
     headers: dict[str, str] | None = None,
+    pool_size: int = 1,
 ) -> HttpClient:
-    """One pooled, rate-limited, retrying client configured from a destination's settings."""
+    """One pooled, rate-limited, retrying client configured from a destination's settings. The connection pool
+    holds `pool_size` connections per batch in flight (a connector that fans a batch out asks for more)."""
     rate = settings.requests_per_second or destination.default_requests_per_second
     return HttpClient(
         settings.base_url,
         requests_per_second=rate,
         max_retries=settings.max_retries,
         timeout_seconds=settings.timeout_seconds,
-        pool_size=max(settings.concurrency, 1),
+        pool_size=max(settings.concurrency, 1) * max(pool_size, 1),
         auth=auth,
         headers=headers,
     )

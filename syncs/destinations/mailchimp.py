@@ -7,7 +7,12 @@
   the member is archived (`DELETE /lists/{list_id}/members/{hash}`), which keeps their history and consent.
 - send: the member is upserted first (an event needs an existing member), then
   `POST /lists/{list_id}/members/{hash}/events` with `name = event_name` and the occurrence's idempotency key
-  in `properties`, so a journey triggered by the event can be deduplicated downstream.
+  in `properties`, so a journey triggered by the event can be deduplicated downstream. Events are one call per
+  member, so they go out `event_concurrency` at a time.
+
+Limits: Mailchimp allows 10 simultaneous connections per user (over that: 429) and sets no request rate, so the
+connector bounds connections, not requests per second: `concurrency` (batches in flight) times
+`event_concurrency` must stay within 10.
 
 Fields: `email` (required); every other mapped field is a merge field (`FNAME`, `LNAME`, ...) and, for sends,
 also an event property.
@@ -16,10 +21,11 @@ also an event property.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import requests
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from requests.auth import HTTPBasicAuth
 
 from syncs import identity
@@ -44,6 +50,7 @@ from syncs.destinations.base import (
 from syncs.http import DestinationHTTPError
 
 MAX_MEMBERS_PER_CALL = 500
+MAX_CONNECTIONS = 10
 
 
 class MailchimpSettings(DestinationSettings):
@@ -52,6 +59,16 @@ class MailchimpSettings(DestinationSettings):
     base_url: str | None = None  # type: ignore[assignment]
     api_key_env: str
     status_if_new: Literal["subscribed", "pending", "transactional"] = "subscribed"
+    event_concurrency: int = Field(default=8, ge=1, le=MAX_CONNECTIONS)
+
+    @model_validator(mode="after")
+    def _within_connection_limit(self) -> MailchimpSettings:
+        if self.concurrency * self.event_concurrency > MAX_CONNECTIONS:
+            raise ValueError(
+                f"concurrency x event_concurrency is {self.concurrency * self.event_concurrency}, over Mailchimp's "
+                f"{MAX_CONNECTIONS} simultaneous connections; lower one of them"
+            )
+        return self
 
 
 class MailchimpTarget(SyncTarget):
@@ -72,7 +89,6 @@ class MailchimpDestination(Destination):
     channel = "email"
     modes = frozenset({Mode.MIRROR, Mode.UPSERT, Mode.SEND_ONCE})
     max_batch_size = MAX_MEMBERS_PER_CALL
-    default_requests_per_second = 10.0
     Settings = MailchimpSettings
     Target = MailchimpTarget
     required_fields = frozenset({"email"})
@@ -88,7 +104,9 @@ class MailchimpDestination(Destination):
                 raise ValueError(f"destination {name!r}: the Mailchimp API key must end with -<dc> (e.g. -us21)")
             settings = settings.model_copy(update={"base_url": f"https://{data_center}.api.mailchimp.com/3.0"})
             self.settings = settings
-        self.http = http_client(self, settings, auth=HTTPBasicAuth("tidings", api_key))
+        self.http = http_client(
+            self, settings, auth=HTTPBasicAuth("tidings", api_key), pool_size=settings.event_concurrency
+        )
         self.list_path = f"/lists/{target.list_id}"
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
@@ -112,7 +130,7 @@ class MailchimpDestination(Destination):
             upserted, failed = self._upsert(batch)
             outcomes += failed
             if op is Operation.SEND:
-                outcomes += [self._send_event(row, address) for row, address in upserted]
+                outcomes += self._send_events(upserted)
             elif self.target.segment_id is not None:
                 outcomes += self._segment(upserted, "members_to_add")
             else:
@@ -166,6 +184,13 @@ class MailchimpDestination(Destination):
             else:
                 outcomes.append(RowOutcome.success(row.key, member))
         return outcomes
+
+    def _send_events(self, members: Sequence[tuple[OutboundRow, str]]) -> list[RowOutcome]:
+        if len(members) <= 1:
+            return [self._send_event(row, address) for row, address in members]
+        workers = min(self.settings.event_concurrency, len(members))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-events") as pool:
+            return list(pool.map(lambda member: self._send_event(*member), members))
 
     def _send_event(self, row: OutboundRow, address: str) -> RowOutcome:
         member = identity.subscriber_hash(address)

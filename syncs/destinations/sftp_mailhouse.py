@@ -46,6 +46,8 @@ from syncs.destinations.base import (
 
 ADDRESS_COLUMNS = ("full_name", "address_line1", "address_line2", "city", "state", "postal_code", "country")
 REQUIRED = frozenset({"full_name", "address_line1", "city", "state", "postal_code"})
+# Countries whose postal addresses carry a state/province/region; elsewhere (GB, DE, FR...) it stays blank.
+STATE_REQUIRED_COUNTRIES = frozenset({"us", "ca", "au", "br", "mx"})
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -145,7 +147,8 @@ class SftpMailhouseDestination(Destination):
             "postal_code": identity.usps_zip(fields.get("postal_code"), country),
             "country": country.upper(),
         }
-        missing = sorted(k for k in REQUIRED if not values[k])
+        required = REQUIRED if country in STATE_REQUIRED_COUNTRIES else REQUIRED - {"state"}
+        missing = sorted(k for k in required if not values[k])
         if missing:
             code = (
                 "invalid_postal_code" if missing == ["postal_code"] and fields.get("postal_code") else "missing_address"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from syncs.destinations.base import Operation, OutboundRow
 from syncs.destinations.mailchimp import MailchimpDestination
 from syncs.identity import subscriber_hash
@@ -77,6 +80,19 @@ def test_send_once_posts_one_event_per_occurrence_and_is_deduplicated(clean_sand
     assert len(app.events) == 2 and app.stats["duplicate_events"] == 2
     assert app.events[0]["name"] == "trial_ending"
     assert app.events[0]["properties"] == {"FNAME": "P0", "idempotency_key": "occ-0"}
+
+
+def test_events_fan_out_within_the_connection_limit(clean_sandbox: Any, control: Any) -> None:
+    control("mailchimp", latency_seconds=0.05)
+    outcomes = mailchimp(clean_sandbox, event_name="welcome").write(Operation.SEND, people(40, send=True))
+    app = clean_sandbox.app("mailchimp")
+    assert all(o.ok for o in outcomes) and len(app.events) == 40
+    assert 1 < app.stats["peak_in_flight"] <= 10 and app.stats["rate_limited"] == 0
+
+
+def test_settings_refuse_more_connections_than_mailchimp_allows() -> None:
+    with pytest.raises(ValidationError, match="10 simultaneous connections"):
+        MailchimpDestination.Settings(api_key_env=MAILCHIMP_API_KEY, concurrency=2, event_concurrency=8)
 
 
 def test_send_without_event_name_is_a_configuration_failure(clean_sandbox: Any) -> None:

@@ -166,3 +166,14 @@ def test_key_authentication(tmp_path: Path) -> None:
         env.setenv("TIDINGS_TEST_SFTP_KEY_PATH", str(key_file))
         dest = mailhouse(server, private_key_path_env="TIDINGS_TEST_SFTP_KEY_PATH", password_env=None)
         assert all(o.ok for o in drop(dest, [person(1)]))
+
+
+def test_state_is_required_only_where_addresses_carry_one(sftp_server: SftpSandbox) -> None:
+    uk = {"city": "London", "state": None, "postal_code": "SW1A 1AA", "country": "GB"}
+    rows = [person(1, **uk), person(2, state=None), person(3, state=None, country="CA", postal_code="K1A 0B1")]
+    outcomes = {o.key: o for o in drop(mailhouse(sftp_server), rows)}
+    assert outcomes["occ-1"].ok
+    assert (outcomes["occ-2"].code, outcomes["occ-3"].code) == ("missing_address", "missing_address")
+    assert "state" in outcomes["occ-2"].message
+    csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
+    assert [(r["key"], r["state"], r["country"]) for r in csv_rows] == [("occ-1", "", "GB")]
