@@ -2,8 +2,12 @@
 
 Each current row gets a key (its primary-key columns) and a hash (md5 of a JSON object of its mapped fields,
 sorted by field name, so column order never matters). Joined with the sync's state this classifies every
-row as add / change / remove / unchanged, plus rows skipped because their key is null or duplicated or a
-permanent error for the same row version is on record. The classified rows are materialized in a plan
+row as add / change / remove / unchanged, plus rows not sent: a null key, a permanent error on record for
+the same row version, or a key shared by model rows with different values (`duplicate_key`: the engine
+cannot know which is right, so none is sent and the key gets a row error). Identical duplicate rows are
+sent once. A mirror's state includes members whose batch was sent but never settled (`pending_members`,
+written ahead of each send), so a crash between the destination's acknowledgement and the state commit
+never strands a member the mirror put there. The classified rows are materialized in a plan
 table, which the runner streams from and the dry run previews: both see the same rows.
 """
 
@@ -92,21 +96,12 @@ def build_plan(
     source = _source_sql(sync, relation, field_names)
     table = plan_table_name(sync.name, run_id)
     con.execute(f"create or replace table {table} as {_plan_sql(sync, source, field_names, only_rows_in_error)}")
-    counts, skipped_error = _counts(con, table)
-    current_rows, null_keys, duplicate_keys = con.execute(
-        f"select count(distinct row_key), count(*) filter (where row_key is null), "
-        f"count(row_key) - count(distinct row_key) from ({source})"
+    counts, not_sent = _counts(con, table)
+    current_rows, null_keys = con.execute(
+        f"select count(distinct row_key), count(*) filter (where row_key is null) from ({source})"
     ).fetchone()
     state_rows = _state_rows(con, sync)
-    skipped = {
-        reason: n
-        for reason, n in (
-            ("null_key", null_keys),
-            ("duplicate_key", duplicate_keys),
-            ("permanent_error", skipped_error),
-        )
-        if n
-    }
+    skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, state_rows, skipped)
     plan.preview = _preview(con, plan)
     return plan
@@ -170,24 +165,24 @@ def _plan_sql(sync: SyncSpec, source: str, field_names: list[str], only_rows_in_
     name = literal(sync.name)
     pairs = ", ".join(f"{literal(n)}, f_{i}" for i, n in enumerate(field_names))
     fields = ", ".join(f"c.f_{i}" for i in range(len(field_names)))
+    keyed = f"select *, json_object({pairs})::varchar as row_fields from ({source}) where row_key is not null"
     current = (
-        f"select *, json_object({pairs})::varchar as row_fields from ({source}) where row_key is not null "
+        "select *, min(row_fields) over by_key <> max(row_fields) over by_key as conflicting, "
+        f"count(*) over by_key as copies from ({keyed}) window by_key as (partition by row_key) "
         "qualify row_number() over (partition by row_key order by row_fields) = 1"
     )
-    if sync.mode is Mode.SEND_ONCE:
-        state = f"select occurrence_key as row_key, '' as row_hash, null as row_fields from {S}.message_ledger "
-        state += f"where sync_name = {name} and status = 'sent'"
-    else:
-        state = f"select row_key, row_hash, row_fields from {S}.sync_state where sync_name = {name}"
+    state = _state_sql(sync)
     removable = "true" if sync.mode in (Mode.MIRROR, Mode.EXPORT) else "false"
     classified = f"""
         select coalesce(c.row_key, s.row_key) as row_key,
             case when c.row_key is null then case when {removable} then 'remove' end
+                 when c.conflicting then 'duplicate_key'
                  when s.row_key is null then 'add'
                  when s.row_hash <> c.row_hash and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,
             coalesce(c.row_hash, s.row_hash) as row_hash,
             coalesce(c.row_fields, s.row_fields) as row_fields,
+            c.copies,
             {fields}
         from (select *, md5(row_fields) as row_hash from ({current})) c
         full outer join ({state}) s on c.row_key = s.row_key"""
@@ -208,15 +203,45 @@ def _plan_sql(sync: SyncSpec, source: str, field_names: list[str], only_rows_in_
         where p.action is not null{restrict}"""
 
 
-def _counts(con: duckdb.DuckDBPyConnection, table: str) -> tuple[PlanCounts, int]:
-    by_action = dict(con.execute(f"select action, count(*) from {table} group by action").fetchall())
+def _state_sql(sync: SyncSpec) -> str:
+    """What the destination holds for this sync: key, hash and fields last sent. A pending mirror member has
+    an empty hash, so it is sent again when still in the model and removed when gone."""
+    name = literal(sync.name)
+    if sync.mode is Mode.SEND_ONCE:
+        return (
+            f"select occurrence_key as row_key, '' as row_hash, null as row_fields from {S}.message_ledger "
+            f"where sync_name = {name} and status = 'sent'"
+        )
+    settled = f"select row_key, row_hash, row_fields from {S}.sync_state where sync_name = {name}"
+    if sync.mode is not Mode.MIRROR:
+        return settled
+    pending = f"select row_key, row_fields from {S}.pending_members where sync_name = {name}"
+    return f"""
+        select coalesce(p.row_key, s.row_key) as row_key,
+               case when p.row_key is null then s.row_hash else '' end as row_hash,
+               coalesce(p.row_fields, s.row_fields) as row_fields
+        from ({settled}) s full outer join ({pending}) p on p.row_key = s.row_key"""
+
+
+def _counts(con: duckdb.DuckDBPyConnection, table: str) -> tuple[PlanCounts, dict[str, int]]:
+    """Rows per action, and rows not sent by reason: permanent errors on record, rows of conflicting duplicate
+    keys, and identical duplicate rows (sent once)."""
+    rows = con.execute(
+        f"select action, count(*), coalesce(sum(copies), 0), coalesce(sum(copies - 1), 0) from {table} group by action"
+    ).fetchall()
+    by_action = {action: n for action, n, _, _ in rows}
     counts = PlanCounts(
         add=by_action.get("add", 0),
         change=by_action.get("change", 0),
         remove=by_action.get("remove", 0),
         unchanged=by_action.get("unchanged", 0),
     )
-    return counts, by_action.get("skipped_error", 0)
+    not_sent = {
+        "permanent_error": by_action.get("skipped_error", 0),
+        "duplicate_key": sum(copies for action, _, copies, _ in rows if action == "duplicate_key"),
+        "duplicate_row": sum(extra for action, _, _, extra in rows if action != "duplicate_key"),
+    }
+    return counts, not_sent
 
 
 def _state_rows(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:

@@ -90,6 +90,9 @@ class Runner:
         for batch in self._batches():
             if self.plan.mode is Mode.SEND_ONCE:
                 self._mark_pending(batch.rows)
+            elif self.plan.mode is Mode.MIRROR and batch.op is Operation.UPSERT:
+                keys = pa.table({"row_key": [r.key for r in batch.rows]})
+                state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table, keys)
             in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
             if len(in_flight) >= self.concurrency:
                 self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)

@@ -76,6 +76,13 @@ DDL = [
         sent_at timestamp,
         run_id varchar not null,
         primary key (sync_name, occurrence_key))""",
+    f"""create table if not exists {S}.pending_members (
+        sync_name varchar not null,
+        row_key varchar not null,
+        row_fields varchar,  -- JSON of the fields being sent: a removal needs the identifiers
+        run_id varchar not null,
+        marked_at timestamp not null,
+        primary key (sync_name, row_key))""",
     f"""create table if not exists {S}.sync_locks (
         sync_name varchar primary key,
         run_id varchar not null,
@@ -155,6 +162,7 @@ def acquire_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) ->
                 return False
             if held is not None:
                 log_event(log, "lock.stale_recovered", sync=sync_name, stale_run_id=held[0], pid=held[1])
+                _close_dead_run(con, sync_name, held[0])
             con.execute(f"delete from {S}.sync_locks where sync_name = ?", [sync_name])
             con.execute(
                 f"insert into {S}.sync_locks values (?, ?, ?, ?, ?)", [sync_name, run_id, os.getpid(), host, utcnow()]
@@ -162,6 +170,25 @@ def acquire_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) ->
     except (duckdb.TransactionException, duckdb.ConstraintException):
         return False  # another thread took it between our read and write
     return True
+
+
+DEAD_RUN_MESSAGE = (
+    "the process running this run died; the batches the destination acknowledged are in state and the rest "
+    "are sent by later runs"
+)
+
+
+def _close_dead_run(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
+    """A run whose process died never wrote its end: record it as failed, with the sends the ledger credits to
+    it (send_once) and the row errors it recorded, so run history tells the truth."""
+    con.execute(
+        f"""update {S}.sync_runs set status = 'failed', finished_at = ?, message = ?,
+            sent = (select count(*) from {S}.message_ledger l
+                    where l.sync_name = ? and l.run_id = ? and l.status = 'sent'),
+            failed = (select count(*) from {S}.row_errors e where e.sync_name = ? and e.run_id = ?)
+        where run_id = ? and status = 'running'""",
+        [utcnow(), DEAD_RUN_MESSAGE, sync_name, run_id, sync_name, run_id, run_id],
+    )
 
 
 def release_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
@@ -247,6 +274,51 @@ def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, ke
         con.unregister("pending_batch")
 
 
+def mark_members_pending(
+    con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str, keys: pa.Table
+) -> None:
+    """Write-ahead for mirror upserts: record the batch's members (column row_key) with the fields about to be
+    sent, before they are sent. If the process dies after the destination applied the batch but before
+    `commit_batch`, the planner still knows these members exist and can remove them later."""
+    con.register("pending_members_batch", keys)
+    try:
+        with transaction(con):
+            con.execute(
+                f"insert or replace into {S}.pending_members "
+                f"select ?, p.row_key, p.row_fields, ?, ? from {plan_table} p "
+                "join pending_members_batch b on b.row_key = p.row_key",
+                [sync_name, run_id, utcnow()],
+            )
+    finally:
+        con.unregister("pending_members_batch")
+
+
+def record_duplicate_keys(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
+    """Every key the planner found in several model rows with different values becomes a permanent row error.
+    None of its versions is sent; the error clears when the model has one row for the key again."""
+    now = utcnow()
+    with transaction(con):
+        con.execute(
+            f"insert into {S}.row_errors select ?, row_key, null, ?, 'duplicate_key', "
+            "'several model rows share this key with different values, so none was sent; make the key unique', "
+            f"true, 1, ?, ? from {plan_table} where action = 'duplicate_key' "
+            "on conflict (sync_name, row_key) do update set row_hash = null, run_id = excluded.run_id, "
+            "code = excluded.code, message = excluded.message, permanent = true, "
+            "attempts = row_errors.attempts + 1, last_seen_at = excluded.last_seen_at",
+            [sync_name, run_id, now, now],
+        )
+
+
+def clear_resolved_duplicate_keys(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
+    """Duplicate-key errors whose key is no longer duplicated (sent again, unchanged or gone)."""
+    with transaction(con):
+        con.execute(
+            f"delete from {S}.row_errors where sync_name = ? and code = 'duplicate_key' and row_key not in "
+            f"(select row_key from {plan_table} where action = 'duplicate_key')",
+            [sync_name],
+        )
+
+
 def commit_batch(
     con: duckdb.DuckDBPyConnection,
     sync_name: str,
@@ -287,6 +359,12 @@ def commit_batch(
                     "select ?, row_key, row_hash, row_fields, destination_ref, ? from settled_batch "
                     "where ok and action <> 'remove'",
                     [sync_name, now],
+                )
+            if keep_fields:
+                con.execute(
+                    f"delete from {S}.pending_members where sync_name = ? and row_key in "
+                    "(select row_key from settled_batch)",
+                    [sync_name],
                 )
             if any_ok and _has_row_errors(con, sync_name):
                 con.execute(

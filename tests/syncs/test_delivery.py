@@ -182,3 +182,32 @@ def test_run_history_is_recorded_without_pii(sync_env):
     dumped = json.dumps(sync_env.sql("select * from tidings.sync_runs"), default=str)
     dumped += json.dumps(sync_env.sql("select * from tidings.row_errors"), default=str)
     assert "@example.com" not in dumped and "bad-address" not in dumped
+
+
+def test_conflicting_duplicate_keys_are_row_errors_until_the_model_is_fixed(sync_env):
+    sync_env.sql("insert into analytics.audience values ('c00001', 'other@example.com', 'Other', 1)")  # conflicts
+    sync_env.sql("insert into analytics.audience select * from analytics.audience where customer_id = 'c00002'")
+
+    dry = plan_sync("audience_mirror", project=sync_env.project(), warehouse=sync_env.warehouse)
+    assert dry.skipped == {"duplicate_key": 2, "duplicate_row": 1}
+    assert sync_env.sql("select count(*) from tidings.row_errors")[0][0] == 0  # a dry run records nothing
+
+    first = sync_env.run("audience_mirror")
+    assert (first.planned.add, first.sent, first.skipped) == (99, 99, 3)
+    assert "c00001" not in sync_env.webhook().members["audience"]  # neither version of the conflicting key
+    assert delivered_keys(sync_env, "audience")["c00002"] == 1  # identical copies are one member, sent once
+    errors = sync_env.sql("select row_key, code, permanent from tidings.row_errors")
+    assert errors == [("c00001", "duplicate_key", True)]
+
+    sync_env.sql("delete from analytics.audience where customer_id = 'c00001' and email = 'other@example.com'")
+    fixed = sync_env.run("audience_mirror")
+    assert (fixed.planned.add, fixed.sent) == (1, 1)
+    assert sync_env.sql("select count(*) from tidings.row_errors")[0][0] == 0
+
+
+def test_a_duplicate_key_error_clears_when_the_key_leaves_the_model(sync_env):
+    sync_env.sql("insert into analytics.audience values ('c00001', 'other@example.com', 'Other', 1)")
+    sync_env.run("audience_mirror")
+    sync_env.sql("delete from analytics.audience where customer_id = 'c00001'")
+    sync_env.run("audience_mirror")
+    assert sync_env.sql("select count(*) from tidings.row_errors")[0][0] == 0
