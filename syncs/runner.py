@@ -2,7 +2,10 @@
 bounded number of batches in flight, and commit every settled batch to state before counting it done.
 
 Only the main thread touches DuckDB; worker threads only call the destination. A batch that raises is
-turned into row errors for its rows, so a destination fault never crashes a run.
+turned into row errors for its rows, so a destination fault never crashes a run. The runner holds the plan
+entry (action, hash, fields) of the rows in flight only, so memory stays bounded by the batches in flight and
+committing a batch never scans the plan; rows a destination settles later (at close) are looked up in the plan
+once, together.
 
 Test-only hooks (used by the crash tests, never set them in production): `TIDINGS_CRASH_AFTER_BATCHES=k`
 makes the process `os._exit(137)` right after committing batch k; with `TIDINGS_CRASH_BEFORE_COMMIT=1` it
@@ -18,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -55,6 +59,13 @@ class _Batch:
     rows: list[OutboundRow]
 
 
+@dataclass(frozen=True)
+class _PlanEntry:
+    action: str
+    row_hash: str
+    row_fields: str | None
+
+
 class Runner:
     def __init__(
         self, con: duckdb.DuckDBPyConnection, plan: Plan, destination: Destination, run: RunInfo, concurrency: int
@@ -66,6 +77,7 @@ class Runner:
         self.concurrency = max(1, concurrency)
         self.delivery = Delivery()
         self._unsettled: dict[str, Operation] = {}  # rows a deferred destination has not answered yet
+        self._in_flight: dict[str, _PlanEntry] = {}  # plan entries of rows sent and not yet settled
         self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
         self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
 
@@ -91,8 +103,7 @@ class Runner:
             if self.plan.mode is Mode.SEND_ONCE:
                 self._mark_pending(batch.rows)
             elif self.plan.mode is Mode.MIRROR and batch.op is Operation.UPSERT:
-                keys = pa.table({"row_key": [r.key for r in batch.rows]})
-                state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table, keys)
+                self._mark_members_pending(batch.rows)
             in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
             if len(in_flight) >= self.concurrency:
                 self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)
@@ -110,7 +121,10 @@ class Runner:
                     for r in batch.rows
                 ]
             answered = {o.key for o in outcomes}
-            self._unsettled.update((r.key, batch.op) for r in batch.rows if r.key not in answered)
+            for row in batch.rows:
+                if row.key not in answered:
+                    self._unsettled[row.key] = batch.op
+                    self._in_flight.pop(row.key, None)  # settled later, through the plan table
             self._settle([(o, batch.op) for o in outcomes])
 
     def _batches(self) -> Iterator[_Batch]:
@@ -144,7 +158,14 @@ class Runner:
             else:
                 fields = {name: record[f"f_{i}"] for i, name in enumerate(names)}
             rows.append(OutboundRow(record["row_key"], fields, record["idempotency_key"]))
+            self._in_flight[record["row_key"]] = _PlanEntry(record["action"], record["row_hash"], record["row_fields"])
         return rows
+
+    def _mark_members_pending(self, rows: list[OutboundRow]) -> None:
+        members = pa.table(
+            {"row_key": [r.key for r in rows], "row_fields": [self._in_flight[r.key].row_fields for r in rows]}
+        )
+        state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, members)
 
     def _mark_pending(self, rows: list[OutboundRow]) -> None:
         keys = pa.table({"occurrence_key": [r.key for r in rows], "idempotency_key": [r.idempotency_key for r in rows]})
@@ -165,7 +186,7 @@ class Runner:
             send_once=self.plan.mode is Mode.SEND_ONCE,
             keep_fields=self.plan.mode is Mode.MIRROR,
             plan_table=self.plan.table,
-            outcomes=_outcome_table(outcomes),
+            outcomes=self._outcome_table(outcomes),
         )
         for outcome, op in settled:
             if not outcome.ok:
@@ -187,6 +208,17 @@ class Runner:
         if number == self._crash_after and not self._crash_before_commit:
             os._exit(137)
 
+    def _outcome_table(self, outcomes: list[RowOutcome]) -> pa.Table:
+        """The outcomes with their rows' plan entries when the runner holds all of them, else bare."""
+        columns = _outcome_columns(outcomes)
+        entries = [self._in_flight.pop(o.key, None) for o in outcomes]
+        if any(entry is None for entry in entries):
+            return pa.table(columns, schema=state.OUTCOME_SCHEMA)
+        columns["action"] = [e.action for e in entries]
+        columns["row_hash"] = [e.row_hash for e in entries]
+        columns["row_fields"] = [e.row_fields for e in entries]
+        return pa.table(columns, schema=state.PLANNED_OUTCOME_SCHEMA)
+
     def _fail_unanswered(self) -> None:
         """Rows the destination never answered for: errors, retried next run."""
         unanswered, self._unsettled = self._unsettled, {}
@@ -201,16 +233,13 @@ class Runner:
         self._settle([(RowOutcome.success(key), Operation.REMOVE) for (key,) in removed])
 
 
-def _outcome_table(outcomes: list[RowOutcome]) -> pa.Table:
-    return pa.table(
-        {
-            "row_key": [o.key for o in outcomes],
-            "ok": [o.ok for o in outcomes],
-            "code": [o.code for o in outcomes],
-            "message": [o.message for o in outcomes],
-            "permanent": [o.permanent for o in outcomes],
-            "destination_ref": [o.destination_ref for o in outcomes],
-            "cost": [o.cost for o in outcomes],
-        },
-        schema=state.OUTCOME_SCHEMA,
-    )
+def _outcome_columns(outcomes: list[RowOutcome]) -> dict[str, list[Any]]:
+    return {
+        "row_key": [o.key for o in outcomes],
+        "ok": [o.ok for o in outcomes],
+        "code": [o.code for o in outcomes],
+        "message": [o.message for o in outcomes],
+        "permanent": [o.permanent for o in outcomes],
+        "destination_ref": [o.destination_ref for o in outcomes],
+        "cost": [o.cost for o in outcomes],
+    }

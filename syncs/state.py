@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from syncs.config import ConfigError, ConfigProblem
 from syncs.logs import get_logger, log_event
 from syncs.settings import STATE_SCHEMA
 
@@ -91,8 +92,7 @@ DDL = [
         acquired_at timestamp not null)""",
 ]
 
-# Arrow schema of one settled batch, as the runner hands it to `commit_batch`. Row hashes and fields are
-# taken from the plan table, so the runner never has to hold them.
+# Arrow schema of one settled batch, as the runner hands it to `commit_batch`.
 OUTCOME_SCHEMA = pa.schema(
     [
         ("row_key", pa.string()),
@@ -103,6 +103,13 @@ OUTCOME_SCHEMA = pa.schema(
         ("destination_ref", pa.string()),
         ("cost", pa.float64()),
     ]
+)
+# The same with each row's plan entry, for rows the runner still holds: committing them then never touches the
+# plan table, so a batch's commit costs the same at 1M rows as at 1k.
+PLANNED_OUTCOME_SCHEMA = (
+    OUTCOME_SCHEMA.append(pa.field("action", pa.string()))
+    .append(pa.field("row_hash", pa.string()))
+    .append(pa.field("row_fields", pa.string()))
 )
 
 
@@ -115,6 +122,11 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     """
     if not warehouse.exists():
         raise FileNotFoundError(f"warehouse {warehouse} does not exist; run `tidings generate` and `dbt build`")
+    if warehouse.stem.lower() == S:
+        # DuckDB names the catalog after the file, and `tidings.sync_state` would then be ambiguous.
+        problem = f"a warehouse file named {warehouse.name} makes DuckDB's catalog '{S}', the name of the state schema"
+        fix = "rename the file (e.g. warehouse.duckdb) and point TIDINGS_WAREHOUSE at it"
+        raise ConfigError([ConfigProblem(warehouse, "warehouse", "TIDINGS_WAREHOUSE", problem, fix)])
     try:
         return duckdb.connect(str(warehouse), config={"enable_external_access": False})
     except duckdb.ConnectionException as error:
@@ -274,19 +286,16 @@ def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, ke
         con.unregister("pending_batch")
 
 
-def mark_members_pending(
-    con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str, keys: pa.Table
-) -> None:
-    """Write-ahead for mirror upserts: record the batch's members (column row_key) with the fields about to be
-    sent, before they are sent. If the process dies after the destination applied the batch but before
-    `commit_batch`, the planner still knows these members exist and can remove them later."""
-    con.register("pending_members_batch", keys)
+def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, members: pa.Table) -> None:
+    """Write-ahead for mirror upserts: record the batch's members (columns row_key, row_fields) with the fields
+    about to be sent, before they are sent. If the process dies after the destination applied the batch but
+    before `commit_batch`, the planner still knows these members exist and can remove them later."""
+    con.register("pending_members_batch", members)
     try:
         with transaction(con):
             con.execute(
                 f"insert or replace into {S}.pending_members "
-                f"select ?, p.row_key, p.row_fields, ?, ? from {plan_table} p "
-                "join pending_members_batch b on b.row_key = p.row_key",
+                "select ?, row_key, row_fields, ?, ? from pending_members_batch",
                 [sync_name, run_id, utcnow()],
             )
     finally:
@@ -329,17 +338,23 @@ def commit_batch(
     plan_table: str,
     outcomes: pa.Table,
 ) -> None:
-    """Apply one settled batch (OUTCOME_SCHEMA) in one transaction: acknowledged rows move into state (or
-    the ledger), failed rows into row_errors. `keep_fields` stores the sent fields (mirror removals need them)."""
+    """Apply one settled batch in one transaction: acknowledged rows move into state (or the ledger), failed
+    rows into row_errors. `keep_fields` stores the sent fields (mirror removals need them). `outcomes` follows
+    PLANNED_OUTCOME_SCHEMA, or OUTCOME_SCHEMA when the rows' plan entries must be looked up in `plan_table`."""
     con.register("settled_outcomes", outcomes)
     now = utcnow()
-    fields = "p.row_fields" if keep_fields else "null"
+    if "action" in outcomes.column_names:
+        fields = "b.row_fields" if keep_fields else "null"
+        settled = f"select b.* exclude (row_fields), {fields} as row_fields from settled_outcomes b"
+    else:
+        fields = "p.row_fields" if keep_fields else "null"
+        settled = (
+            f"select b.*, p.action, p.row_hash, {fields} as row_fields "
+            f"from settled_outcomes b join {plan_table} p on p.row_key = b.row_key"
+        )
     try:
         with transaction(con):
-            con.execute(
-                "create or replace temp table settled_batch as select b.*, p.action, p.row_hash, "
-                f"{fields} as row_fields from settled_outcomes b join {plan_table} p on p.row_key = b.row_key"
-            )
+            con.execute(f"create or replace temp table settled_batch as {settled}")
             any_ok, any_failed = pc.any(outcomes["ok"]).as_py(), not pc.all(outcomes["ok"]).as_py()
             if any_ok and send_once:
                 con.execute(
