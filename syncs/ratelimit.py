@@ -7,15 +7,19 @@ import time
 
 
 class TokenBucket:
-    """Allows `rate` acquisitions per second on average with bursts up to `burst`.
+    """Allows `rate` acquisitions per second on average with bursts up to `burst` (default 1: evenly paced).
+
+    Even pacing is the default because providers count requests in fixed windows: a bucket that may burst a
+    whole second's worth at a window's end and again at the next one's start sends twice the limit within
+    one second and draws 429s. Spaced at least 1/rate apart, no one-second window sees more than `rate`.
 
     `pause_until` lets a 429's Retry-After stop every caller, not just the one that saw it, so retries
     do not pile into the same rate-limit window.
     """
 
-    def __init__(self, rate: float | None, burst: float | None = None) -> None:
+    def __init__(self, rate: float | None, burst: float = 1.0) -> None:
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate or 1.0)
+        self.capacity = max(1.0, burst)
         self._tokens = self.capacity
         self._updated = time.monotonic()
         self._paused_until = 0.0
