@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PY := $(BIN)/python
 
 export PATH := $(BIN):$(PATH)
-export TIDINGS_WAREHOUSE ?= $(CURDIR)/dbt_project/warehouse/tidings.duckdb
+export TIDINGS_WAREHOUSE ?= $(CURDIR)/dbt_project/warehouse/warehouse.duckdb
 export DBT_PROFILES_DIR := $(CURDIR)/dbt_project
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 

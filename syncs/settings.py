@@ -19,7 +19,7 @@ def dbt_project_dir() -> Path:
 
 def warehouse_path() -> Path:
     """The DuckDB warehouse file; dbt's profiles.yml reads the same variable."""
-    return _path_from_env("TIDINGS_WAREHOUSE", dbt_project_dir() / "warehouse" / "tidings.duckdb")
+    return _path_from_env("TIDINGS_WAREHOUSE", dbt_project_dir() / "warehouse" / "warehouse.duckdb")
 
 
 def destinations_file() -> Path:

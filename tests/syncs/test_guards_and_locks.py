@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from syncs import state
+from syncs.config import ConfigError
 
 
 def test_an_emptied_model_never_triggers_mass_removal(sync_env):
@@ -79,3 +80,12 @@ def test_a_lock_left_by_a_dead_process_is_recovered(sync_env):
 def test_the_engine_connection_cannot_read_files(sync_env):
     with state.connect(sync_env.warehouse) as con, pytest.raises(duckdb.PermissionException):
         con.execute("select * from read_csv('/etc/hostname')")
+
+
+def test_a_warehouse_named_like_the_state_schema_is_refused_with_the_fix(tmp_path):
+    warehouse = tmp_path / "tidings.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    with pytest.raises(ConfigError) as refused:
+        state.connect(warehouse)
+    message = str(refused.value)
+    assert "tidings.duckdb" in message and "TIDINGS_WAREHOUSE" in message and "rename the file" in message
