@@ -43,7 +43,7 @@ bench: venv
 	$(PY) -m benchmarks.run
 
 soak: venv
-	TIDINGS_SOAK=1 $(PY) -m pytest -q -m soak tests/reliability
+	TIDINGS_SOAK=$${TIDINGS_SOAK:-1} $(PY) -m pytest -q -m soak tests/reliability
 
 # Re-resolve the lock after changing pyproject.toml dependencies.
 lock:

@@ -19,6 +19,7 @@ import duckdb
 from syncs import engine, state
 from syncs.config import ConfigError
 from syncs.logs import configure_cli_logging
+from syncs.sample_data.__main__ import add_arguments as add_generator_arguments
 from syncs.settings import warehouse_path
 
 EXIT_CODES = {"success": 0, "dry_run": 0, "partial": 1, "failed": 1, "blocked": 3, "locked": 4}
@@ -73,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     errors = command("errors", _errors, "rows in error for a sync")
     errors.add_argument("name")
     errors.add_argument("--limit", type=int, default=100)
-    generate = command("generate", _generate, "generate sample source data (see `tidings generate -h`)")
-    generate.add_argument("generator_args", nargs=argparse.REMAINDER)
+    generate = command("generate", _generate, "generate sample source data into the warehouse's raw schema")
+    add_generator_arguments(generate)
     sandbox = command("sandbox", _sandbox, "local destination sandboxes")
     sandbox.add_argument("action", choices=["serve"])
     sandbox.add_argument("--port", type=int, default=8765)
@@ -169,9 +170,9 @@ def _errors(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from syncs.sample_data.__main__ import main as generate_main
+    from syncs.sample_data.__main__ import run
 
-    generate_main(args.generator_args)
+    run(args)
     return 0
 
 

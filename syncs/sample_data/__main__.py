@@ -11,14 +11,14 @@ from syncs.sample_data import generate
 from syncs.settings import warehouse_path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m syncs.sample_data", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generator's options, shared with `tidings generate` (which has its own global --warehouse)."""
     parser.add_argument("--customers", type=int, default=1000, help="number of CRM contacts (default 1000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--as-of", type=date.fromisoformat, default=None, help="anchor date (default today)")
-    parser.add_argument("--warehouse", type=Path, default=None, help="DuckDB file (default TIDINGS_WAREHOUSE)")
-    args = parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> None:
     warehouse = (args.warehouse or warehouse_path()).resolve()
     started = time.perf_counter()
     counts = generate(warehouse, customers=args.customers, seed=args.seed, as_of=args.as_of)
@@ -27,6 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     for table, rows in counts.items():
         print(f"raw.{table:<{width}} {rows:>12,}")
     print(f"wrote {warehouse} in {elapsed:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m syncs.sample_data", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--warehouse", type=Path, default=None, help="DuckDB file (default TIDINGS_WAREHOUSE)")
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

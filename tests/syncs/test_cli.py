@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+
 from syncs.cli import main
 
 
@@ -81,3 +83,11 @@ def test_config_errors_are_reported_without_a_traceback(sync_env):
     assert completed.returncode == 2
     assert "unknown destination 'nowhere'" in completed.stderr and "Fix:" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_generate_takes_its_options_and_the_global_warehouse(tmp_path, capsys):
+    warehouse = tmp_path / "sample.duckdb"
+    assert main(["--warehouse", str(warehouse), "generate", "--customers", "25", "--seed", "3"]) == 0
+    assert f"wrote {warehouse}" in capsys.readouterr().out
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw.crm_customers").fetchone()[0] == 25
