@@ -21,26 +21,12 @@ from syncs.engine import load_project, run_sync
 from syncs.sandbox.apps import SANDBOX_CREDENTIALS, all_apps, use_sandbox_credentials
 from syncs.sandbox.sftp import SftpSandbox
 from tests.reliability.figures import FIGURES
+from tests.reliability.pii import personal_values
 
-MIN_NEEDLE_LENGTH = 8  # shorter values (a 7-digit local number) would match unrelated digits
 ROWS_PER_MODEL = 40  # enough rows to exercise every path; a sandbox's real-world rate limit sets the pace
 # Run history and errors. tidings.sync_state is not history: a mirror keeps the identifiers it sent there so it
 # can remove the member later, next to the same PII in the models.
 HISTORY_TABLES = ("sync_runs", "row_errors", "message_ledger", "sync_locks")
-
-
-def personal_values(warehouse: Any) -> set[str]:
-    """Every email and phone in the warehouse, as the source wrote it and as the models normalized it."""
-    queries = [
-        "select email, phone_e164 from analytics.dim_customers",
-        "select email, phone from raw.crm_customers",
-    ]
-    values: set[str] = set()
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        for query in queries:
-            for row in con.execute(query).fetchall():
-                values.update(str(v).strip() for v in row if v is not None)
-    return {v for v in values if len(v) >= MIN_NEEDLE_LENGTH}
 
 
 def history_text(warehouse: Any) -> str:
