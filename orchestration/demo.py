@@ -1,9 +1,9 @@
-"""`make demo`: the whole pipeline on sample data, end to end, in about a minute.
+"""`make demo`: the whole pipeline on sample data, end to end, in about two minutes.
 
 Starts the destination sandboxes in this process, generates sample customers into the warehouse, then runs
 the `daily_full_build` job in-process: dbt build, quality gates, every sync (HTTP APIs, the SFTP mail house,
-file exports). Then it runs the gates and syncs again on the unchanged data: syncs are idempotent, so nothing
-is sent.
+file exports), and the `daily_metrics` partition of the as-of date (the history metrics, partitioned by day).
+Then it runs the gates and syncs again on the unchanged data: syncs are idempotent, so nothing is sent.
 
 The demo rebuilds its warehouse from scratch, so it only ever deletes a warehouse file it created itself
 (marked by a `.demo` file beside it).
@@ -12,22 +12,25 @@ The demo rebuilds its warehouse from scratch, so it only ever deletes a warehous
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 
 from orchestration.quality_checks import GATE_CHECK_NAME
 from orchestration.sandboxes import running_sandboxes
+from orchestration.schedules import DAILY_METRICS_JOB as METRICS_JOB
 from orchestration.sync_assets import SYNC_KEY_PREFIX
 from syncs import settings
 
 AS_OF_ENV = "TIDINGS_AS_OF_DATE"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the summary says what happened
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the summary says what happened
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,20 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         job = defs.resolve_job_def("daily_full_build")
         instance = dg.DagsterInstance.ephemeral()
-        first = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+        dbt_log = warehouse.with_name("demo-dbt.log")
+        dbt_log.unlink(missing_ok=True)
+        first = _execute(job, instance, dbt_log)
         print(f"\nFirst run ({time.monotonic() - started:.0f} s): dbt build, quality gates, every sync")
         _print_segments(warehouse)
         _print_syncs(first)
-        second = _syncs_and_gates_job(defs).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
+        metrics_ok = _run_metrics(defs, instance, args.as_of, started, warehouse, dbt_log)
+        second = _execute(_syncs_and_gates_job(defs), instance, dbt_log)
         print(
             f"\nGates and syncs again on the same data ({time.monotonic() - started:.0f} s in all): "
             "nothing changed, so nothing is sent (file exports write their full file every run)"
         )
         _print_syncs(second)
         _print_exports(first, sftp_root)
-    return 0 if first.success and second.success else 1
+        print(f"dbt's log of every run: {dbt_log}")
+    return 0 if first.success and metrics_ok and second.success else 1
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -110,6 +115,46 @@ def _print_segments(warehouse: Path) -> None:
     print("  Rows per audience:")
     for name, count in counts:
         print(f"    {name:<40} {count:>6}")
+
+
+def _execute(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, dbt_log: Path, **kwargs: Any
+) -> dg.ExecuteInProcessResult:
+    """Run `job` in this process; dagster-dbt echoes dbt's log to stdout, so it goes to `dbt_log` instead."""
+    with dbt_log.open("a") as log, contextlib.redirect_stdout(log):
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET, **kwargs)
+
+
+def _run_metrics(
+    defs: dg.Definitions, instance: dg.DagsterInstance, as_of: date, started: float, warehouse: Path, dbt_log: Path
+) -> bool:
+    """The `daily_metrics` partition of the as-of date: the history metrics as of that day."""
+    job = defs.resolve_job_def(METRICS_JOB)
+    if not job.partitions_def or not job.partitions_def.has_partition_key(as_of.isoformat()):
+        print(f"\nMetrics: {as_of} is not a partition of {METRICS_JOB} (see TIDINGS_METRICS_START_DATE): skipped")
+        return True
+    result = _execute(job, instance, dbt_log, partition_key=as_of.isoformat())
+    print(f"\nMetrics partition {as_of} ({time.monotonic() - started:.0f} s in all): {_outcome(result)}")
+    if result.success:
+        _print_metrics(warehouse)
+    return result.success
+
+
+def _outcome(result: dg.ExecuteInProcessResult) -> str:
+    built = {event.asset_key for event in result.all_events if event.event_type_value == "ASSET_MATERIALIZATION"}
+    failed = [event.step_key for event in result.all_events if event.event_type_value == "STEP_FAILURE"]
+    return f"{len(built)} metrics models built" + (f", failed steps: {', '.join(failed)}" if failed else "")
+
+
+def _print_metrics(warehouse: Path) -> None:
+    with duckdb.connect(str(warehouse)) as con:
+        rows = con.execute(
+            f'select period_grain, count(*), max(period_start) from "{settings.models_schema()}".metrics_business_kpis '
+            "group by 1 order by min(period_start) desc"
+        ).fetchall()
+    print("  metrics_business_kpis (periods up to the day before the as-of date):")
+    for grain, count, last in rows:
+        print(f"    {grain:<8} {count:>5} periods, last starting {last}")
 
 
 def _sync_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, str]:

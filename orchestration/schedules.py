@@ -1,6 +1,9 @@
 """Jobs, schedules and the automation sensor.
 
-- `daily_full_build` (06:00 UTC): every dbt model, test and gate, then every sync.
+- `daily_full_build` (06:00 UTC): every unpartitioned dbt model, test and gate, then every sync.
+- `daily_metrics` (07:00 UTC, partitioned by day): the history metrics as of the day of the tick
+  (`orchestration.dbt_assets.tidings_dbt_metrics`); an hour after the daily build, whose dbt step has refreshed
+  the models they read by then. Backfills of past days launch this job, one run per day.
 - `triggered_messages` (every 3 hours from 07:00 to 22:00 UTC): the syncs of triggered-message models
   (`msg_*`, `message_queue`) with everything upstream of them, so each send reads fresh events.
 - `tidings_automation`: evaluates the sync assets' automation conditions, so a sync runs after its model
@@ -17,22 +20,35 @@ from orchestration.sync_assets import sync_asset_key
 from syncs.engine import SyncSpec
 
 DAILY_BUILD_CRON = "0 6 * * *"
+DAILY_METRICS_HOUR_UTC = 7
 TRIGGERED_MESSAGES_CRON = "0 7-22/3 * * *"
+DAILY_METRICS_JOB = "daily_metrics"
 
 
 def is_triggered_message_model(model: str) -> bool:
     return model.startswith("msg_") or model == "message_queue"
 
 
-def build_jobs(syncs: Iterable[SyncSpec]) -> list[dg.UnresolvedAssetJobDefinition]:
+def build_jobs(
+    syncs: Iterable[SyncSpec], partitioned_metrics: dg.AssetsDefinition | None = None
+) -> list[dg.UnresolvedAssetJobDefinition]:
     message_syncs = [sync_asset_key(spec.name) for spec in syncs if is_triggered_message_model(spec.model)]
+    metrics = dg.AssetSelection.assets(partitioned_metrics) if partitioned_metrics else None
     jobs = [
         dg.define_asset_job(
             "daily_full_build",
-            selection=dg.AssetSelection.all(),
-            description="Every dbt model and test, the quality gates, then every sync.",
+            selection=dg.AssetSelection.all() - metrics if metrics else dg.AssetSelection.all(),
+            description="Every unpartitioned dbt model and test, the quality gates, then every sync.",
         )
     ]
+    if metrics:
+        jobs.append(
+            dg.define_asset_job(
+                DAILY_METRICS_JOB,
+                selection=metrics,
+                description="The history metrics and their dbt tests as of the partition's date (dbt var as_of_date).",
+            )
+        )
     if message_syncs:
         jobs.append(
             dg.define_asset_job(
@@ -46,12 +62,22 @@ def build_jobs(syncs: Iterable[SyncSpec]) -> list[dg.UnresolvedAssetJobDefinitio
 
 def build_schedules(jobs: Iterable[dg.UnresolvedAssetJobDefinition]) -> list[dg.ScheduleDefinition]:
     crons = {"daily_full_build": DAILY_BUILD_CRON, "triggered_messages": TRIGGERED_MESSAGES_CRON}
-    return [
-        dg.ScheduleDefinition(
-            name=f"{job.name}_schedule", job=job, cron_schedule=crons[job.name], execution_timezone="UTC"
-        )
-        for job in jobs
-    ]
+    schedules: list[dg.ScheduleDefinition] = []
+    for job in jobs:
+        if job.name == DAILY_METRICS_JOB:
+            # Each tick requests the partition of its own UTC day (today's partition exists: end_offset=1).
+            schedules.append(
+                dg.build_schedule_from_partitioned_job(
+                    job, name=f"{job.name}_schedule", hour_of_day=DAILY_METRICS_HOUR_UTC, minute_of_hour=0
+                )
+            )
+        else:
+            schedules.append(
+                dg.ScheduleDefinition(
+                    name=f"{job.name}_schedule", job=job, cron_schedule=crons[job.name], execution_timezone="UTC"
+                )
+            )
+    return schedules
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:

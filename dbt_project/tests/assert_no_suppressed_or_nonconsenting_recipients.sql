@@ -1,6 +1,8 @@
 -- Invariant 1 (DESIGN.md): no globally suppressed or non-consenting customer appears in an audience row destined
 -- for a channel (seg_*.channel) or in message_queue. Returns the offending rows; any row fails the test.
 -- Every seg_* model must be listed below: compilation stops when one is missing, so a new audience cannot skip it.
+-- In Dagster the test is a blocking check on message_queue (a test reading several models needs its asset named).
+{{ config(meta={'dagster': {'ref': {'name': 'message_queue'}}}) }}
 {%- set segments = [
     'seg_trial_ending_low_usage', 'seg_new_signups_not_activated', 'seg_inactive_users', 'seg_pricing_page_visitors',
     'seg_content_topic_readers', 'seg_abandoned_cart_24h', 'seg_renewal_due', 'seg_upsell_ready', 'seg_loyalty_tiers',
