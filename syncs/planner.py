@@ -95,11 +95,15 @@ def build_plan(
     field_names = sorted(sync.mapping)
     source = _source_sql(sync, relation, field_names)
     table = plan_table_name(sync.name, run_id)
-    con.execute(f"create or replace table {table} as {_plan_sql(sync, source, field_names, only_rows_in_error)}")
-    counts, not_sent = _counts(con, table)
-    current_rows, null_keys = con.execute(
-        f"select count(distinct row_key), count(*) filter (where row_key is null) from ({source})"
+    current_rows, null_keys, extra_rows = con.execute(
+        f"select count(distinct row_key), count(*) filter (where row_key is null), "
+        f"count(row_key) - count(distinct row_key) from ({source})"
     ).fetchone()
+    # Unchanged rows are only counted, unless the run sends them (export) or a retry restricts the plan.
+    keep_unchanged = sync.mode is Mode.EXPORT or only_rows_in_error
+    sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged)
+    con.execute(f"create or replace table {table} as {sql}")
+    counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
     state_rows = _state_rows(con, sync)
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, state_rows, skipped)
@@ -161,16 +165,26 @@ def _source_sql(sync: SyncSpec, relation: str, field_names: list[str]) -> str:
     return f"select {key} as row_key, {fields} from {relation}{where}"
 
 
-def _plan_sql(sync: SyncSpec, source: str, field_names: list[str], only_rows_in_error: bool) -> str:
+def _plan_sql(
+    sync: SyncSpec,
+    source: str,
+    field_names: list[str],
+    only_rows_in_error: bool,
+    has_duplicate_keys: bool,
+    keep_unchanged: bool,
+) -> str:
     name = literal(sync.name)
     pairs = ", ".join(f"{literal(n)}, f_{i}" for i, n in enumerate(field_names))
     fields = ", ".join(f"c.f_{i}" for i in range(len(field_names)))
     keyed = f"select *, json_object({pairs})::varchar as row_fields from ({source}) where row_key is not null"
-    current = (
-        "select *, min(row_fields) over by_key <> max(row_fields) over by_key as conflicting, "
-        f"count(*) over by_key as copies from ({keyed}) window by_key as (partition by row_key) "
-        "qualify row_number() over (partition by row_key order by row_fields) = 1"
-    )
+    if has_duplicate_keys:  # the window over every key costs a sort: only pay it when a key repeats
+        current = (
+            "select *, min(row_fields) over by_key <> max(row_fields) over by_key as conflicting, "
+            f"count(*) over by_key as copies from ({keyed}) window by_key as (partition by row_key) "
+            "qualify row_number() over (partition by row_key order by row_fields) = 1"
+        )
+    else:
+        current = f"select *, false as conflicting, 1 as copies from ({keyed})"
     state = _state_sql(sync)
     removable = "true" if sync.mode in (Mode.MIRROR, Mode.EXPORT) else "false"
     classified = f"""
@@ -182,6 +196,7 @@ def _plan_sql(sync: SyncSpec, source: str, field_names: list[str], only_rows_in_
                  else 'unchanged' end as action,
             coalesce(c.row_hash, s.row_hash) as row_hash,
             coalesce(c.row_fields, s.row_fields) as row_fields,
+            c.row_key is not null as in_model,
             c.copies,
             {fields}
         from (select *, md5(row_fields) as row_hash from ({current})) c
@@ -200,7 +215,7 @@ def _plan_sql(sync: SyncSpec, source: str, field_names: list[str], only_rows_in_
                     else p.action end as action,
                p.* exclude (action), {identity} as idempotency_key
         from ({classified}) p left join ({in_error}) e on e.row_key = p.row_key
-        where p.action is not null{restrict}"""
+        where p.action is not null{restrict}{"" if keep_unchanged else " and p.action <> 'unchanged'"}"""
 
 
 def _state_sql(sync: SyncSpec) -> str:
@@ -223,23 +238,26 @@ def _state_sql(sync: SyncSpec) -> str:
         from ({settled}) s full outer join ({pending}) p on p.row_key = s.row_key"""
 
 
-def _counts(con: duckdb.DuckDBPyConnection, table: str) -> tuple[PlanCounts, dict[str, int]]:
+def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None) -> tuple[PlanCounts, dict[str, int]]:
     """Rows per action, and rows not sent by reason: permanent errors on record, rows of conflicting duplicate
-    keys, and identical duplicate rows (sent once)."""
+    keys, and identical duplicate rows (sent once). When the plan table leaves unchanged rows out, they are the
+    model's keys (`current_keys`) that have no row in it."""
     rows = con.execute(
-        f"select action, count(*), coalesce(sum(copies), 0), coalesce(sum(copies - 1), 0) from {table} group by action"
+        f"select action, count(*), coalesce(sum(copies), 0), coalesce(sum(copies - 1), 0), "
+        f"count(*) filter (where in_model) from {table} group by action"
     ).fetchall()
-    by_action = {action: n for action, n, _, _ in rows}
+    by_action = {action: n for action, n, *_ in rows}
+    planned_from_model = sum(in_model for *_, in_model in rows)
     counts = PlanCounts(
         add=by_action.get("add", 0),
         change=by_action.get("change", 0),
         remove=by_action.get("remove", 0),
-        unchanged=by_action.get("unchanged", 0),
+        unchanged=by_action.get("unchanged", 0) if current_keys is None else current_keys - planned_from_model,
     )
     not_sent = {
         "permanent_error": by_action.get("skipped_error", 0),
-        "duplicate_key": sum(copies for action, _, copies, _ in rows if action == "duplicate_key"),
-        "duplicate_row": sum(extra for action, _, _, extra in rows if action != "duplicate_key"),
+        "duplicate_key": sum(copies for action, _, copies, _, _ in rows if action == "duplicate_key"),
+        "duplicate_row": sum(extra for action, _, _, extra, _ in rows if action != "duplicate_key"),
     }
     return counts, not_sent
 
