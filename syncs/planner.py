@@ -230,7 +230,10 @@ def _state_sql(sync: SyncSpec) -> str:
     settled = f"select row_key, row_hash, row_fields from {S}.sync_state where sync_name = {name}"
     if sync.mode is not Mode.MIRROR:
         return settled
-    pending = f"select row_key, row_fields from {S}.pending_members where sync_name = {name}"
+    pending = (
+        f"select row_key, arg_max(row_fields, marked_at) as row_fields from {S}.pending_members "
+        f"where sync_name = {name} group by row_key"
+    )
     return f"""
         select coalesce(p.row_key, s.row_key) as row_key,
                case when p.row_key is null then s.row_hash else '' end as row_hash,

@@ -35,5 +35,11 @@ def models_schema() -> str:
     return os.environ.get("TIDINGS_MODELS_SCHEMA", "analytics")
 
 
+def duckdb_memory_limit() -> str:
+    """DuckDB memory limit for sync engine connections (`TIDINGS_DUCKDB_MEMORY_LIMIT`, e.g. 512MB; empty: DuckDB's
+    default of 80% of RAM)."""
+    return os.environ.get("TIDINGS_DUCKDB_MEMORY_LIMIT", "512MB")
+
+
 STATE_SCHEMA = "tidings"
 RAW_SCHEMA = "raw"

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from syncs.config import ConfigError, ConfigProblem
 from syncs.logs import get_logger, log_event
-from syncs.settings import STATE_SCHEMA
+from syncs.settings import STATE_SCHEMA, duckdb_memory_limit
 
 S = STATE_SCHEMA
 log = get_logger("state")
@@ -77,13 +77,14 @@ DDL = [
         sent_at timestamp,
         run_id varchar not null,
         primary key (sync_name, occurrence_key))""",
+    # Append-only write-ahead log of mirror rows in flight (no key: appends stay cheap); a settled batch deletes
+    # its rows, so it only ever holds the batches in flight and those of a run that died.
     f"""create table if not exists {S}.pending_members (
         sync_name varchar not null,
         row_key varchar not null,
         row_fields varchar,  -- JSON of the fields being sent: a removal needs the identifiers
         run_id varchar not null,
-        marked_at timestamp not null,
-        primary key (sync_name, row_key))""",
+        marked_at timestamp not null)""",
     f"""create table if not exists {S}.sync_locks (
         sync_name varchar primary key,
         run_id varchar not null,
@@ -128,12 +129,19 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         fix = "rename the file (e.g. warehouse.duckdb) and point TIDINGS_WAREHOUSE at it"
         raise ConfigError([ConfigProblem(warehouse, "warehouse", "TIDINGS_WAREHOUSE", problem, fix)])
     try:
-        return duckdb.connect(str(warehouse), config={"enable_external_access": False})
+        return duckdb.connect(str(warehouse), config={"enable_external_access": False, **_memory_config()})
     except duckdb.ConnectionException as error:
         if "different configuration" not in str(error):
             raise
         log_event(log, "warehouse.external_access_enabled", level=30, warehouse=warehouse.name)
         return duckdb.connect(str(warehouse))
+
+
+def _memory_config() -> dict[str, str]:
+    """DuckDB's buffer pool defaults to 80% of RAM and keeps what a large plan touched; a sync needs far less.
+    Work beyond the limit spills to DuckDB's temporary directory instead of growing the process."""
+    limit = duckdb_memory_limit()
+    return {"memory_limit": limit} if limit else {}
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -294,8 +302,7 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
     try:
         with transaction(con):
             con.execute(
-                f"insert or replace into {S}.pending_members "
-                "select ?, row_key, row_fields, ?, ? from pending_members_batch",
+                f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from pending_members_batch",
                 [sync_name, run_id, utcnow()],
             )
     finally:
@@ -340,22 +347,21 @@ def commit_batch(
 ) -> None:
     """Apply one settled batch in one transaction: acknowledged rows move into state (or the ledger), failed
     rows into row_errors. `keep_fields` stores the sent fields (mirror removals need them). `outcomes` follows
-    PLANNED_OUTCOME_SCHEMA, or OUTCOME_SCHEMA when the rows' plan entries must be looked up in `plan_table`."""
-    con.register("settled_outcomes", outcomes)
+    PLANNED_OUTCOME_SCHEMA, or OUTCOME_SCHEMA when the rows' plan entries must be looked up in `plan_table`.
+
+    This runs once per batch, so each statement runs only when the batch needs it: added rows are plain inserts
+    (the plan found their keys absent and the sync's lock keeps it so), only changed rows pay for an upsert, and
+    unchanged rows (re-sent by exports) leave state as it is."""
+    if "action" not in outcomes.column_names:
+        outcomes = _with_plan_entries(con, outcomes, plan_table)
+    con.register("settled_batch", outcomes)
     now = utcnow()
-    if "action" in outcomes.column_names:
-        fields = "b.row_fields" if keep_fields else "null"
-        settled = f"select b.* exclude (row_fields), {fields} as row_fields from settled_outcomes b"
-    else:
-        fields = "p.row_fields" if keep_fields else "null"
-        settled = (
-            f"select b.*, p.action, p.row_hash, {fields} as row_fields "
-            f"from settled_outcomes b join {plan_table} p on p.row_key = b.row_key"
-        )
+    ok = outcomes["ok"]
+    any_ok, any_failed = pc.any(ok).as_py(), not pc.all(ok).as_py()
+    acknowledged = set(pc.unique(pc.filter(outcomes["action"], ok)).to_pylist()) if any_ok else set()
+    fields = "row_fields" if keep_fields else "null"
     try:
         with transaction(con):
-            con.execute(f"create or replace temp table settled_batch as {settled}")
-            any_ok, any_failed = pc.any(outcomes["ok"]).as_py(), not pc.all(outcomes["ok"]).as_py()
             if any_ok and send_once:
                 con.execute(
                     f"update {S}.message_ledger l set status = 'sent', destination_ref = b.destination_ref, "
@@ -364,17 +370,19 @@ def commit_batch(
                     [now, run_id, sync_name],
                 )
             elif any_ok:
-                con.execute(
-                    f"delete from {S}.sync_state where sync_name = ? and row_key in "
-                    "(select row_key from settled_batch where ok and action = 'remove')",
-                    [sync_name],
-                )
-                con.execute(
-                    f"insert or replace into {S}.sync_state "
-                    "select ?, row_key, row_hash, row_fields, destination_ref, ? from settled_batch "
-                    "where ok and action <> 'remove'",
-                    [sync_name, now],
-                )
+                for action, verb in (("add", "insert"), ("change", "insert or replace")):
+                    if action in acknowledged:
+                        con.execute(
+                            f"{verb} into {S}.sync_state select ?, row_key, row_hash, {fields}, destination_ref, ? "
+                            "from settled_batch where ok and action = ?",
+                            [sync_name, now, action],
+                        )
+                if "remove" in acknowledged:
+                    con.execute(
+                        f"delete from {S}.sync_state where sync_name = ? and row_key in "
+                        "(select row_key from settled_batch where ok and action = 'remove')",
+                        [sync_name],
+                    )
             if keep_fields:
                 con.execute(
                     f"delete from {S}.pending_members where sync_name = ? and row_key in "
@@ -397,9 +405,21 @@ def commit_batch(
                     "last_seen_at = excluded.last_seen_at",
                     [sync_name, run_id, now, now],
                 )
-            con.execute("drop table settled_batch")
     finally:
-        con.unregister("settled_outcomes")
+        con.unregister("settled_batch")
+
+
+def _with_plan_entries(con: duckdb.DuckDBPyConnection, outcomes: pa.Table, plan_table: str) -> pa.Table:
+    """Outcomes of rows the runner no longer holds, joined with their plan entries (PLANNED_OUTCOME_SCHEMA)."""
+    con.register("bare_outcomes", outcomes)
+    try:
+        joined = con.sql(
+            f"select b.*, p.action, p.row_hash, p.row_fields from bare_outcomes b "
+            f"join {plan_table} p on p.row_key = b.row_key"
+        ).to_arrow_table()
+    finally:
+        con.unregister("bare_outcomes")
+    return joined.cast(PLANNED_OUTCOME_SCHEMA)
 
 
 def _has_row_errors(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
