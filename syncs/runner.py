@@ -14,10 +14,11 @@ exits after batch k (default 1) was acknowledged by the destination but before i
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from syncs.planner import Plan, stream_sql
 
 log = get_logger("runner")
 
+SETTLE_CHUNK_ROWS = 100_000  # rows per state commit when a destination settles many rows at once
 UPSERT_ACTIONS: dict[Mode, tuple[str, ...]] = {
     Mode.MIRROR: ("add", "change"),
     Mode.UPSERT: ("add", "change"),
@@ -89,8 +91,9 @@ class Runner:
                 self._send_all(pool)
             success = True
         finally:
-            closing = self.destination.close(success=success)
-            self._settle([(o, self._unsettled.pop(o.key)) for o in closing if o.key in self._unsettled])
+            # Rows a destination settles at close (a file, a drop) may be the whole audience: settle them in chunks.
+            for chunk in _in_chunks(self.destination.close(success=success), SETTLE_CHUNK_ROWS):
+                self._settle([(o, self._unsettled.pop(o.key)) for o in chunk if o.key in self._unsettled])
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:
             self.delivery.export_paths = [str(Path(p)) for p in getattr(self.destination, "written_files", [])]
@@ -231,6 +234,12 @@ class Runner:
             return
         removed = self.con.execute(f"select row_key from {self.plan.table} where action = 'remove'").fetchall()
         self._settle([(RowOutcome.success(key), Operation.REMOVE) for (key,) in removed])
+
+
+def _in_chunks(items: Iterable[RowOutcome], size: int) -> Iterator[list[RowOutcome]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _outcome_columns(outcomes: list[RowOutcome]) -> dict[str, list[Any]]:

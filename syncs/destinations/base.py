@@ -10,7 +10,7 @@ unless its outcome is `permanent`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -127,8 +127,9 @@ class Destination(ABC):
         fewer and settle the rest in `close`.
         """
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
-        """Called once after the last batch. Returns outcomes for rows still unsettled (deferred writes)."""
+    def close(self, *, success: bool) -> Iterable[RowOutcome]:
+        """Called once after the last batch. Returns outcomes for rows still unsettled (deferred writes); the runner
+        consumes them in chunks, so a destination settling a whole audience may yield them lazily."""
         return []
 
 

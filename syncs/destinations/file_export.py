@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,24 +115,24 @@ class FileExportDestination(Destination):
         self._pending.extend(row.key for row in rows)
         return []
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> Iterator[RowOutcome]:
+        """Publish (or discard) the files now; the rows' outcomes are yielded lazily (a whole audience)."""
         for spool in self._spools:
             spool.writer.close()
+        pending, stem = self._pending, self._stem
         if not success:
             for spool in self._spools:
                 spool.temp.unlink(missing_ok=True)
-            outcomes = [
-                RowOutcome.failure(key, "export_aborted", "the run failed before the file was complete")
-                for key in self._pending
-            ]
         else:
             for spool in self._spools:
                 publish(spool.temp, spool.final)
                 refresh_latest(spool.final)
-            outcomes = [RowOutcome.success(key, destination_ref=self._stem) for key in self._pending]
             self.written_files = [spool.final for spool in self._spools]
         self._spools, self._pending = [], []
-        return outcomes
+        if success:
+            return (RowOutcome.success(key, destination_ref=stem) for key in pending)
+        message = "the run failed before the file was complete"
+        return (RowOutcome.failure(key, "export_aborted", message) for key in pending)
 
     def _start(self, extension: str, schema: pa.Schema) -> _Spool:
         final = self.folder / f"{self._stem}.{extension}"

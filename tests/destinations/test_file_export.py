@@ -26,7 +26,7 @@ def run(dest: FileExportDestination, *batches: list[OutboundRow], success: bool 
     dest.open(RunInfo(run_id="r1", sync_name="churn_export", mode=Mode.EXPORT))
     for rows in batches:
         assert dest.write(Operation.UPSERT, rows) == []  # deferred until the file is in place
-    return dest.close(success=success)
+    return list(dest.close(success=success))
 
 
 def test_batches_stream_into_both_formats_and_settle_on_close(tmp_path: Path) -> None:

@@ -168,6 +168,22 @@ def test_export_writes_a_full_file_each_run(sync_env):
     assert len(rows) == 95 and rows[0].keys() == {"customer_id", "score"}
 
 
+def test_rows_settled_at_close_are_committed_in_chunks(sync_env, monkeypatch):
+    monkeypatch.setattr("syncs.runner.SETTLE_CHUNK_ROWS", 30)
+    first = sync_env.run("audience_export")
+    assert (first.status, first.sent) == ("success", 100)
+    assert sync_env.sql("select count(*) from tidings.sync_state where sync_name = 'audience_export'") == [(100,)]
+    sync_env.sql("update analytics.audience set score = score + 1 where customer_id < 'c00040'")
+    second = sync_env.run("audience_export")
+    assert (second.planned.change, second.planned.unchanged, second.sent) == (40, 60, 100)
+    changed = "select count(*) from tidings.sync_state where sync_name = 'audience_export' and synced_at > ?"
+    assert sync_env.sql(changed, [first_finished(sync_env, first.run_id)]) == [(40,)]
+
+
+def first_finished(env, run_id: str):
+    return env.sql("select finished_at from tidings.sync_runs where run_id = ?", [run_id])[0][0]
+
+
 def test_run_history_is_recorded_without_pii(sync_env):
     sync_env.sql("update analytics.audience set email = 'bad-address' where customer_id = 'c00001'")
     result = sync_env.run("audience_mirror")
