@@ -50,7 +50,7 @@ class Sizes:
             sync_rows=args.sync_rows or (10_000 if quick else 100_000),
             rate_limited_rows=10_000 if quick else 50_000,
             rate_limit=10.0,
-            memory_rows=args.memory_rows or ([10_000, 50_000] if quick else [100_000, 500_000]),
+            memory_rows=args.memory_rows or ([10_000, 50_000] if quick else [100_000, 5_000_000]),
             ceiling_requests=100 if quick else 400,
         )
 
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-rows",
         type=lambda text: [int(n) for n in text.split(",")],
-        help="comma-separated audience sizes for the peak-memory syncs (100000,500000)",
+        help="comma-separated audience sizes for the peak-memory syncs (100000,5000000)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)

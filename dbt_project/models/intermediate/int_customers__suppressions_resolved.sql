@@ -10,12 +10,26 @@ customers as (
     select customer_id, email_normalized from {{ ref('stg_crm__customers') }}
 ),
 
-matched as (
+-- Two equi-joins rather than one join on `id = id or (id is null and email = email)`: an OR condition
+-- defeats hash joins (a nested loop over suppressions x customers). The branches are disjoint (the second only
+-- takes suppressions without a customer_id), so the union matches exactly the rows the OR join matched.
+matched_by_id as (
     select customers.customer_id, suppressions.suppression_reason, suppressions.suppressed_at
     from suppressions
-    inner join customers
-        on suppressions.customer_id = customers.customer_id
-        or (suppressions.customer_id is null and suppressions.email_normalized = customers.email_normalized)
+    inner join customers on suppressions.customer_id = customers.customer_id
+),
+
+matched_by_email as (
+    select customers.customer_id, suppressions.suppression_reason, suppressions.suppressed_at
+    from suppressions
+    inner join customers on suppressions.email_normalized = customers.email_normalized
+    where suppressions.customer_id is null
+),
+
+matched as (
+    select * from matched_by_id
+    union all
+    select * from matched_by_email
 ),
 
 rolled_up as (

@@ -42,6 +42,15 @@ decision_time as (
         {%- endif %}
 ),
 
+-- The decision instant on the wall clock of each time zone: one conversion per zone, not one per delivery.
+local_decision_times as (
+    select
+        zones.timezone,
+        {{ to_local_timestamp('decision_time.decision_at', 'zones.timezone') }} as local_decision_at
+    from (select distinct timezone from customers) as zones
+    cross join decision_time
+),
+
 channel_options as (
     {%- for position in [1, 2, 3] %}
     select
@@ -82,27 +91,35 @@ deliveries as (
             as sequence_bucket,
         catalog.holdout_pct,
         decision_time.decision_at,
-        {{ to_local_timestamp('decision_time.decision_at', 'customers.timezone') }} as local_decision_at
+        local_decision_times.local_decision_at
     from channel_options
     inner join customers on customers.customer_id = channel_options.customer_id
     inner join catalog on catalog.message_name = channel_options.message_name
     cross join decision_time
+    left join local_decision_times on local_decision_times.timezone = customers.timezone
     where channel_options.channel <> ''
 ),
 
--- Non-urgent messages stop at the first consented channel.
+-- Non-urgent messages stop at the first consented channel: a channel is kept unless a consented channel comes
+-- before it (one aggregate per occurrence and a join, rather than a running-count window over every delivery).
+first_consented_channels as (
+    select
+        message_occurrence_key,
+        min(channel_position) as first_consented_position
+    from deliveries
+    where has_consent
+    group by message_occurrence_key
+),
+
 chosen_channels as (
     select
-        *,
+        deliveries.*,
         coalesce(
-            sum(case when has_consent then 1 else 0 end) over (
-                partition by message_occurrence_key
-                order by channel_position
-                rows between unbounded preceding and 1 preceding
-            ),
-            0
-        ) as consented_channels_before
+            deliveries.channel_position > first_consented_channels.first_consented_position, false
+        ) as has_consented_channel_before
     from deliveries
+    left join first_consented_channels
+        on first_consented_channels.message_occurrence_key = deliveries.message_occurrence_key
 ),
 
 screened as (
@@ -126,7 +143,7 @@ screened as (
             ) then 'quiet_hours'
         end as screen_decision
     from chosen_channels
-    where urgent or consented_channels_before = 0
+    where urgent or not has_consented_channel_before
 ),
 
 -- Marketing messages already sent, per customer, channel and local calendar day.

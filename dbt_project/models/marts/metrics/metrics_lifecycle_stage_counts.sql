@@ -28,19 +28,53 @@ periods as (
     {%- endfor %}
 ),
 
+-- Each transition holds its stage from entered_on until the customer's next transition on the track (in the order
+-- entered_on, recorded_on, sequence, the order that picks a customer's latest transition): +1 customer in the stage
+-- on entered_on, -1 on the next transition's entered_on. Transitions entered on the same day cancel out.
+transition_intervals as (
+    select
+        track,
+        to_stage as stage,
+        entered_on,
+        lead(entered_on) over (
+            partition by customer_id, track
+            order by entered_on, recorded_on, sequence
+        ) as next_entered_on
+    from transitions
+    where entered_on is not null
+),
+
+stage_changes as (
+    select track, stage, entered_on as changed_on, 1 as change
+    from transition_intervals
+    union all
+    select track, stage, next_entered_on as changed_on, -1 as change
+    from transition_intervals
+    where next_entered_on is not null
+),
+
+daily_stage_changes as (
+    select
+        track,
+        stage,
+        changed_on,
+        sum(change) as net_change
+    from stage_changes
+    group by 1, 2, 3
+),
+
+-- Customers in a stage at the end of a period = the net change of every day up to measured_on (a few thousand
+-- change days per track and stage, joined to a few hundred periods).
 stage_at_period_end as (
     select
         periods.period_grain,
         periods.period_start,
-        transitions.customer_id,
-        transitions.track,
-        transitions.to_stage as stage,
-        row_number() over (
-            partition by periods.period_grain, periods.period_start, transitions.customer_id, transitions.track
-            order by transitions.entered_on desc, transitions.recorded_on desc, transitions.sequence desc
-        ) as recency_rank
+        daily_stage_changes.track,
+        daily_stage_changes.stage,
+        sum(daily_stage_changes.net_change) as customers
     from periods
-    inner join transitions on transitions.entered_on <= periods.measured_on
+    inner join daily_stage_changes on daily_stage_changes.changed_on <= periods.measured_on
+    group by 1, 2, 3, 4
 ),
 
 final as (
@@ -49,10 +83,9 @@ final as (
         period_start,
         track,
         stage,
-        count(*) as customers
+        cast(customers as {{ dbt.type_bigint() }}) as customers
     from stage_at_period_end
-    where recency_rank = 1
-    group by 1, 2, 3, 4
+    where customers > 0
 )
 
 select * from final

@@ -1,0 +1,82 @@
+"""`python -m benchmarks.state_replay [--rows N] [--group G ...]`: the sync state work of a first sync, without HTTP.
+
+Replays what the runner does to the warehouse for each acknowledged batch of a first sync (every row an `add`):
+the mirror write-ahead (`state.mark_members_pending`) and the commit (`state.commit_batch`), with 500-row batches
+as today, then with the same functions called once per group of G batches. It measures the ceiling the state
+writes put on sync throughput, and what committing per group of acknowledged batches would gain (see
+PROFILING.md, section 2). Uses a scratch DuckDB file under benchmarks/work/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import duckdb
+import pyarrow as pa
+
+from benchmarks.workspace import WORK_DIR
+from syncs import state
+
+BATCH = 500  # the webhook connector's batch size
+
+
+def _batch(start: int, rows: int) -> pa.Table:
+    keys = [f"c{i:09d}" for i in range(start, start + rows)]
+    return pa.table(
+        {
+            "row_key": keys,
+            "ok": [True] * rows,
+            "code": pa.nulls(rows, pa.string()),
+            "message": pa.nulls(rows, pa.string()),
+            "permanent": pa.nulls(rows, pa.bool_()),
+            "destination_ref": pa.nulls(rows, pa.string()),
+            "cost": pa.nulls(rows, pa.float64()),
+            "action": ["add"] * rows,
+            "row_hash": [f"{i:032x}" for i in range(start, start + rows)],
+            "row_fields": [json.dumps({"email": f"{key}@example.com", "score": len(key)}) for key in keys],
+        },
+        schema=state.PLANNED_OUTCOME_SCHEMA,
+    )
+
+
+def replay(rows: int, group: int, *, write_ahead: bool) -> float:
+    """Seconds of state work for `rows` rows committed `group` batches at a time."""
+    warehouse = WORK_DIR / "state_replay.duckdb"
+    for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    duckdb.connect(str(warehouse)).close()  # state.connect opens existing warehouses only
+    con = state.connect(warehouse)
+    try:
+        state.ensure_schema(con)
+        started = time.perf_counter()
+        for start in range(0, rows, BATCH * group):
+            outcomes = _batch(start, min(BATCH * group, rows - start))
+            if write_ahead:
+                state.mark_members_pending(con, "replay", "run", outcomes.select(["row_key", "row_fields"]))
+            state.commit_batch(
+                con, "replay", "run", send_once=False, keep_fields=write_ahead, plan_table="unused", outcomes=outcomes
+            )
+        return time.perf_counter() - started
+    finally:
+        con.close()
+        warehouse.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.state_replay", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--group", type=int, nargs="+", default=[1, 20], help="batches per commit (1 = today)")
+    args = parser.parse_args(argv)
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    for write_ahead in (True, False):
+        for group in args.group:
+            seconds = replay(args.rows, group, write_ahead=write_ahead)
+            mode = "mirror (write-ahead)" if write_ahead else "upsert (no write-ahead)"
+            label = f"{mode:24} {group:>3} x {BATCH} rows"
+            print(f"{label}: {seconds:6.2f} s, {args.rows / seconds:>9,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()
