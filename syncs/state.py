@@ -344,6 +344,7 @@ def commit_batch(
     keep_fields: bool,
     plan_table: str,
     outcomes: pa.Table,
+    clear_errors: bool = True,
 ) -> None:
     """Apply one settled batch in one transaction: acknowledged rows move into state (or the ledger), failed
     rows into row_errors. `keep_fields` stores the sent fields (mirror removals need them). `outcomes` follows
@@ -351,7 +352,8 @@ def commit_batch(
 
     This runs once per batch, so each statement runs only when the batch needs it: added rows are plain inserts
     (the plan found their keys absent and the sync's lock keeps it so), only changed rows pay for an upsert, and
-    unchanged rows (re-sent by exports) leave state as it is."""
+    unchanged rows (re-sent by exports) leave state as it is. `clear_errors` False skips clearing row errors of
+    acknowledged rows when the caller knows the sync has none on record."""
     if "action" not in outcomes.column_names:
         outcomes = _with_plan_entries(con, outcomes, plan_table)
     con.register("settled_batch", outcomes)
@@ -389,7 +391,7 @@ def commit_batch(
                     "(select row_key from settled_batch)",
                     [sync_name],
                 )
-            if any_ok and _has_row_errors(con, sync_name):
+            if any_ok and clear_errors:
                 con.execute(
                     f"delete from {S}.row_errors where sync_name = ? and row_key in "
                     "(select row_key from settled_batch where ok)",
@@ -422,5 +424,5 @@ def _with_plan_entries(con: duckdb.DuckDBPyConnection, outcomes: pa.Table, plan_
     return joined.cast(PLANNED_OUTCOME_SCHEMA)
 
 
-def _has_row_errors(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
-    return con.execute(f"select 1 from {S}.row_errors where sync_name = ? limit 1", [sync_name]).fetchone() is not None
+def has_row_errors(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
+    return bool(con.execute(f"select 1 from {S}.row_errors where sync_name = ? limit 1", [sync_name]).fetchall())
