@@ -156,7 +156,6 @@ def _plan_and_deliver(
         if dry_run:
             result.status, result.message = "dry_run", "planned only; nothing was sent"
             return
-        state.clear_resolved_duplicate_keys(con, sync.name, plan.table)
         state.record_duplicate_keys(con, sync.name, result.run_id, plan.table)
         if verdict.blocked:
             result.status, result.message = "blocked", "; ".join(d for d in verdict.decisions if "blocked" in d)

@@ -161,6 +161,16 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("commit")
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """`table` is queryable as `name` on `con` for the span of the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -281,39 +291,37 @@ def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[
 def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, keys: pa.Table) -> None:
     """Record send_once occurrences as `pending` before they are sent (columns: occurrence_key,
     idempotency_key). Occurrences already in the ledger keep their row: the key never changes."""
-    con.register("pending_batch", keys)
-    try:
-        with transaction(con):
-            con.execute(
-                f"insert into {S}.message_ledger (sync_name, occurrence_key, idempotency_key, status, run_id) "
-                "select ?, occurrence_key, idempotency_key, 'pending', ? from pending_batch "
-                "on conflict (sync_name, occurrence_key) do nothing",
-                [sync_name, run_id],
-            )
-    finally:
-        con.unregister("pending_batch")
+    with registered(con, "pending_batch", keys), transaction(con):
+        con.execute(
+            f"insert into {S}.message_ledger (sync_name, occurrence_key, idempotency_key, status, run_id) "
+            "select ?, occurrence_key, idempotency_key, 'pending', ? from pending_batch "
+            "on conflict (sync_name, occurrence_key) do nothing",
+            [sync_name, run_id],
+        )
 
 
 def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, members: pa.Table) -> None:
     """Write-ahead for mirror upserts: record the batch's members (columns row_key, row_fields) with the fields
     about to be sent, before they are sent. If the process dies after the destination applied the batch but
     before `commit_batch`, the planner still knows these members exist and can remove them later."""
-    con.register("pending_members_batch", members)
-    try:
-        with transaction(con):
-            con.execute(
-                f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from pending_members_batch",
-                [sync_name, run_id, utcnow()],
-            )
-    finally:
-        con.unregister("pending_members_batch")
+    with registered(con, "pending_members_batch", members), transaction(con):
+        con.execute(
+            f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from pending_members_batch",
+            [sync_name, run_id, utcnow()],
+        )
 
 
 def record_duplicate_keys(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
-    """Every key the planner found in several model rows with different values becomes a permanent row error.
-    None of its versions is sent; the error clears when the model has one row for the key again."""
+    """Bring the sync's duplicate-key errors in line with the plan, in one transaction: every key the planner found
+    in several model rows with different values becomes a permanent row error (none of its versions is sent), and
+    errors of keys no longer duplicated (sent again, unchanged or gone) are cleared."""
     now = utcnow()
     with transaction(con):
+        con.execute(
+            f"delete from {S}.row_errors where sync_name = ? and code = 'duplicate_key' and row_key not in "
+            f"(select row_key from {plan_table} where action = 'duplicate_key')",
+            [sync_name],
+        )
         con.execute(
             f"insert into {S}.row_errors select ?, row_key, null, ?, 'duplicate_key', "
             "'several model rows share this key with different values, so none was sent; make the key unique', "
@@ -322,16 +330,6 @@ def record_duplicate_keys(con: duckdb.DuckDBPyConnection, sync_name: str, run_id
             "code = excluded.code, message = excluded.message, permanent = true, "
             "attempts = row_errors.attempts + 1, last_seen_at = excluded.last_seen_at",
             [sync_name, run_id, now, now],
-        )
-
-
-def clear_resolved_duplicate_keys(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
-    """Duplicate-key errors whose key is no longer duplicated (sent again, unchanged or gone)."""
-    with transaction(con):
-        con.execute(
-            f"delete from {S}.row_errors where sync_name = ? and code = 'duplicate_key' and row_key not in "
-            f"(select row_key from {plan_table} where action = 'duplicate_key')",
-            [sync_name],
         )
 
 
@@ -356,71 +354,64 @@ def commit_batch(
     acknowledged rows when the caller knows the sync has none on record."""
     if "action" not in outcomes.column_names:
         outcomes = _with_plan_entries(con, outcomes, plan_table)
-    con.register("settled_batch", outcomes)
     now = utcnow()
     ok = outcomes["ok"]
     any_ok, any_failed = pc.any(ok).as_py(), not pc.all(ok).as_py()
     acknowledged = set(pc.unique(pc.filter(outcomes["action"], ok)).to_pylist()) if any_ok else set()
     fields = "row_fields" if keep_fields else "null"
-    try:
-        with transaction(con):
-            if any_ok and send_once:
-                con.execute(
-                    f"update {S}.message_ledger l set status = 'sent', destination_ref = b.destination_ref, "
-                    "cost = b.cost, sent_at = ?, run_id = ? from settled_batch b "
-                    "where l.sync_name = ? and l.occurrence_key = b.row_key and b.ok",
-                    [now, run_id, sync_name],
-                )
-            elif any_ok:
-                for action, verb in (("add", "insert"), ("change", "insert or replace")):
-                    if action in acknowledged:
-                        con.execute(
-                            f"{verb} into {S}.sync_state select ?, row_key, row_hash, {fields}, destination_ref, ? "
-                            "from settled_batch where ok and action = ?",
-                            [sync_name, now, action],
-                        )
-                if "remove" in acknowledged:
+    with registered(con, "settled_batch", outcomes), transaction(con):
+        if any_ok and send_once:
+            con.execute(
+                f"update {S}.message_ledger l set status = 'sent', destination_ref = b.destination_ref, "
+                "cost = b.cost, sent_at = ?, run_id = ? from settled_batch b "
+                "where l.sync_name = ? and l.occurrence_key = b.row_key and b.ok",
+                [now, run_id, sync_name],
+            )
+        elif any_ok:
+            for action, verb in (("add", "insert"), ("change", "insert or replace")):
+                if action in acknowledged:
                     con.execute(
-                        f"delete from {S}.sync_state where sync_name = ? and row_key in "
-                        "(select row_key from settled_batch where ok and action = 'remove')",
-                        [sync_name],
+                        f"{verb} into {S}.sync_state select ?, row_key, row_hash, {fields}, destination_ref, ? "
+                        "from settled_batch where ok and action = ?",
+                        [sync_name, now, action],
                     )
-            if keep_fields:
+            if "remove" in acknowledged:
                 con.execute(
-                    f"delete from {S}.pending_members where sync_name = ? and row_key in "
-                    "(select row_key from settled_batch)",
+                    f"delete from {S}.sync_state where sync_name = ? and row_key in "
+                    "(select row_key from settled_batch where ok and action = 'remove')",
                     [sync_name],
                 )
-            if any_ok and clear_errors:
-                con.execute(
-                    f"delete from {S}.row_errors where sync_name = ? and row_key in "
-                    "(select row_key from settled_batch where ok)",
-                    [sync_name],
-                )
-            if any_failed:
-                con.execute(
-                    f"insert into {S}.row_errors select ?, row_key, row_hash, ?, code, message, permanent, 1, ?, ? "
-                    "from settled_batch where not ok "
-                    "on conflict (sync_name, row_key) do update set row_hash = excluded.row_hash, "
-                    "run_id = excluded.run_id, code = excluded.code, message = excluded.message, "
-                    "permanent = excluded.permanent, attempts = row_errors.attempts + 1, "
-                    "last_seen_at = excluded.last_seen_at",
-                    [sync_name, run_id, now, now],
-                )
-    finally:
-        con.unregister("settled_batch")
+        if keep_fields:
+            con.execute(
+                f"delete from {S}.pending_members where sync_name = ? and row_key in "
+                "(select row_key from settled_batch)",
+                [sync_name],
+            )
+        if any_ok and clear_errors:
+            con.execute(
+                f"delete from {S}.row_errors where sync_name = ? and row_key in "
+                "(select row_key from settled_batch where ok)",
+                [sync_name],
+            )
+        if any_failed:
+            con.execute(
+                f"insert into {S}.row_errors select ?, row_key, row_hash, ?, code, message, permanent, 1, ?, ? "
+                "from settled_batch where not ok "
+                "on conflict (sync_name, row_key) do update set row_hash = excluded.row_hash, "
+                "run_id = excluded.run_id, code = excluded.code, message = excluded.message, "
+                "permanent = excluded.permanent, attempts = row_errors.attempts + 1, "
+                "last_seen_at = excluded.last_seen_at",
+                [sync_name, run_id, now, now],
+            )
 
 
 def _with_plan_entries(con: duckdb.DuckDBPyConnection, outcomes: pa.Table, plan_table: str) -> pa.Table:
     """Outcomes of rows the runner no longer holds, joined with their plan entries (PLANNED_OUTCOME_SCHEMA)."""
-    con.register("bare_outcomes", outcomes)
-    try:
+    with registered(con, "bare_outcomes", outcomes):
         joined = con.sql(
             f"select b.*, p.action, p.row_hash, p.row_fields from bare_outcomes b "
             f"join {plan_table} p on p.row_key = b.row_key"
         ).to_arrow_table()
-    finally:
-        con.unregister("bare_outcomes")
     return joined.cast(PLANNED_OUTCOME_SCHEMA)
 
 
