@@ -1,10 +1,10 @@
 """`python -m benchmarks.state_replay [--rows N] [--group G ...]`: the sync state work of a first sync, without HTTP.
 
-Replays what the runner does to the warehouse for each acknowledged batch of a first sync (every row an `add`):
-the mirror write-ahead (`state.mark_members_pending`) and the commit (`state.commit_batch`), with 500-row batches
-as today, then with the same functions called once per group of G batches. It measures the ceiling the state
-writes put on sync throughput, and what committing per group of acknowledged batches would gain (see
-PROFILING.md, section 2). Uses a scratch DuckDB file under benchmarks/work/.
+Replays what a sync does to the warehouse for a first sync (every row an `add`): for a mirror, the write-ahead of
+every planned member (`state.mark_members_pending`, once per run), then the commits (`state.commit_batch`) of
+500-row batches, one transaction per batch and then one per group of G batches, as the committer groups them. It
+measures the ceiling the state writes put on sync throughput (see PROFILING.md, section 2). Uses a scratch
+DuckDB file under benchmarks/work/.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def replay(rows: int, group: int, *, write_ahead: bool) -> float:
     try:
         state.ensure_schema(con)
         started = time.perf_counter()
+        if write_ahead:
+            with state.registered(con, "replay_plan", _batch(0, rows)):
+                state.mark_members_pending(con, "replay", "run", "replay_plan")
         for start in range(0, rows, BATCH * group):
             outcomes = _batch(start, min(BATCH * group, rows - start))
-            if write_ahead:
-                state.mark_members_pending(con, "replay", "run", outcomes.select(["row_key", "row_fields"]))
             state.commit_batch(
                 con, "replay", "run", send_once=False, keep_fields=write_ahead, plan_table="unused", outcomes=outcomes
             )
@@ -67,7 +68,9 @@ def replay(rows: int, group: int, *, write_ahead: bool) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.state_replay", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--group", type=int, nargs="+", default=[1, 20], help="batches per commit (1 = today)")
+    parser.add_argument(
+        "--group", type=int, nargs="+", default=[1, 20], help="batches per commit (1 = a transaction per batch)"
+    )
     args = parser.parse_args(argv)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     for write_ahead in (True, False):

@@ -156,7 +156,8 @@ def _plan_and_deliver(
         if dry_run:
             result.status, result.message = "dry_run", "planned only; nothing was sent"
             return
-        state.record_duplicate_keys(con, sync.name, result.run_id, plan.table)
+        found = plan.skipped.get("duplicate_key", 0) > 0
+        state.record_duplicate_keys(con, sync.name, result.run_id, plan.table, found=found)
         if verdict.blocked:
             result.status, result.message = "blocked", "; ".join(d for d in verdict.decisions if "blocked" in d)
             return

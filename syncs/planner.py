@@ -55,6 +55,9 @@ class Plan:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
     preview: list[dict[str, Any]] = field(default_factory=list)
     guard_decisions: list[str] = field(default_factory=list)
+    # Whether every mapped field has a type whose warehouse JSON is exactly what Python's json module writes
+    # (text, integers, booleans, dates), so rows may be rendered as JSON in the warehouse (`stream_sql`).
+    json_exact: bool = False
 
     @property
     def skipped_total(self) -> int:
@@ -108,6 +111,7 @@ def build_plan(
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, state_rows, skipped)
     plan.preview = _preview(con, plan)
+    plan.json_exact = _json_exact(con, plan)
     return plan
 
 
@@ -115,14 +119,39 @@ def drop_plan(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
     con.execute(f"drop table if exists {plan.table}")
 
 
-def stream_sql(plan: Plan, actions: tuple[str, ...]) -> str:
-    """The plan rows with the given actions, in a stable order, for the runner to stream."""
+def stream_sql(plan: Plan, actions: tuple[str, ...], *, json_rows: bool = False) -> str:
+    """The plan rows with the given actions, in a stable order, for the runner to stream. With `json_rows`,
+    each row also comes as the JSON text `{"key", "idempotency_key", "fields"}` (`json_row`), rendered in the
+    warehouse from the same fields JSON the plan hashes; only for plans whose fields are `json_exact`."""
     fields = ", ".join(f"f_{i}" for i in range(len(plan.field_names)))
     wanted = ", ".join(literal(a) for a in actions)
+    json_row = (
+        ", json_object('key', row_key, 'idempotency_key', idempotency_key, 'fields', json(row_fields))::varchar "
+        "as json_row"
+        if json_rows
+        else ""
+    )
     return (
-        f"select action, row_key, row_hash, idempotency_key, row_fields, {fields} from {plan.table} "
+        f"select action, row_key, row_hash, idempotency_key, row_fields, {fields}{json_row} from {plan.table} "
         f"where action in ({wanted}) order by action, row_key"
     )
+
+
+# DuckDB types whose JSON rendering equals Python's json.dumps of the value DuckDB hands to Python. Decimals
+# (numbers in DuckDB's JSON, exact strings in connectors), floats (formatting) and timestamps (a space instead of
+# ISO 8601's "T") are not among them.
+JSON_EXACT_TYPES = frozenset(
+    {"VARCHAR", "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"}
+    | {"UINTEGER", "UBIGINT", "DATE", '"NULL"'}
+)
+
+
+def _json_exact(con: duckdb.DuckDBPyConnection, plan: Plan) -> bool:
+    fields = [f"f_{i}" for i in range(len(plan.field_names))]
+    if not fields:
+        return True
+    types = con.sql(f"select {', '.join(fields)} from {plan.table}").types
+    return all(str(t) in JSON_EXACT_TYPES for t in types)
 
 
 def _check_relation(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
@@ -191,7 +220,7 @@ def _plan_sql(
         select coalesce(c.row_key, s.row_key) as row_key,
             case when c.row_key is null then case when {removable} then 'remove' end
                  when c.conflicting then 'duplicate_key'
-                 when s.row_key is null then 'add'
+                 when s.row_key is null or s.row_hash is null then 'add'
                  when s.row_hash <> c.row_hash and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,
             coalesce(c.row_hash, s.row_hash) as row_hash,
@@ -219,8 +248,9 @@ def _plan_sql(
 
 
 def _state_sql(sync: SyncSpec) -> str:
-    """What the destination holds for this sync: key, hash and fields last sent. A pending mirror member has
-    an empty hash, so it is sent again when still in the model and removed when gone."""
+    """What the destination holds for this sync: key, hash and fields last sent. A pending mirror member (written
+    ahead of a send that never settled) is sent again when still in the model and removed when gone: as an add
+    (null hash) when it was never settled, as a change (empty hash) when it replaces a settled version."""
     name = literal(sync.name)
     if sync.mode is Mode.SEND_ONCE:
         return (
@@ -236,7 +266,7 @@ def _state_sql(sync: SyncSpec) -> str:
     )
     return f"""
         select coalesce(p.row_key, s.row_key) as row_key,
-               case when p.row_key is null then s.row_hash else '' end as row_hash,
+               case when p.row_key is null then s.row_hash when s.row_key is not null then '' end as row_hash,
                coalesce(p.row_fields, s.row_fields) as row_fields
         from ({settled}) s full outer join ({pending}) p on p.row_key = s.row_key"""
 

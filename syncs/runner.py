@@ -1,15 +1,21 @@
 """Delivery of a plan: stream its rows from the warehouse in destination-sized batches, send them with a
-bounded number of batches in flight, and commit every settled batch to state before counting it done.
+bounded number of batches in flight, and hand every settled batch to the state committer before counting it.
 
-Only the main thread touches DuckDB; worker threads only call the destination. A batch that raises is
-turned into row errors for its rows, so a destination fault never crashes a run. The runner holds the plan
-entry (action, hash, fields) of the rows in flight only, so memory stays bounded by the batches in flight and
-committing a batch never scans the plan; rows a destination settles later (at close) are looked up in the plan
-once, together.
+The main thread reads the plan and sends; worker threads only call the destination; the committer thread
+(`syncs.committer`) writes state, grouping the batches settled while it was busy into one transaction. A
+batch that raises is turned into row errors for its rows, so a destination fault never crashes a run. Each
+batch carries its rows' plan entries (action, hash, fields) as an Arrow slice of the plan stream, so settling
+it builds no per-row objects and never scans the plan; rows a destination settles later (at close) are looked
+up in the plan once, together.
+
+Write-ahead before any send: a mirror records every member it is about to add or change
+(`state.mark_members_pending`, once per run); `send_once` marks each batch's occurrences `pending` in the ledger
+just before that batch is sent.
 
 Test-only hooks (used by the crash tests, never set them in production): `TIDINGS_CRASH_AFTER_BATCHES=k`
-makes the process `os._exit(137)` right after committing batch k; with `TIDINGS_CRASH_BEFORE_COMMIT=1` it
-exits after batch k (default 1) was acknowledged by the destination but before its state was committed.
+makes the process `os._exit(137)` right after the state of batch k is committed; with
+`TIDINGS_CRASH_BEFORE_COMMIT=1` it exits once batch k (default 1) was acknowledged by the destination and
+every earlier batch committed, but before batch k's state is.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,17 @@ import duckdb
 import pyarrow as pa
 
 from syncs import state
-from syncs.destinations.base import Destination, Mode, Operation, OutboundRow, RowOutcome, RunInfo
+from syncs.committer import CommitScope, StateCommitter
+from syncs.destinations.base import (
+    AcknowledgedRows,
+    Destination,
+    Mode,
+    Operation,
+    OutboundBatch,
+    OutboundRow,
+    RowOutcome,
+    RunInfo,
+)
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, stream_sql
 
@@ -41,6 +58,7 @@ UPSERT_ACTIONS: dict[Mode, tuple[str, ...]] = {
     Mode.SEND_ONCE: ("add",),
     Mode.EXPORT: ("add", "change", "unchanged"),
 }
+PLAN_ENTRY_COLUMNS = ["row_key", "action", "row_hash", "row_fields"]
 
 
 @dataclass
@@ -58,14 +76,8 @@ class Delivery:
 @dataclass
 class _Batch:
     op: Operation
-    rows: list[OutboundRow]
-
-
-@dataclass(frozen=True)
-class _PlanEntry:
-    action: str
-    row_hash: str
-    row_fields: str | None
+    rows: OutboundBatch
+    entries: pa.Table  # PLAN_ENTRY_COLUMNS of `rows`, in the same order
 
 
 class Runner:
@@ -79,14 +91,32 @@ class Runner:
         self.concurrency = max(1, concurrency)
         self.delivery = Delivery()
         self._unsettled: dict[str, Operation] = {}  # rows a deferred destination has not answered yet
-        self._in_flight: dict[str, _PlanEntry] = {}  # plan entries of rows sent and not yet settled
-        # Whether row_errors may hold rows of this sync, which an acknowledged row must clear: asked once, then
-        # only this run's own failures can make it true.
-        self._errors_on_record = state.has_row_errors(con, run.sync_name)
         self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
         self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
+        self._committer: StateCommitter | None = None
 
     def deliver(self) -> Delivery:
+        if self.plan.mode is Mode.MIRROR:
+            state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
+        self._committer = StateCommitter(
+            self.con,
+            CommitScope(
+                sync_name=self.run.sync_name,
+                run_id=self.run.run_id,
+                send_once=self.plan.mode is Mode.SEND_ONCE,
+                keep_fields=self.plan.mode is Mode.MIRROR,
+                plan_table=self.plan.table,
+            ),
+            errors_on_record=state.has_row_errors(self.con, self.run.sync_name),
+            crash_after=0 if self._crash_before_commit else self._crash_after,
+        )
+        try:
+            self._deliver()
+        finally:
+            self._committer.close()
+        return self.delivery
+
+    def _deliver(self) -> None:
         self.destination.open(self.run)
         success = False
         try:
@@ -96,42 +126,33 @@ class Runner:
         finally:
             # Rows a destination settles at close (a file, a drop) may be the whole audience: settle them in chunks.
             for chunk in _in_chunks(self.destination.close(success=success), SETTLE_CHUNK_ROWS):
-                self._settle([(o, self._unsettled.pop(o.key)) for o in chunk if o.key in self._unsettled])
+                answered = [(o, self._unsettled.pop(o.key)) for o in chunk if o.key in self._unsettled]
+                self._settle_looked_up(answered)
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:
             self.delivery.export_paths = [str(Path(p)) for p in getattr(self.destination, "written_files", [])]
             self._settle_export_removals()
-        return self.delivery
 
     def _send_all(self, pool: ThreadPoolExecutor) -> None:
-        in_flight: dict[Future[list[RowOutcome]], _Batch] = {}
+        in_flight: dict[Future[Sequence[RowOutcome]], _Batch] = {}
         for batch in self._batches():
             if self.plan.mode is Mode.SEND_ONCE:
                 self._mark_pending(batch.rows)
-            elif self.plan.mode is Mode.MIRROR and batch.op is Operation.UPSERT:
-                self._mark_members_pending(batch.rows)
             in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
             if len(in_flight) >= self.concurrency:
                 self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)
         self._collect(in_flight, list(in_flight))
 
-    def _collect(self, in_flight: dict[Future[list[RowOutcome]], _Batch], done: Sequence[Future]) -> None:
+    def _collect(self, in_flight: dict[Future[Sequence[RowOutcome]], _Batch], done: Iterable[Future]) -> None:
         for future in done:
             batch = in_flight.pop(future)
             try:
                 outcomes = future.result()
             except Exception as error:  # a connector bug or unexpected fault: row errors, not a crashed run
                 log_event(log, "batch.raised", level=40, run_id=self.run.run_id, error=type(error).__name__)
-                outcomes = [
-                    RowOutcome.failure(r.key, "destination_exception", f"the connector raised {type(error).__name__}")
-                    for r in batch.rows
-                ]
-            answered = {o.key for o in outcomes}
-            for row in batch.rows:
-                if row.key not in answered:
-                    self._unsettled[row.key] = batch.op
-                    self._in_flight.pop(row.key, None)  # settled later, through the plan table
-            self._settle([(o, batch.op) for o in outcomes])
+                message = f"the connector raised {type(error).__name__}"
+                outcomes = [RowOutcome.failure(key, "destination_exception", message) for key in batch.rows.keys]
+            self._settle_batch(batch, outcomes)
 
     def _batches(self) -> Iterator[_Batch]:
         """Planned rows as destination batches: upserts/sends first, then (mirror only) removals."""
@@ -140,107 +161,107 @@ class Runner:
         passes = [(UPSERT_ACTIONS[self.plan.mode], upsert_op)]
         if self.plan.mode is Mode.MIRROR:
             passes.append((("remove",), Operation.REMOVE))
+        json_rows = self.destination.reads_json_rows and self.plan.json_exact
         for actions, op in passes:
             reader = self.con.cursor()
             try:
-                stream = reader.sql(stream_sql(self.plan, actions)).to_arrow_reader(size)
-                pending: list[OutboundRow] = []
+                stream = reader.sql(stream_sql(self.plan, actions, json_rows=json_rows)).to_arrow_reader(size)
+                held: list[pa.RecordBatch] = []
+                count = 0
                 for record_batch in stream:
-                    pending.extend(self._rows(record_batch))
-                    while len(pending) >= size:
-                        yield _Batch(op, pending[:size])
-                        pending = pending[size:]
-                if pending:
-                    yield _Batch(op, pending)
+                    held.append(record_batch)
+                    count += record_batch.num_rows
+                    while count >= size:
+                        table = pa.Table.from_batches(held)
+                        yield self._batch(op, table.slice(0, size))
+                        held, count = table.slice(size).to_batches(), count - size
+                if count:
+                    yield self._batch(op, pa.Table.from_batches(held))
             finally:
                 reader.close()
 
-    def _rows(self, record_batch: pa.RecordBatch) -> list[OutboundRow]:
+    def _batch(self, op: Operation, table: pa.Table) -> _Batch:
+        """The rows of `table` (plan stream columns) as a destination batch; its row objects are built only when
+        the connector reads them, on the connector's thread."""
+        keys = table.column("row_key").to_pylist()
+        idempotency_keys = table.column("idempotency_key").to_pylist()
+        json_rows = table.column("json_row").to_pylist() if "json_row" in table.column_names else None
+        rows = OutboundBatch(keys, idempotency_keys, partial(self._rows, table, keys, idempotency_keys), json_rows)
+        return _Batch(op, rows, table.select(PLAN_ENTRY_COLUMNS))
+
+    def _rows(self, table: pa.Table, keys: list[str], idempotency_keys: list[str | None]) -> list[OutboundRow]:
         """Column by column (one to_pylist per column), then one dict per row: half the cost of to_pylist()."""
         names = self.plan.field_names
-        column = record_batch.column
-        plan = [column(name).to_pylist() for name in ("action", "row_key", "row_hash", "idempotency_key", "row_fields")]
-        field_columns = [column(f"f_{i}").to_pylist() for i in range(len(names))]
-        values = zip(*field_columns, strict=True) if names else itertools.repeat((), record_batch.num_rows)
-        rows = []
-        for action, key, row_hash, idempotency_key, row_fields, field_values in zip(*plan, values, strict=True):
-            fields = json.loads(row_fields) if action == "remove" else dict(zip(names, field_values, strict=True))
-            rows.append(OutboundRow(key, fields, idempotency_key))
-            self._in_flight[key] = _PlanEntry(action, row_hash, row_fields)
-        return rows
+        actions, sent_fields = table.column("action").to_pylist(), table.column("row_fields").to_pylist()
+        field_columns = [table.column(f"f_{i}").to_pylist() for i in range(len(names))]
+        values = zip(*field_columns, strict=True) if names else itertools.repeat((), table.num_rows)
+        return [
+            OutboundRow(key, json.loads(sent) if action == "remove" else dict(zip(names, row, strict=True)), idem)
+            for action, key, idem, sent, row in zip(actions, keys, idempotency_keys, sent_fields, values, strict=True)
+        ]
 
-    def _mark_members_pending(self, rows: list[OutboundRow]) -> None:
-        members = pa.table(
-            {"row_key": [r.key for r in rows], "row_fields": [self._in_flight[r.key].row_fields for r in rows]}
-        )
-        state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, members)
-
-    def _mark_pending(self, rows: list[OutboundRow]) -> None:
-        keys = pa.table({"occurrence_key": [r.key for r in rows], "idempotency_key": [r.idempotency_key for r in rows]})
+    def _mark_pending(self, rows: OutboundBatch) -> None:
+        keys = pa.table({"occurrence_key": rows.keys, "idempotency_key": rows.idempotency_keys})
         state.mark_pending(self.con, self.run.sync_name, self.run.run_id, keys)
 
-    def _settle(self, settled: list[tuple[RowOutcome, Operation]]) -> None:
-        if not settled:
+    def _settle_batch(self, batch: _Batch, outcomes: Sequence[RowOutcome]) -> None:
+        """Hand a batch's answered rows, with their plan entries, to the committer; rows the destination did not
+        answer yet are settled later (at close) through the plan table."""
+        keys = batch.rows.keys
+        if isinstance(outcomes, AcknowledgedRows) and outcomes.keys == keys:
+            self._submit(_acknowledged_table(batch.entries, outcomes), [], len(keys), batch.op)
             return
-        outcomes = [outcome for outcome, _ in settled]
+        if len(outcomes) == len(keys) and all(o.key == key for o, key in zip(outcomes, keys, strict=True)):
+            entries = batch.entries
+        else:
+            position = {key: i for i, key in enumerate(keys)}
+            outcomes = [o for o in outcomes if o.key in position]
+            answered = {o.key for o in outcomes}
+            self._unsettled.update((key, batch.op) for key in keys if key not in answered)
+            if not outcomes:
+                return
+            entries = batch.entries.take(pa.array([position[o.key] for o in outcomes], pa.int64()))
+        table = pa.table(
+            {**_outcome_columns(outcomes), **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]}},
+            schema=state.PLANNED_OUTCOME_SCHEMA,
+        )
+        self._submit(table, [o for o in outcomes if not o.ok], len(outcomes), batch.op)
+
+    def _settle_looked_up(self, settled: list[tuple[RowOutcome, Operation]]) -> None:
+        """Outcomes of rows the runner no longer holds: the committer joins them with the plan table."""
+        for op in {op for _, op in settled}:
+            outcomes = [outcome for outcome, operation in settled if operation is op]
+            table = pa.table(_outcome_columns(outcomes), schema=state.OUTCOME_SCHEMA)
+            self._submit(table, [o for o in outcomes if not o.ok], len(outcomes), op)
+
+    def _submit(self, table: pa.Table, failures: list[RowOutcome], settled: int, op: Operation) -> None:
+        assert self._committer is not None
         self.delivery.batches += 1
         number = self.delivery.batches
         if self._crash_before_commit and number == (self._crash_after or 1):
+            self._committer.flush()
             os._exit(137)
-        state.commit_batch(
-            self.con,
-            self.run.sync_name,
-            self.run.run_id,
-            send_once=self.plan.mode is Mode.SEND_ONCE,
-            keep_fields=self.plan.mode is Mode.MIRROR,
-            plan_table=self.plan.table,
-            outcomes=self._outcome_table(outcomes),
-            clear_errors=self._errors_on_record,
-        )
-        self._errors_on_record = self._errors_on_record or not all(o.ok for o in outcomes)
-        for outcome, op in settled:
-            if not outcome.ok:
-                self.delivery.failed += 1
-                self.delivery.error_summary[outcome.code or "unknown"] += 1
-            elif op is Operation.REMOVE:
-                self.delivery.removed += 1
-            else:
-                self.delivery.sent += 1
-        log_event(
-            log,
-            "batch.committed",
-            run_id=self.run.run_id,
-            sync=self.run.sync_name,
-            batch=number,
-            rows=len(outcomes),
-            failed=sum(not o.ok for o in outcomes),
-        )
-        if number == self._crash_after and not self._crash_before_commit:
-            os._exit(137)
-
-    def _outcome_table(self, outcomes: list[RowOutcome]) -> pa.Table:
-        """The outcomes with their rows' plan entries when the runner holds all of them, else bare."""
-        columns = _outcome_columns(outcomes)
-        entries = [self._in_flight.pop(o.key, None) for o in outcomes]
-        if any(entry is None for entry in entries):
-            return pa.table(columns, schema=state.OUTCOME_SCHEMA)
-        columns["action"] = [e.action for e in entries]
-        columns["row_hash"] = [e.row_hash for e in entries]
-        columns["row_fields"] = [e.row_fields for e in entries]
-        return pa.table(columns, schema=state.PLANNED_OUTCOME_SCHEMA)
+        self._committer.submit(number, table)
+        self.delivery.failed += len(failures)
+        self.delivery.error_summary.update(outcome.code or "unknown" for outcome in failures)
+        if op is Operation.REMOVE:
+            self.delivery.removed += settled - len(failures)
+        else:
+            self.delivery.sent += settled - len(failures)
 
     def _fail_unanswered(self) -> None:
         """Rows the destination never answered for: errors, retried next run."""
         unanswered, self._unsettled = self._unsettled, {}
         message = "the destination did not acknowledge this row"
-        self._settle([(RowOutcome.failure(k, "no_acknowledgement", message), op) for k, op in unanswered.items()])
+        failures = [(RowOutcome.failure(k, "no_acknowledgement", message), op) for k, op in unanswered.items()]
+        self._settle_looked_up(failures)
 
     def _settle_export_removals(self) -> None:
         """Rows gone from the model since the last export leave the export state once a new file is in place."""
         if not self.delivery.export_paths:
             return
         removed = self.con.execute(f"select row_key from {self.plan.table} where action = 'remove'").fetchall()
-        self._settle([(RowOutcome.success(key), Operation.REMOVE) for (key,) in removed])
+        self._settle_looked_up([(RowOutcome.success(key), Operation.REMOVE) for (key,) in removed])
 
 
 def _in_chunks(items: Iterable[RowOutcome], size: int) -> Iterator[list[RowOutcome]]:
@@ -249,7 +270,23 @@ def _in_chunks(items: Iterable[RowOutcome], size: int) -> Iterator[list[RowOutco
         yield chunk
 
 
-def _outcome_columns(outcomes: list[RowOutcome]) -> dict[str, list[Any]]:
+def _acknowledged_table(entries: pa.Table, acknowledged: AcknowledgedRows) -> pa.Table:
+    """The outcome table of a batch whose every row succeeded, built from its plan entries without row objects."""
+    n = entries.num_rows
+    columns = {
+        "row_key": entries["row_key"],
+        "ok": pa.array([True] * n, pa.bool_()),
+        "code": pa.nulls(n, pa.string()),
+        "message": pa.nulls(n, pa.string()),
+        "permanent": pa.array([False] * n, pa.bool_()),
+        "destination_ref": acknowledged.destination_refs or pa.nulls(n, pa.string()),
+        "cost": pa.nulls(n, pa.float64()),
+        **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]},
+    }
+    return pa.table(columns, schema=state.PLANNED_OUTCOME_SCHEMA)
+
+
+def _outcome_columns(outcomes: Sequence[RowOutcome]) -> dict[str, list[Any]]:
     return {
         "row_key": [o.key for o in outcomes],
         "ok": [o.ok for o in outcomes],

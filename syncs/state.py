@@ -1,6 +1,6 @@
 """Sync state in the warehouse (schema `tidings`): row state, run history, row errors, the message ledger
-and per-sync locks. Every write is one short transaction, so state moves forward one acknowledged batch
-at a time and a crash at any point leaves it consistent.
+and per-sync locks. Every write is one short transaction, so state only moves forward by acknowledged batches
+(one, or a group the committer settles together) and a crash at any point leaves it consistent.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ DDL = [
         sent_at timestamp,
         run_id varchar not null,
         primary key (sync_name, occurrence_key))""",
-    # Append-only write-ahead log of mirror rows in flight (no key: appends stay cheap); a settled batch deletes
-    # its rows, so it only ever holds the batches in flight and those of a run that died.
+    # Append-only write-ahead log of the mirror rows a run is about to send (no key: appends stay cheap); each
+    # state commit deletes the rows it settles, so it only holds a running run's unsettled rows and a dead run's.
     f"""create table if not exists {S}.pending_members (
         sync_name varchar not null,
         row_key varchar not null,
@@ -300,23 +300,31 @@ def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, ke
         )
 
 
-def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, members: pa.Table) -> None:
-    """Write-ahead for mirror upserts: record the batch's members (columns row_key, row_fields) with the fields
-    about to be sent, before they are sent. If the process dies after the destination applied the batch but
-    before `commit_batch`, the planner still knows these members exist and can remove them later."""
-    with registered(con, "pending_members_batch", members), transaction(con):
+def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
+    """Write-ahead for mirror upserts, once per run and before the first send: every member the plan adds or
+    changes, with the fields about to be sent. If the process dies after the destination applied a batch but
+    before its state commit, the planner still knows these members may exist and can remove them later; each
+    state commit deletes the write-ahead rows of the batches it settles."""
+    with transaction(con):
         con.execute(
-            f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from pending_members_batch",
+            f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from {plan_table} "
+            "where action in ('add', 'change')",
             [sync_name, run_id, utcnow()],
         )
 
 
-def record_duplicate_keys(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
+def record_duplicate_keys(
+    con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str, *, found: bool = True
+) -> None:
     """Bring the sync's duplicate-key errors in line with the plan, in one transaction: every key the planner found
     in several model rows with different values becomes a permanent row error (none of its versions is sent), and
-    errors of keys no longer duplicated (sent again, unchanged or gone) are cleared."""
+    errors of keys no longer duplicated (sent again, unchanged or gone) are cleared. `found` False (the plan has
+    no duplicate keys) only clears, without reading the plan."""
     now = utcnow()
     with transaction(con):
+        if not found:
+            con.execute(f"delete from {S}.row_errors where sync_name = ? and code = 'duplicate_key'", [sync_name])
+            return
         con.execute(
             f"delete from {S}.row_errors where sync_name = ? and code = 'duplicate_key' and row_key not in "
             f"(select row_key from {plan_table} where action = 'duplicate_key')",

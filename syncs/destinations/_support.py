@@ -59,19 +59,31 @@ def is_transient(status: int | None) -> bool:
 
 
 def fail_all(rows: Iterable[OutboundRow], code: str, message: str, *, permanent: bool = False) -> list[RowOutcome]:
-    return [RowOutcome.failure(row.key, code, message, permanent=permanent) for row in rows]
+    return fail_keys([row.key for row in rows], code, message, permanent=permanent)
+
+
+def fail_keys(keys: Iterable[str], code: str, message: str, *, permanent: bool = False) -> list[RowOutcome]:
+    return [RowOutcome.failure(key, code, message, permanent=permanent) for key in keys]
 
 
 def fail_batch_for_response(rows: Sequence[OutboundRow], response: requests.Response, what: str) -> list[RowOutcome]:
     """Outcomes for every row of a batch the destination refused as a whole."""
+    return fail_keys_for_response([row.key for row in rows], response, what)
+
+
+def fail_keys_for_response(keys: Iterable[str], response: requests.Response, what: str) -> list[RowOutcome]:
     status = response.status_code
     detail = safe_detail(response)
     message = f"{what} failed with HTTP {status}" + (f": {detail}" if detail else "")
-    return fail_all(rows, status_code(status), message, permanent=not is_transient(status))
+    return fail_keys(keys, status_code(status), message, permanent=not is_transient(status))
 
 
 def fail_batch_for_error(rows: Sequence[OutboundRow], error: DestinationHTTPError) -> list[RowOutcome]:
-    return fail_all(rows, status_code(error.status), str(error), permanent=False)
+    return fail_keys_for_error([row.key for row in rows], error)
+
+
+def fail_keys_for_error(keys: Iterable[str], error: DestinationHTTPError) -> list[RowOutcome]:
+    return fail_keys(keys, status_code(error.status), str(error), permanent=False)
 
 
 def safe_detail(response: requests.Response) -> str:

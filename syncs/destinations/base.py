@@ -10,10 +10,10 @@ unless its outcome is `permanent`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict
 
@@ -40,6 +40,59 @@ class OutboundRow:
     idempotency_key: str | None = None
 
 
+class OutboundBatch(Sequence[OutboundRow]):
+    """One batch as the runner streams it from the plan: its keys as columns, its rows built only when a
+    connector first reads the batch as a sequence (building thousands of row objects costs more than sending
+    them to a fast endpoint). `json_rows`, when the runner could render them in the warehouse, holds each row
+    as the JSON text of `{"key", "idempotency_key", "fields"}` for connectors whose payload is that JSON."""
+
+    __slots__ = ("_build", "_rows", "idempotency_keys", "json_rows", "keys")
+
+    def __init__(
+        self,
+        keys: list[str],
+        idempotency_keys: list[str | None],
+        build_rows: Callable[[], list[OutboundRow]],
+        json_rows: list[str] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.idempotency_keys = idempotency_keys
+        self.json_rows = json_rows
+        self._build: Callable[[], list[OutboundRow]] | None = build_rows
+        self._rows: list[OutboundRow] | None = None
+
+    @classmethod
+    def of(cls, rows: Sequence[OutboundRow]) -> OutboundBatch:
+        """A batch of rows already built (tests, tools)."""
+        held = list(rows)
+        return cls([r.key for r in held], [r.idempotency_key for r in held], lambda: held)
+
+    @property
+    def rows(self) -> list[OutboundRow]:
+        if self._rows is None:
+            assert self._build is not None
+            self._rows, self._build = self._build(), None
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> OutboundRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[OutboundRow]: ...
+
+    def __getitem__(self, index: int | slice) -> OutboundRow | list[OutboundRow]:
+        return self.rows[index]
+
+    def __iter__(self) -> Iterator[OutboundRow]:
+        return iter(self.rows)
+
+    def __repr__(self) -> str:  # rows hold PII: show the size only
+        return f"OutboundBatch({len(self)} rows)"
+
+
 @dataclass(frozen=True)
 class RowOutcome:
     """What happened to one row. `message` must never contain raw PII or secrets."""
@@ -59,6 +112,32 @@ class RowOutcome:
     @classmethod
     def failure(cls, key: str, code: str, message: str, *, permanent: bool = False) -> RowOutcome:
         return cls(key=key, ok=False, code=code, message=message, permanent=permanent)
+
+
+class AcknowledgedRows(Sequence[RowOutcome]):
+    """Every row of an `OutboundBatch` acknowledged in one answer, in the batch's order: what a connector may
+    return instead of one `RowOutcome` per row, so a fully successful batch settles without per-row objects."""
+
+    __slots__ = ("destination_refs", "keys")
+
+    def __init__(self, keys: list[str], destination_refs: list[str | None] | None = None) -> None:
+        self.keys = keys
+        self.destination_refs = destination_refs
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> RowOutcome: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RowOutcome]: ...
+
+    def __getitem__(self, index: int | slice) -> RowOutcome | list[RowOutcome]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        ref = self.destination_refs[index] if self.destination_refs is not None else None
+        return RowOutcome.success(self.keys[index], destination_ref=ref)
 
 
 class DestinationSettings(BaseModel):
@@ -106,6 +185,9 @@ class Destination(ABC):
     optional_fields: ClassVar[frozenset[str]] = frozenset()
     # True when the destination accepts arbitrary extra fields (merge fields, custom fields, properties).
     accepts_extra_fields: ClassVar[bool] = True
+    # True when the connector sends `OutboundBatch.json_rows` as they are: the runner then renders them in the
+    # warehouse whenever the plan's field types allow it (`Plan.json_exact`).
+    reads_json_rows: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: DestinationSettings, target: SyncTarget) -> None:
         self.name = name
@@ -120,11 +202,12 @@ class Destination(ABC):
         """Called once before the first batch (start an upload session, open a spool file...)."""
 
     @abstractmethod
-    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> Sequence[RowOutcome]:
         """Send one batch (len(rows) <= batch_size). Return outcomes for the rows that are settled now.
 
-        Immediate destinations return one outcome per row. Deferred destinations (file drops) may return
-        fewer and settle the rest in `close`.
+        Immediate destinations return one outcome per row (or `AcknowledgedRows` when every row of an
+        `OutboundBatch` succeeded). Deferred destinations (file drops) may return fewer and settle the rest in
+        `close`. The runner passes an `OutboundBatch`; any sequence of rows must work.
         """
 
     def close(self, *, success: bool) -> Iterable[RowOutcome]:

@@ -19,16 +19,18 @@ from typing import Any, ClassVar
 
 from syncs.destinations._support import (
     fail_all,
-    fail_batch_for_error,
-    fail_batch_for_response,
+    fail_keys_for_error,
+    fail_keys_for_response,
     http_client,
     secret_from_env,
 )
 from syncs.destinations.base import (
+    AcknowledgedRows,
     Destination,
     DestinationSettings,
     Mode,
     Operation,
+    OutboundBatch,
     OutboundRow,
     RowOutcome,
     SyncTarget,
@@ -38,6 +40,7 @@ from syncs.http import DestinationHTTPError
 
 TIMESTAMP_HEADER = "X-Tidings-Timestamp"
 SIGNATURE_HEADER = "X-Tidings-Signature"
+ACKNOWLEDGED = frozenset({"accepted", "duplicate"})
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -75,47 +78,56 @@ class WebhookDestination(Destination):
     Settings = WebhookSettings
     Target = WebhookTarget
     accepts_extra_fields = True
+    reads_json_rows = True
 
     def __init__(self, name: str, settings: WebhookSettings, target: WebhookTarget) -> None:
         super().__init__(name, settings, target)
         self.secret = secret_from_env(settings.secret_env, name)
         self.http = http_client(self, settings, headers={"Content-Type": "application/json"})
 
-    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+    def write(self, op: Operation, rows: Sequence[OutboundRow]) -> Sequence[RowOutcome]:
         needs_key = op is Operation.SEND
+        encoded = rows.json_rows if isinstance(rows, OutboundBatch) else None
+        if encoded is not None and (not needs_key or all(rows.idempotency_keys)):  # rendered in the warehouse
+            return self._post(op, rows.keys, f"[{','.join(encoded)}]")
         sendable = [row for row in rows if row.idempotency_key or not needs_key]
         unkeyed = [row for row in rows if needs_key and not row.idempotency_key]
         outcomes = fail_all(unkeyed, "missing_idempotency_key", "a send needs an idempotency key", permanent=True)
         if sendable:
-            outcomes += self._post(op, sendable)
+            rendered = [{"key": r.key, "idempotency_key": r.idempotency_key, "fields": r.fields} for r in sendable]
+            rows_json = json.dumps(rendered, default=json_value, separators=(",", ":"))
+            outcomes += self._post(op, [r.key for r in sendable], rows_json)
         return outcomes
 
-    def _post(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
-        payload = {
-            "topic": self.target.topic,
-            "operation": op.value,
-            "rows": [{"key": r.key, "idempotency_key": r.idempotency_key, "fields": r.fields} for r in rows],
-        }
-        body = json.dumps(payload, default=json_value, separators=(",", ":")).encode()
+    def _post(self, op: Operation, keys: list[str], rows_json: str) -> Sequence[RowOutcome]:
+        """POST the rows (a JSON array, rendered by the warehouse or by `write`) in one signed body."""
+        topic = json.dumps(self.target.topic)
+        payload = f'{{"topic":{topic},"operation":"{op.value}","rows":{rows_json}}}'.encode()
         timestamp = str(int(time.time()))
-        headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
+        headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self.secret, timestamp, payload)}
         try:
-            response = self.http.request("POST", self.http.base_url, data=body, headers=headers)
+            response = self.http.request("POST", self.http.base_url, data=payload, headers=headers)
         except DestinationHTTPError as error:
-            return fail_batch_for_error(rows, error)
+            return fail_keys_for_error(keys, error)
         if response.status_code != 200:
-            return fail_batch_for_response(rows, response, "webhook delivery")
-        results = {item["key"]: item for item in response.json().get("results", [])}
-        return [self._outcome(row, results.get(row.key)) for row in rows]
+            return fail_keys_for_response(keys, response, "webhook delivery")
+        results = response.json().get("results", [])
+        if len(results) == len(keys) and all(
+            item.get("key") == key and item.get("status") in ACKNOWLEDGED
+            for item, key in zip(results, keys, strict=True)
+        ):
+            return AcknowledgedRows(keys, [item.get("delivery_id") for item in results])
+        by_key = {item.get("key"): item for item in results}
+        return [self._outcome(key, by_key.get(key)) for key in keys]
 
     @staticmethod
-    def _outcome(row: OutboundRow, result: dict[str, Any] | None) -> RowOutcome:
+    def _outcome(key: str, result: dict[str, Any] | None) -> RowOutcome:
         if result is None:
-            return RowOutcome.failure(row.key, "missing_result", "the receiver did not acknowledge this row")
-        if result.get("status") in ("accepted", "duplicate"):
-            return RowOutcome.success(row.key, destination_ref=result.get("delivery_id"))
+            return RowOutcome.failure(key, "missing_result", "the receiver did not acknowledge this row")
+        if result.get("status") in ACKNOWLEDGED:
+            return RowOutcome.success(key, destination_ref=result.get("delivery_id"))
         code = str(result.get("code") or "rejected")
-        return RowOutcome.failure(row.key, code, f"the receiver rejected the row ({code})", permanent=True)
+        return RowOutcome.failure(key, code, f"the receiver rejected the row ({code})", permanent=True)
 
     def close(self, *, success: bool) -> list[RowOutcome]:
         self.http.close()

@@ -7,9 +7,10 @@ import os
 import time
 from typing import Any
 
+import duckdb
 import requests
 
-from syncs.destinations.base import Operation, OutboundRow
+from syncs.destinations.base import AcknowledgedRows, Operation, OutboundBatch, OutboundRow
 from syncs.destinations.webhook import WebhookDestination, sign
 from syncs.sandbox.apps.credentials import WEBHOOK_SECRET
 
@@ -130,3 +131,54 @@ def test_missing_secret_env_names_the_variable(monkeypatch: Any) -> None:
     monkeypatch.delenv(WEBHOOK_SECRET)
     with pytest.raises(MissingSecretError, match=WEBHOOK_SECRET):
         webhook(type("S", (), {"url": "http://127.0.0.1:1"})())
+
+
+def warehouse_rendered(batch: list[OutboundRow]) -> OutboundBatch:
+    """The batch as the runner streams it when the plan's fields are JSON-exact: each row rendered by DuckDB."""
+    con = duckdb.connect()
+    json_rows = [
+        con.execute(
+            "select json_object('key', ?, 'idempotency_key', ?, 'fields', json(?))::varchar",
+            [row.key, row.idempotency_key, json.dumps(row.fields)],
+        ).fetchone()[0]
+        for row in batch
+    ]
+    return OutboundBatch([r.key for r in batch], [r.idempotency_key for r in batch], lambda: batch, json_rows)
+
+
+def tricky_rows() -> list[OutboundRow]:
+    names = ['Zoë "Z" O\'Brien', "Łukasz\\", "名前", None]
+    return [
+        OutboundRow(f"c{i}", {"email": f"person{i}@example.com", "first_name": name, "score": i, "vip": i % 2 == 0})
+        for i, name in enumerate(names)
+    ]
+
+
+def test_rows_rendered_in_the_warehouse_arrive_as_the_rows_themselves(clean_sandbox: Any) -> None:
+    app = clean_sandbox.app("webhook")
+    webhook(clean_sandbox).write(Operation.UPSERT, tricky_rows())
+    from_python = [(d["key"], d["idempotency_key"], d["fields"]) for d in app.deliveries]
+    app.reset()
+
+    batch = warehouse_rendered(tricky_rows())
+    outcomes = webhook(clean_sandbox).write(Operation.UPSERT, batch)
+
+    assert [(d["key"], d["idempotency_key"], d["fields"]) for d in app.deliveries] == from_python
+    assert isinstance(outcomes, AcknowledgedRows) and outcomes.keys == batch.keys
+    assert [o.destination_ref for o in outcomes] == [d["delivery_id"] for d in app.deliveries]
+    assert batch._rows is None, "the connector built row objects it did not need"
+
+
+def test_a_rejected_row_in_a_rendered_batch_is_answered_row_by_row(clean_sandbox: Any) -> None:
+    batch = [*rows(2), OutboundRow("bad", {"email": "not-an-email"})]
+    outcomes = webhook(clean_sandbox).write(Operation.UPSERT, warehouse_rendered(batch))
+    answered = [(o.key, o.ok, o.code) for o in outcomes]
+    assert answered == [("c0", True, None), ("c1", True, None), ("bad", False, "invalid_email")]
+
+
+def test_a_rendered_send_without_idempotency_keys_falls_back_to_row_checks(clean_sandbox: Any) -> None:
+    batch = [*rows(1, send=True), OutboundRow("c9", {"email": "person9@example.com"})]
+    outcomes = {o.key: o for o in webhook(clean_sandbox).write(Operation.SEND, warehouse_rendered(batch))}
+    assert outcomes["c0"].ok
+    unkeyed = outcomes["c9"]
+    assert (unkeyed.ok, unkeyed.code, unkeyed.permanent) == (False, "missing_idempotency_key", True)

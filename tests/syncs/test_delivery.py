@@ -227,3 +227,21 @@ def test_a_duplicate_key_error_clears_when_the_key_leaves_the_model(sync_env):
     sync_env.sql("delete from analytics.audience where customer_id = 'c00001'")
     sync_env.run("audience_mirror")
     assert sync_env.sql("select count(*) from tidings.row_errors")[0][0] == 0
+
+
+def test_rows_are_rendered_in_the_warehouse_only_when_their_json_is_exact(sync_env):
+    sync_env.sql("update analytics.audience set first_name = 'Zoë \"Z\" O''Brien' where customer_id = 'c00001'")
+    assert plan_sync("audience_mirror", project=sync_env.project(), warehouse=sync_env.warehouse).json_exact
+
+    sync_env.run("audience_mirror")
+    members = sync_env.webhook().members["audience"]
+    assert members["c00001"] == {"email": "user00001@example.com", "first_name": 'Zoë "Z" O\'Brien', "score": 1}
+
+    # A decimal renders as a number in DuckDB's JSON but as an exact string in the connector: the runner hands
+    # such rows to the connector to render.
+    sync_env.sql("alter table analytics.audience alter score type decimal(6, 2)")
+    assert not plan_sync("audience_mirror", project=sync_env.project(), warehouse=sync_env.warehouse).json_exact
+    sync_env.sql("update analytics.audience set score = 12.5 where customer_id = 'c00002'")
+
+    sync_env.run("audience_mirror")
+    assert (members["c00002"]["score"], members["c00003"]["score"]) == ("12.50", "3.00")

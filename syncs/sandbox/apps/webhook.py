@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import time
 import uuid
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from syncs.sandbox.apps.credentials import SANDBOX_CREDENTIALS, WEBHOOK_SECRET
@@ -35,6 +38,9 @@ class WebhookApp(SandboxApp):
             self.deliveries: list[dict[str, Any]] = []  # every delivered row, in order
             self.members: dict[str, dict[str, dict[str, Any]]] = {}  # topic -> key -> fields (upserts - removes)
             self.sent: dict[str, dict[str, Any]] = {}  # idempotency key -> original acknowledgement
+            # Delivery ids: unique per reset without a random draw per row (uuid4 would be most of a row's cost).
+            self._delivery_prefix = uuid.uuid4().hex[:16]
+            self._delivery_numbers = itertools.count(1)
 
     @route("POST", r"/events")
     def receive(self, request: Request) -> Response:
@@ -45,7 +51,12 @@ class WebhookApp(SandboxApp):
         if not _valid_envelope(envelope):
             return problem(400, "Bad Request", "expected {topic, operation, rows: [{key, idempotency_key, fields}]}")
         with self.lock:
-            results = [self._accept(envelope["topic"], envelope["operation"], row) for row in envelope["rows"]]
+            outcome = _Tally()
+            accept = partial(self._accept, envelope["topic"], envelope["operation"], outcome)
+            results = [accept(row) for row in envelope["rows"]]
+            self.count("delivered", outcome.delivered)
+            self.count("duplicates", outcome.duplicates)
+            self.count("rejected_rows", outcome.rejected)
         return Response(200, {"results": results})
 
     def _authenticate(self, request: Request) -> Response | None:
@@ -60,26 +71,37 @@ class WebhookApp(SandboxApp):
             return problem(401, "Stale Timestamp", f"timestamps older than {MAX_AGE_SECONDS} s are rejected")
         return None
 
-    def _accept(self, topic: str, operation: str, row: dict[str, Any]) -> dict[str, Any]:
+    def _accept(self, topic: str, operation: str, tally: _Tally, row: dict[str, Any]) -> dict[str, Any]:
+        """One row, under the app's lock. The parsed row itself is kept as the delivery record."""
         key, idempotency_key, fields = row["key"], row.get("idempotency_key"), row["fields"]
         code = _field_error(operation, idempotency_key, fields)
         if code is not None:
-            self.count("rejected_rows")
+            tally.rejected += 1
             return {"key": key, "status": "rejected", "code": code}
         if operation == "send" and idempotency_key in self.sent:
-            self.count("duplicates")
+            tally.duplicates += 1
             return {**self.sent[idempotency_key], "key": key, "status": "duplicate"}
-        ack = {"key": key, "status": "accepted", "delivery_id": uuid.uuid4().hex}
-        self.deliveries.append({"topic": topic, "operation": operation, **row, "delivery_id": ack["delivery_id"]})
-        members = self.members.setdefault(topic, {})
+        delivery_id = f"{self._delivery_prefix}{next(self._delivery_numbers):016x}"
+        ack = {"key": key, "status": "accepted", "delivery_id": delivery_id}
+        row["topic"], row["operation"], row["delivery_id"] = topic, operation, delivery_id
+        self.deliveries.append(row)
         if operation == "remove":
-            members.pop(key, None)
+            self.members.setdefault(topic, {}).pop(key, None)
         else:
-            members[key] = fields
+            self.members.setdefault(topic, {})[key] = fields
         if operation == "send":
             self.sent[idempotency_key] = ack
-        self.count("delivered")
+        tally.delivered += 1
         return ack
+
+
+@dataclass
+class _Tally:
+    """Row counts of one request, added to the app's stats once."""
+
+    delivered: int = 0
+    duplicates: int = 0
+    rejected: int = 0
 
 
 def _valid_envelope(envelope: Any) -> bool:
@@ -94,8 +116,11 @@ def _valid_envelope(envelope: Any) -> bool:
 
 def _field_error(operation: str, idempotency_key: Any, fields: Any) -> str | None:
     """The receiver's schema: an object of scalar fields; `email`, when present, looks like one."""
-    if not isinstance(fields, dict) or any(isinstance(v, dict | list) for v in fields.values()):
+    if type(fields) is not dict:
         return "invalid_fields"
+    for value in fields.values():
+        if isinstance(value, dict | list):
+            return "invalid_fields"
     if operation == "send" and not (isinstance(idempotency_key, str) and idempotency_key):
         return "missing_idempotency_key"
     email = fields.get("email")
