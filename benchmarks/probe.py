@@ -53,6 +53,7 @@ def sync(args: dict[str, Any]) -> dict[str, Any]:
         "removed": result.removed,
         "failed": result.failed,
         "seconds": result.duration_seconds,
+        "delivery_seconds": result.delivery_seconds,
         "rows_per_second": result.rows_per_second,
         "baseline_rss_bytes": before["rss_bytes"],
         **memory_status(),

@@ -8,10 +8,11 @@ keeps every delivered row for the tests to inspect).
 
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import orjson
 
 NULL_ANSWER = b'{"ok":true}'
 
@@ -37,8 +38,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _acknowledgement(body: bytes) -> bytes:
-        rows = json.loads(body)["rows"]
-        return json.dumps({"results": [{"key": row["key"], "status": "accepted"} for row in rows]}).encode()
+        rows = orjson.loads(body)["rows"]
+        return orjson.dumps({"results": [{"key": row["key"], "status": "accepted"} for row in rows]})
 
 
 class _AckHandler(_Handler):

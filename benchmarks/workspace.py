@@ -42,6 +42,13 @@ models:
               target: {topic: throughput}
               mapping: {email: email, first_name: first_name, last_name: last_name, score: score}
               guards: {max_removal_share: 0.5}
+            - name: engine_mirror
+              destination: ack_hooks
+              mode: mirror
+              primary_key: customer_id
+              target: {topic: engine}
+              mapping: {email: email, first_name: first_name, last_name: last_name, score: score}
+              guards: {max_removal_share: 0.5}
             - name: limited_upsert
               destination: limited_hooks
               mode: upsert

@@ -34,6 +34,7 @@ def sync_metadata(result: SyncResult) -> dict[str, dg.RawMetadataValue]:
         "rows_skipped": result.skipped,
         "duration_seconds": float(result.duration_seconds),
         "rows_per_second": float(result.rows_per_second or 0.0),
+        "delivery_seconds": float(result.delivery_seconds),
         "guard_decisions": dg.MetadataValue.json(_jsonable(result.guard_decisions)),
         "row_errors_by_code": dg.MetadataValue.json(dict(result.error_summary or {})),
     }

@@ -54,8 +54,9 @@ class SyncResult:
     failed: int = 0
     removed: int = 0
     skipped: int = 0
-    duration_seconds: float = 0.0
+    duration_seconds: float = 0.0  # the whole run: lock, plan, guards, delivery, run history
     rows_per_second: float = 0.0
+    delivery_seconds: float = 0.0  # sending and committing state, after the plan
     guard_decisions: list[str] = field(default_factory=list)
     error_summary: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
@@ -167,10 +168,13 @@ def _plan_and_deliver(
             estimated += plan.counts.unchanged
         run = RunInfo(result.run_id, sync.name, sync.mode, estimated_rows=estimated)
         concurrency = project.destinations[sync.destination].settings.concurrency
+        delivering = time.monotonic()
         delivery = Runner(con, plan, destination, run, concurrency).deliver()
+        result.delivery_seconds = round(time.monotonic() - delivering, 3)
         _apply(result, delivery)
     finally:
         drop_plan(con, plan)
+        state.checkpoint(con)
 
 
 def _apply(result: SyncResult, delivery: Delivery) -> None:

@@ -6,7 +6,7 @@ row as add / change / remove / unchanged, plus rows not sent: a null key, a perm
 the same row version, or a key shared by model rows with different values (`duplicate_key`: the engine
 cannot know which is right, so none is sent and the key gets a row error). Identical duplicate rows are
 sent once. A mirror's state includes members whose batch was sent but never settled (`pending_members`,
-written ahead of each send), so a crash between the destination's acknowledgement and the state commit
+written ahead of the sends), so a crash between the destination's acknowledgement and the state commit
 never strands a member the mirror put there. The classified rows are materialized in a plan
 table, which the runner streams from and the dry run previews: both see the same rows.
 """
@@ -260,9 +260,11 @@ def _state_sql(sync: SyncSpec) -> str:
     settled = f"select row_key, row_hash, row_fields from {S}.sync_state where sync_name = {name}"
     if sync.mode is not Mode.MIRROR:
         return settled
+    # A write-ahead entry older than the member's settled state was settled since (entries are cleared lazily).
     pending = (
-        f"select row_key, arg_max(row_fields, marked_at) as row_fields from {S}.pending_members "
-        f"where sync_name = {name} group by row_key"
+        f"select p.row_key, arg_max(p.row_fields, p.marked_at) as row_fields from {S}.pending_members p "
+        f"left join {S}.sync_state s on s.sync_name = p.sync_name and s.row_key = p.row_key "
+        f"where p.sync_name = {name} and (s.synced_at is null or s.synced_at < p.marked_at) group by p.row_key"
     )
     return f"""
         select coalesce(p.row_key, s.row_key) as row_key,

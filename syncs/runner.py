@@ -114,6 +114,8 @@ class Runner:
             self._deliver()
         finally:
             self._committer.close()
+        if self.plan.mode is Mode.MIRROR:
+            state.clear_pending_members(self.con, self.run.sync_name, self.run.run_id)
         return self.delivery
 
     def _deliver(self) -> None:

@@ -77,8 +77,8 @@ DDL = [
         sent_at timestamp,
         run_id varchar not null,
         primary key (sync_name, occurrence_key))""",
-    # Append-only write-ahead log of the mirror rows a run is about to send (no key: appends stay cheap); each
-    # state commit deletes the rows it settles, so it only holds a running run's unsettled rows and a dead run's.
+    # Append-only write-ahead log of the mirror rows a run is about to send (no key: appends stay cheap). An entry
+    # older than its member's sync_state row is void; a run clears its own entries and void ones when it ends.
     f"""create table if not exists {S}.pending_members (
         sync_name varchar not null,
         row_key varchar not null,
@@ -129,12 +129,28 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         fix = "rename the file (e.g. warehouse.duckdb) and point TIDINGS_WAREHOUSE at it"
         raise ConfigError([ConfigProblem(warehouse, "warehouse", "TIDINGS_WAREHOUSE", problem, fix)])
     try:
-        return duckdb.connect(str(warehouse), config={"enable_external_access": False, **_memory_config()})
+        con = duckdb.connect(str(warehouse), config={"enable_external_access": False, **_memory_config()})
     except duckdb.ConnectionException as error:
         if "different configuration" not in str(error):
             raise
         log_event(log, "warehouse.external_access_enabled", level=30, warehouse=warehouse.name)
-        return duckdb.connect(str(warehouse))
+        con = duckdb.connect(str(warehouse))
+    con.execute(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    return con
+
+
+# DuckDB checkpoints when its write-ahead log passes 16 MB, which a sync's plan table alone does from ~100k rows:
+# the checkpoint then writes the plan to the file although the run drops it minutes later, and does so in the
+# middle of the run's commits. Sync connections defer checkpoints to `checkpoint`, once the plan is gone.
+CHECKPOINT_THRESHOLD = "1GB"
+
+
+def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
+    """Write what the run committed into the database file now that its plan table is dropped."""
+    try:
+        con.execute("checkpoint")
+    except duckdb.Error as error:  # another connection of this process is mid-transaction: DuckDB checkpoints later
+        log_event(log, "warehouse.checkpoint_deferred", level=20, reason=type(error).__name__)
 
 
 def _memory_config() -> dict[str, str]:
@@ -303,13 +319,26 @@ def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, ke
 def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
     """Write-ahead for mirror upserts, once per run and before the first send: every member the plan adds or
     changes, with the fields about to be sent. If the process dies after the destination applied a batch but
-    before its state commit, the planner still knows these members may exist and can remove them later; each
-    state commit deletes the write-ahead rows of the batches it settles."""
+    before its state commit, the planner still knows these members may exist and can remove them later. An
+    entry is void once a state commit newer than it holds the member (`clear_pending_members`)."""
     with transaction(con):
         con.execute(
             f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from {plan_table} "
             "where action in ('add', 'change')",
             [sync_name, run_id, utcnow()],
+        )
+
+
+def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
+    """After a mirror run delivered its plan: drop its own write-ahead entries (each member is now in state, or
+    failed and is retried by the next plan) and every older entry a later state commit superseded. Commits leave
+    the entries to this one statement, so a batch's commit never scans the write-ahead log."""
+    with transaction(con):
+        con.execute(
+            f"delete from {S}.pending_members p where p.sync_name = ? and (p.run_id = ? or exists ("
+            f"select 1 from {S}.sync_state s where s.sync_name = p.sync_name and s.row_key = p.row_key "
+            "and s.synced_at >= p.marked_at))",
+            [sync_name, run_id],
         )
 
 
@@ -389,10 +418,10 @@ def commit_batch(
                     "(select row_key from settled_batch where ok and action = 'remove')",
                     [sync_name],
                 )
-        if keep_fields:
+        if keep_fields and "remove" in acknowledged:  # a removed member's write-ahead entry is void
             con.execute(
                 f"delete from {S}.pending_members where sync_name = ? and row_key in "
-                "(select row_key from settled_batch)",
+                "(select row_key from settled_batch where ok and action = 'remove')",
                 [sync_name],
             )
         if any_ok and clear_errors:

@@ -17,6 +17,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import orjson
+
 from syncs.destinations._support import (
     fail_all,
     fail_keys_for_error,
@@ -111,7 +113,7 @@ class WebhookDestination(Destination):
             return fail_keys_for_error(keys, error)
         if response.status_code != 200:
             return fail_keys_for_response(keys, response, "webhook delivery")
-        results = response.json().get("results", [])
+        results = orjson.loads(response.content).get("results", [])
         if len(results) == len(keys) and all(
             item.get("key") == key and item.get("status") in ACKNOWLEDGED
             for item, key in zip(results, keys, strict=True)

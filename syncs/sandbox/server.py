@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from syncs.sandbox.faults import Faults
 
 
@@ -34,7 +36,10 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # named groups from the route regex
 
     def json(self) -> Any:
-        return json.loads(self.body or b"null")
+        try:
+            return orjson.loads(self.body or b"null")
+        except orjson.JSONDecodeError:  # what orjson refuses and Python's json reads (NaN, Infinity)
+            return json.loads(self.body)
 
 
 @dataclass
@@ -49,7 +54,10 @@ class Response:
             return b""
         if isinstance(self.body, bytes):
             return self.body
-        return json.dumps(self.body).encode()
+        try:
+            return orjson.dumps(self.body, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # integers beyond 64 bits
+            return json.dumps(self.body).encode()
 
 
 def route(method: str, pattern: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:

@@ -245,3 +245,16 @@ def test_rows_are_rendered_in_the_warehouse_only_when_their_json_is_exact(sync_e
 
     sync_env.run("audience_mirror")
     assert (members["c00002"]["score"], members["c00003"]["score"]) == ("12.50", "3.00")
+
+
+def test_send_once_marks_and_commits_many_batches_side_by_side(sync_env):
+    """The sender writes each batch's `pending` marks while the committer marks earlier batches `sent`: two
+    connections writing the ledger at once must neither conflict nor lose a mark."""
+    sync_env.fill_messages(2_000)
+
+    result = sync_env.run("welcome_send")
+
+    assert (result.status, result.sent, result.failed) == ("success", 2_000, 0)
+    assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("sent", 2_000)]
+    assert len(sync_env.webhook().sent) == 2_000
+    assert sync_env.run("welcome_send").sent == 0
