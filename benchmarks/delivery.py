@@ -92,20 +92,29 @@ def measure_throughput(bench: BenchProject, sandbox: SandboxServer, rows: int, c
     return step
 
 
-def measure_ceiling(receiver_url: str, requests: int, concurrency: int) -> Step:
+def measure_ceiling(bench: BenchProject, receiver_url: str, requests: int, concurrency: int) -> Step:
     step = Step("HTTP ceiling (loopback, do-nothing server)")
     across = probe("loopback", url=f"{receiver_url}/events", requests=requests, concurrency=concurrency)
     within = probe("loopback", in_process=True, requests=requests, concurrency=concurrency)
+    alone = probe(
+        "connector",
+        **_sync_arguments(bench, bench.warehouse("unused"), "engine_mirror"),
+        requests=requests,
+        concurrency=concurrency,
+    )
     step.figures |= {
         "requests": requests,
         "body_bytes": across["body_bytes"],
         "rows_per_second_server_in_other_process": across["rows_per_second"],
         "rows_per_second_server_in_same_process": within["rows_per_second"],
+        "connector_rows_per_second": alone["rows_per_second"],
     }
-    step.notes.append(
+    step.notes += [
         "the destinations' HttpClient posting signed 500-row webhook bodies; the server reads each body and "
-        "answers a constant; 'other process' matches the topology of the sync measurements"
-    )
+        "answers a constant; 'other process' matches the topology of the sync measurements",
+        "connector: the webhook connector alone (rows already rendered as JSON, as the runner hands them over) "
+        "posting to the acknowledge-only receiver and checking each row's acknowledgement; no plan, no state",
+    ]
     return step
 
 

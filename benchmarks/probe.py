@@ -3,7 +3,8 @@
 
 Kinds: `sync` (one `run_sync` of the engine), `naive` (the full-refresh baseline: read the whole audience into
 pandas and send every row), `loopback` (the HTTP client posting fixed webhook bodies to a receiver: the
-ceiling). Each prints one JSON object on its last stdout line.
+ceiling), `connector` (the webhook connector alone posting rendered batches to an acknowledging receiver).
+Each prints one JSON object on its last stdout line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from benchmarks.receivers import LoopbackReceiver
 from benchmarks.workspace import MODEL, PROFILE, WEBHOOK_BATCH
-from syncs.destinations.base import Destination, Operation, OutboundRow, RowOutcome
+from syncs.destinations.base import Destination, Operation, OutboundBatch, OutboundRow, RowOutcome
 from syncs.destinations.webhook import sign
 from syncs.engine import load_project, run_sync
 from syncs.http import HttpClient
@@ -115,29 +116,56 @@ def _post_repeatedly(url: str, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def connector(args: dict[str, Any]) -> dict[str, Any]:
+    """Rows per second of the webhook connector alone: batches already rendered as JSON rows (as the runner hands
+    them over) signed, posted and their per-row acknowledgements checked, with no plan, no state and no warehouse."""
+    project = load_project(Path(args["dbt_project_dir"]), Path(args["destinations_file"]), profile=PROFILE)
+    destination = project.destination_for(project.sync(args["sync"]))
+    batches = [_rendered_batch(n * WEBHOOK_BATCH) for n in range(args["requests"])]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args["concurrency"]) as pool:
+        answered = list(pool.map(lambda batch: destination.write(Operation.UPSERT, batch), batches))
+    seconds = time.perf_counter() - started
+    acknowledged = sum(outcome.ok for outcomes in answered for outcome in outcomes)
+    return {"rows": acknowledged, "seconds": round(seconds, 3), "rows_per_second": round(acknowledged / seconds, 1)}
+
+
+def _rendered_batch(start: int) -> OutboundBatch:
+    rows = _webhook_rows(start, WEBHOOK_BATCH)
+    rendered = [json.dumps(row, separators=(",", ":")) for row in rows]
+    keys = [row["key"] for row in rows]
+    return OutboundBatch(keys, [row["idempotency_key"] for row in rows], list, rendered)
+
+
+def _webhook_rows(start: int, rows: int) -> list[dict[str, Any]]:
+    """Rows shaped like the benchmark audience's."""
+    return [
+        {
+            "key": f"c{i:09d}",
+            "idempotency_key": f"{i:032x}",
+            "fields": {
+                "email": f"user{i:09d}@example.com",
+                "first_name": f"First{i % 997}",
+                "last_name": f"Last{i % 991}",
+                "score": i % 50,
+            },
+        }
+        for i in range(start, start + rows)
+    ]
+
+
 def _webhook_body(rows: int) -> bytes:
     """A webhook body shaped like the benchmark audience's batches."""
-    payload = {
-        "topic": "loopback",
-        "operation": "upsert",
-        "rows": [
-            {
-                "key": f"c{i:09d}",
-                "idempotency_key": f"{i:032x}",
-                "fields": {
-                    "email": f"user{i:09d}@example.com",
-                    "first_name": f"First{i % 997}",
-                    "last_name": f"Last{i % 991}",
-                    "score": i % 50,
-                },
-            }
-            for i in range(rows)
-        ],
-    }
+    payload = {"topic": "loopback", "operation": "upsert", "rows": _webhook_rows(0, rows)}
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"sync": sync, "naive": naive, "loopback": loopback}
+KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "sync": sync,
+    "naive": naive,
+    "loopback": loopback,
+    "connector": connector,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -108,7 +108,7 @@ def _steps(
         ),
         (
             "HTTP ceiling (loopback, do-nothing server)",
-            lambda: delivery.measure_ceiling(null_url, sizes.ceiling_requests, CONCURRENCY),
+            lambda: delivery.measure_ceiling(bench, null_url, sizes.ceiling_requests, CONCURRENCY),
         ),
         (
             "Rate-limited destination",

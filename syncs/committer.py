@@ -32,8 +32,8 @@ from syncs.logs import get_logger, log_event
 
 log = get_logger("committer")
 
-QUEUE_BATCHES = 256  # settled batches waiting for the committer before the sender blocks
-MAX_GROUP_ROWS = 100_000  # rows per transaction, so one commit's Arrow tables stay small
+QUEUE_BATCHES = 128  # settled batches waiting for the committer before the sender blocks
+MAX_GROUP_ROWS = 50_000  # rows per transaction, so one commit's Arrow tables stay small
 COMMIT_INTERVAL_SECONDS = 0.25  # how long a settled batch may wait for others to share its transaction
 
 

@@ -381,13 +381,14 @@ def commit_batch(
     outcomes: pa.Table,
     clear_errors: bool = True,
 ) -> None:
-    """Apply one settled batch in one transaction: acknowledged rows move into state (or the ledger), failed
-    rows into row_errors. `keep_fields` stores the sent fields (mirror removals need them). `outcomes` follows
-    PLANNED_OUTCOME_SCHEMA, or OUTCOME_SCHEMA when the rows' plan entries must be looked up in `plan_table`.
+    """Apply settled rows (one batch, or a group the committer gathered) in one transaction: acknowledged rows
+    move into state (or the ledger), failed rows into row_errors. `keep_fields` stores the sent fields (mirror
+    removals need them). `outcomes` follows PLANNED_OUTCOME_SCHEMA, or OUTCOME_SCHEMA when the rows' plan entries
+    must be looked up in `plan_table`.
 
-    This runs once per batch, so each statement runs only when the batch needs it: added rows are plain inserts
-    (the plan found their keys absent and the sync's lock keeps it so), only changed rows pay for an upsert, and
-    unchanged rows (re-sent by exports) leave state as it is. `clear_errors` False skips clearing row errors of
+    Each statement runs only when the rows need it: added rows are plain inserts (the plan found their keys
+    absent and the sync's lock keeps it so), only changed rows pay for an upsert, and unchanged rows (re-sent by
+    exports) leave state as it is. `clear_errors` False skips clearing row errors of
     acknowledged rows when the caller knows the sync has none on record."""
     if "action" not in outcomes.column_names:
         outcomes = _with_plan_entries(con, outcomes, plan_table)
