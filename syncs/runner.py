@@ -115,7 +115,7 @@ class Runner:
         finally:
             self._committer.close()
         if self.plan.mode is Mode.MIRROR:
-            state.clear_pending_members(self.con, self.run.sync_name, self.run.run_id)
+            state.clear_pending_members(self.con, self.run.sync_name)
         return self.delivery
 
     def _deliver(self) -> None:

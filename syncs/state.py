@@ -329,16 +329,17 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
         )
 
 
-def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
-    """After a mirror run delivered its plan: drop its own write-ahead entries (each member is now in state, or
-    failed and is retried by the next plan) and every older entry a later state commit superseded. Commits leave
-    the entries to this one statement, so a batch's commit never scans the write-ahead log."""
+def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
+    """After a mirror run delivered its plan: drop the write-ahead entries a later state commit superseded (the
+    member is in state). Entries of rows that failed stay: the destination may hold those members, so the next
+    plan sends them again or, once gone from the model, removes them. Commits leave the entries to this one
+    statement, so a batch's commit never scans the write-ahead log."""
     with transaction(con):
         con.execute(
-            f"delete from {S}.pending_members p where p.sync_name = ? and (p.run_id = ? or exists ("
+            f"delete from {S}.pending_members p where p.sync_name = ? and exists ("
             f"select 1 from {S}.sync_state s where s.sync_name = p.sync_name and s.row_key = p.row_key "
-            "and s.synced_at >= p.marked_at))",
-            [sync_name, run_id],
+            "and s.synced_at >= p.marked_at)",
+            [sync_name],
         )
 
 
