@@ -8,9 +8,9 @@ batch carries its rows' plan entries (action, hash, fields) as an Arrow slice of
 it builds no per-row objects and never scans the plan; rows a destination settles later (at close) are looked
 up in the plan once, together.
 
-Write-ahead before any send: a mirror records every member it is about to add or change
-(`state.mark_members_pending`, once per run); `send_once` marks each batch's occurrences `pending` in the ledger
-just before that batch is sent.
+Write-ahead before the first send, once per run: a mirror records every member it is about to add or change
+(`state.mark_members_pending`); `send_once` records every occurrence it is about to send as `pending` in the
+ledger, with its idempotency key (`state.mark_pending`). During delivery only the committer writes state.
 
 Test-only hooks (used by the crash tests, never set them in production): `TIDINGS_CRASH_AFTER_BATCHES=k`
 makes the process `os._exit(137)` right after the state of batch k is committed; with
@@ -98,6 +98,8 @@ class Runner:
     def deliver(self) -> Delivery:
         if self.plan.mode is Mode.MIRROR:
             state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
+        elif self.plan.mode is Mode.SEND_ONCE:
+            state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
         self._committer = StateCommitter(
             self.con,
             CommitScope(
@@ -138,8 +140,6 @@ class Runner:
     def _send_all(self, pool: ThreadPoolExecutor) -> None:
         in_flight: dict[Future[Sequence[RowOutcome]], _Batch] = {}
         for batch in self._batches():
-            if self.plan.mode is Mode.SEND_ONCE:
-                self._mark_pending(batch.rows)
             in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
             if len(in_flight) >= self.concurrency:
                 self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)
@@ -201,10 +201,6 @@ class Runner:
             OutboundRow(key, json.loads(sent) if action == "remove" else dict(zip(names, row, strict=True)), idem)
             for action, key, idem, sent, row in zip(actions, keys, idempotency_keys, sent_fields, values, strict=True)
         ]
-
-    def _mark_pending(self, rows: OutboundBatch) -> None:
-        keys = pa.table({"occurrence_key": rows.keys, "idempotency_key": rows.idempotency_keys})
-        state.mark_pending(self.con, self.run.sync_name, self.run.run_id, keys)
 
     def _settle_batch(self, batch: _Batch, outcomes: Sequence[RowOutcome]) -> None:
         """Hand a batch's answered rows, with their plan entries, to the committer; rows the destination did not

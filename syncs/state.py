@@ -304,13 +304,15 @@ def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[
 # Per-batch state -----------------------------------------------------------------------------------------
 
 
-def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, keys: pa.Table) -> None:
-    """Record send_once occurrences as `pending` before they are sent (columns: occurrence_key,
-    idempotency_key). Occurrences already in the ledger keep their row: the key never changes."""
-    with registered(con, "pending_batch", keys), transaction(con):
+def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
+    """Write-ahead for send_once, once per run and before the first send: every occurrence the plan sends is
+    recorded `pending` with its idempotency key, so one acknowledged by the destination but not yet committed
+    when the process dies is sent again under the same key. Occurrences already in the ledger keep their row:
+    the key never changes."""
+    with transaction(con):
         con.execute(
             f"insert into {S}.message_ledger (sync_name, occurrence_key, idempotency_key, status, run_id) "
-            "select ?, occurrence_key, idempotency_key, 'pending', ? from pending_batch "
+            f"select ?, row_key, idempotency_key, 'pending', ? from {plan_table} where action = 'add' "
             "on conflict (sync_name, occurrence_key) do nothing",
             [sync_name, run_id],
         )

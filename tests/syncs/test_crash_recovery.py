@@ -51,7 +51,8 @@ def test_send_once_crash_between_ack_and_commit_is_not_sent_twice(sync_env):
     )
     assert crashed.returncode == 137, crashed.stderr[-2000:]
     assert len(sync_env.webhook().sent) == 25  # acknowledged by the destination, not yet in the ledger
-    assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("pending", 25)]
+    # Every planned occurrence was written ahead with its idempotency key before the first send.
+    assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("pending", 40)]
 
     resumed = sync_env.run("welcome_send")
 

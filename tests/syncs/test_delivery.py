@@ -247,9 +247,8 @@ def test_rows_are_rendered_in_the_warehouse_only_when_their_json_is_exact(sync_e
     assert (members["c00002"]["score"], members["c00003"]["score"]) == ("12.50", "3.00")
 
 
-def test_send_once_marks_and_commits_many_batches_side_by_side(sync_env):
-    """The sender writes each batch's `pending` marks while the committer marks earlier batches `sent`: two
-    connections writing the ledger at once must neither conflict nor lose a mark."""
+def test_send_once_over_many_batches_ends_with_every_occurrence_sent_once(sync_env):
+    """Every occurrence is written ahead as `pending`, then marked `sent` by the committer's grouped commits."""
     sync_env.fill_messages(2_000)
 
     result = sync_env.run("welcome_send")
