@@ -1,12 +1,14 @@
 """Group commit of settled batches on a thread of its own, so sending never waits for the warehouse.
 
 The runner hands every settled batch to `StateCommitter.submit` the moment the destination answers. The
-committer thread gathers the batches settled within one commit interval (0.25 s by default, or until a group
-holds 100k rows) and commits them in one transaction, as databases do for their own logs: each DuckDB commit
-costs milliseconds whatever its size, so a commit per 500-row batch would cap a sync near 70k rows/s while a
-few commits a second cost almost nothing. Nothing enters state before the destination acknowledged it, and
-state trails the acknowledgements by at most one interval: a crash loses only what was acknowledged within it,
-which the next run sends again (under the same idempotency keys for `send_once`).
+committer thread gathers the batches settled within one commit interval (`TIDINGS_COMMIT_INTERVAL_SECONDS`,
+0.25 s by default, or until a group holds 50k rows) and commits them in one transaction, as databases do for
+their own logs: each DuckDB commit costs milliseconds whatever its size, so a commit per 500-row batch would cap
+a sync near 70k rows/s while a few commits a second cost almost nothing. Nothing enters state before the
+destination acknowledged it, and state trails the acknowledgements by at most one interval: a crash loses only
+what was acknowledged within it, which the next run sends again (under the same idempotency keys for
+`send_once`). With an interval of 0 each batch is committed as soon as the committer is free, and only batches
+acknowledged while it was committing share a transaction.
 
 The committer writes through its own cursor: DuckDB connections are not shared between threads. The queue is
 bounded, so a warehouse slower than the destination slows the sender down instead of growing memory.
@@ -22,19 +24,21 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncs import state
+from syncs.config import ConfigError, ConfigProblem
 from syncs.logs import get_logger, log_event
+from syncs.settings import commit_interval_seconds
 
 log = get_logger("committer")
 
 QUEUE_BATCHES = 128  # settled batches waiting for the committer before the sender blocks
 MAX_GROUP_ROWS = 50_000  # rows per transaction, so one commit's Arrow tables stay small
-COMMIT_INTERVAL_SECONDS = 0.25  # how long a settled batch may wait for others to share its transaction
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,15 @@ class StateCommitter:
         *,
         errors_on_record: bool,
         crash_after: int = 0,
-        interval_seconds: float = COMMIT_INTERVAL_SECONDS,
+        interval_seconds: float | None = None,
     ) -> None:
+        self._interval = _interval_from_environment() if interval_seconds is None else interval_seconds
         self._cursor = con.cursor()
         self._scope = scope
         # Whether row_errors may hold rows of this sync that an acknowledged row must clear: asked once by the
         # caller, then only this run's own failures can make it true.
         self._errors_on_record = errors_on_record
         self._crash_after = crash_after
-        self._interval = interval_seconds
         self._queue: queue.Queue[_Settled | object] = queue.Queue(QUEUE_BATCHES)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=f"commit-{scope.sync_name}", daemon=True)
@@ -171,3 +175,12 @@ class StateCommitter:
         )
         self.transactions += 1
         self._errors_on_record = self._errors_on_record or not pc.all(outcomes["ok"]).as_py()
+
+
+def _interval_from_environment() -> float:
+    try:
+        return commit_interval_seconds()
+    except ValueError as error:
+        fix = "unset it (0.25 s) or give seconds from 0 to 60; 0 commits each batch as soon as the committer is free"
+        problem = ConfigProblem(Path("environment"), "sync engine", "TIDINGS_COMMIT_INTERVAL_SECONDS", str(error), fix)
+        raise ConfigError([problem]) from None

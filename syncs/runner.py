@@ -96,10 +96,6 @@ class Runner:
         self._committer: StateCommitter | None = None
 
     def deliver(self) -> Delivery:
-        if self.plan.mode is Mode.MIRROR:
-            state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
-        elif self.plan.mode is Mode.SEND_ONCE:
-            state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
         self._committer = StateCommitter(
             self.con,
             CommitScope(
@@ -113,6 +109,10 @@ class Runner:
             crash_after=0 if self._crash_before_commit else self._crash_after,
         )
         try:
+            if self.plan.mode is Mode.MIRROR:
+                state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
+            elif self.plan.mode is Mode.SEND_ONCE:
+                state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
             self._deliver()
         finally:
             self._committer.close()

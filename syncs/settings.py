@@ -41,5 +41,20 @@ def duckdb_memory_limit() -> str:
     return os.environ.get("TIDINGS_DUCKDB_MEMORY_LIMIT", "512MB")
 
 
+def commit_interval_seconds() -> float:
+    """How long an acknowledged batch may wait for others to share its state commit
+    (`TIDINGS_COMMIT_INTERVAL_SECONDS`, default 0.25; 0 commits each batch as soon as the committer is free)."""
+    text = os.environ.get("TIDINGS_COMMIT_INTERVAL_SECONDS", "").strip()
+    if not text:
+        return 0.25
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise ValueError(f"TIDINGS_COMMIT_INTERVAL_SECONDS must be a number of seconds from 0 to 60, got {text!r}")
+    return seconds
+
+
 STATE_SCHEMA = "tidings"
 RAW_SCHEMA = "raw"

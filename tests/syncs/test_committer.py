@@ -12,6 +12,7 @@ import pytest
 
 from syncs import state
 from syncs.committer import CommitScope, StateCommitter
+from syncs.config import ConfigError
 
 
 def _outcomes(start: int, rows: int, *, ok: bool = True) -> pa.Table:
@@ -44,6 +45,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _committer(con: duckdb.DuckDBPyConnection, **kwargs: float) -> StateCommitter:
+    """A committer for sync `s`; the commit interval comes from the environment unless given."""
     scope = CommitScope("s", "run-1", send_once=False, keep_fields=True, plan_table="unused")
     return StateCommitter(con, scope, errors_on_record=False, **kwargs)
 
@@ -93,3 +95,22 @@ def test_a_failed_commit_is_raised_to_the_sender(con):
         committer.submit(2, _outcomes(5, 5))
     with pytest.raises(RuntimeError):
         committer.close()
+
+
+def test_a_zero_interval_commits_each_batch_as_soon_as_it_can(con, monkeypatch):
+    monkeypatch.setenv("TIDINGS_COMMIT_INTERVAL_SECONDS", "0")
+    committer = _committer(con)
+    for number in range(1, 4):
+        committer.submit(number, _outcomes((number - 1) * 10, 10))
+        committer.flush()
+    committer.close()
+
+    assert committer.transactions == 3
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "3600"])
+def test_a_bad_commit_interval_names_the_variable_and_the_fix(con, monkeypatch, value):
+    monkeypatch.setenv("TIDINGS_COMMIT_INTERVAL_SECONDS", value)
+    with pytest.raises(ConfigError, match="TIDINGS_COMMIT_INTERVAL_SECONDS") as raised:
+        _committer(con)
+    assert "from 0 to 60" in str(raised.value)
