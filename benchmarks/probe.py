@@ -133,8 +133,11 @@ def connector(args: dict[str, Any]) -> dict[str, Any]:
 def _rendered_batch(start: int) -> OutboundBatch:
     rows = _webhook_rows(start, WEBHOOK_BATCH)
     rendered = [json.dumps(row, separators=(",", ":")) for row in rows]
-    keys = [row["key"] for row in rows]
-    return OutboundBatch(keys, [row["idempotency_key"] for row in rows], list, rendered)
+
+    def build() -> list[OutboundRow]:
+        return [OutboundRow(row["key"], row["fields"], row["idempotency_key"]) for row in rows]
+
+    return OutboundBatch([row["key"] for row in rows], [row["idempotency_key"] for row in rows], build, rendered)
 
 
 def _webhook_rows(start: int, rows: int) -> list[dict[str, Any]]:

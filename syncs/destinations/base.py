@@ -61,12 +61,6 @@ class OutboundBatch(Sequence[OutboundRow]):
         self._build: Callable[[], list[OutboundRow]] | None = build_rows
         self._rows: list[OutboundRow] | None = None
 
-    @classmethod
-    def of(cls, rows: Sequence[OutboundRow]) -> OutboundBatch:
-        """A batch of rows already built (tests, tools)."""
-        held = list(rows)
-        return cls([r.key for r in held], [r.idempotency_key for r in held], lambda: held)
-
     @property
     def rows(self) -> list[OutboundRow]:
         if self._rows is None:
