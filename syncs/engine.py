@@ -166,7 +166,10 @@ def _plan_and_deliver(
         estimated = plan.counts.add + plan.counts.change + plan.counts.remove
         if sync.mode is Mode.EXPORT:
             estimated += plan.counts.unchanged
-        run = RunInfo(result.run_id, sync.name, sync.mode, estimated_rows=estimated)
+        unsettled = (
+            state.unsettled_runs(con, sync.name, result.run_id, plan.table) if sync.mode is Mode.SEND_ONCE else ()
+        )
+        run = RunInfo(result.run_id, sync.name, sync.mode, estimated_rows=estimated, unsettled_runs=unsettled)
         concurrency = project.destinations[sync.destination].settings.concurrency
         delivering = time.monotonic()
         delivery = Runner(con, plan, destination, run, concurrency).deliver()

@@ -318,6 +318,25 @@ def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, pl
         )
 
 
+def unsettled_runs(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> tuple[str, ...]:
+    """send_once: earlier runs that may have delivered, without recording it, an occurrence this plan sends again.
+    A `pending` occurrence was written ahead by the run in its ledger row; that run or any later one that died
+    or failed may have delivered it before its acknowledgement was committed. Runs that ended `success` or
+    `partial` committed every acknowledgement they got."""
+    rows = con.execute(
+        f"""select r.run_id from {S}.sync_runs r
+        where r.sync_name = ? and r.run_id <> ? and not r.dry_run and r.status in ('failed', 'running')
+          and r.started_at >= (
+              select min(first_run.started_at) from {plan_table} p
+              join {S}.message_ledger l on l.occurrence_key = p.row_key and l.sync_name = ? and l.status = 'pending'
+              join {S}.sync_runs first_run on first_run.run_id = l.run_id
+              where p.action = 'add')
+        order by r.started_at, r.run_id""",
+        [sync_name, run_id, sync_name],
+    ).fetchall()
+    return tuple(run for (run,) in rows)
+
+
 def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
     """Write-ahead for mirror upserts, once per run and before the first send: every member the plan adds or
     changes, with the fields about to be sent. If the process dies after the destination applied a batch but

@@ -162,6 +162,10 @@ class RunInfo:
     mode: Mode
     estimated_rows: int = 0
     dry_run: bool = False
+    # send_once: earlier runs of this sync that died or failed while occurrences this run re-sends were pending.
+    # They may have delivered those occurrences without recording it; a destination that cannot deduplicate
+    # by idempotency key (a file drop) checks what these runs delivered before sending again.
+    unsettled_runs: tuple[str, ...] = ()
 
 
 class Destination(ABC):

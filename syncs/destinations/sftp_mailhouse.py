@@ -7,6 +7,13 @@ then uploads `<campaign>_<run id>.manifest.json` the same way (row count, SHA-25
 Outcomes are settled only after the CSV's rename succeeded; once it has, the rows count as delivered even
 if the manifest upload then fails, because re-sending them would print the drop twice.
 
+A mail house cannot deduplicate by idempotency key, so a run that died (or failed) between renaming its drop
+into place and recording it would otherwise have its pieces printed again by the next run. Before sending,
+a run reads the key column of the drops of such runs (`RunInfo.unsettled_runs`): occurrences found there are
+acknowledged with that drop's name instead of being dropped again. If those drops cannot be read, every row
+of the run fails with a retryable `drop_check_failed` and nothing is uploaded. The check relies on the drops
+staying in `remote_dir` until the next run; a mail house that removes files on pickup defeats it.
+
 CSV columns: key, full_name, address_line1, address_line2, city, state, postal_code, country, offer_code,
 then every other mapped field (personalization) in mapping order. Values are upper-cased with USPS
 abbreviations and no punctuation except the ZIP+4 hyphen.
@@ -31,7 +38,7 @@ import paramiko
 from pydantic import field_validator
 
 from syncs import identity
-from syncs.destinations._support import fail_all, secret_from_env
+from syncs.destinations._support import fail_all, fail_keys, secret_from_env
 from syncs.destinations.base import (
     Destination,
     DestinationSettings,
@@ -104,16 +111,26 @@ class SftpMailhouseDestination(Destination):
         self._pending: list[str] = []
         self.file_name = ""
         self.delivered: list[str] = []  # remote paths put in place by the last run
+        # key -> drop file of an unsettled earlier run that holds it; None when those drops could not be read
+        self._dropped_earlier: dict[str, str] | None = {}
 
     def open(self, run: RunInfo) -> None:
-        self.file_name = f"{self.target.campaign}_{_safe(run.run_id)}.csv"
+        self.file_name = self._drop_name(run.run_id)
         self._spool, self._writer, self._columns, self._pending = None, None, [], []
+        self._dropped_earlier = self._read_earlier_drops(run.unsettled_runs)
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         if op is not Operation.SEND:
             return fail_all(rows, "unsupported_operation", "a mail drop only sends pieces", permanent=True)
+        if self._dropped_earlier is None:
+            message = "the drops of an earlier unfinished run could not be read over SFTP; sending could print twice"
+            return fail_all(rows, "drop_check_failed", message)
         outcomes = []
         for row in rows:
+            earlier_drop = self._dropped_earlier.get(row.key)
+            if earlier_drop is not None:
+                outcomes.append(RowOutcome.success(row.key, destination_ref=earlier_drop))
+                continue
             record = self._record(row)
             if isinstance(record, RowOutcome):
                 outcomes.append(record)
@@ -129,7 +146,7 @@ class SftpMailhouseDestination(Destination):
         pending, self._pending = self._pending, []
         try:
             if not success:
-                return _fail_keys(pending, "drop_aborted", "the run failed before the drop was uploaded")
+                return fail_keys(pending, "drop_aborted", "the run failed before the drop was uploaded")
             spool.flush()
             return self._deliver(Path(spool.name), pending)
         finally:
@@ -168,9 +185,29 @@ class SftpMailhouseDestination(Destination):
             self._writer.writerow(self._columns)
         return self._writer
 
+    def _drop_name(self, run_id: str) -> str:
+        return f"{self.target.campaign}_{_safe(run_id)}.csv"
+
+    def _remote_path(self, file_name: str) -> str:
+        return f"{self.settings.remote_dir.rstrip('/')}/{file_name}"
+
+    def _read_earlier_drops(self, runs: Sequence[str]) -> dict[str, str] | None:
+        """Keys of the drops that unsettled earlier runs put in place, with the drop's name; None if unreadable."""
+        if not runs:
+            return {}
+        names = [self._drop_name(run_id) for run_id in runs]
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                with self._connect() as sftp:
+                    return {key: name for name in names for key in _drop_keys(sftp, self._remote_path(name))}
+            except (OSError, paramiko.SSHException, csv.Error, UnicodeDecodeError):
+                if attempt < self.settings.max_retries:
+                    time.sleep(min(0.2 * 2**attempt, 10.0))
+        return None
+
     def _deliver(self, local: Path, pending: list[str]) -> list[RowOutcome]:
         remote_dir = self.settings.remote_dir.rstrip("/") or ""
-        final = f"{remote_dir}/{self.file_name}"
+        final = self._remote_path(self.file_name)
         checksum = _sha256_file(local)
         manifest = _manifest(checksum, self.file_name, len(pending), self._columns, self.target.campaign)
         attempts = self.settings.max_retries + 1
@@ -182,13 +219,13 @@ class SftpMailhouseDestination(Destination):
                         _put_then_rename(sftp, local.open("rb"), final)
                     elif _sha256_remote(sftp, final) != checksum:
                         message = "another drop with this name is already delivered; it is never overwritten"
-                        return _fail_keys(pending, "drop_exists", message, permanent=True)
+                        return fail_keys(pending, "drop_exists", message, permanent=True)
                     # else: an earlier attempt renamed it into place but its answer was lost.
                     self.delivered = [final]
                     break
             except (OSError, paramiko.SSHException):
                 if attempt == attempts - 1:
-                    return _fail_keys(pending, "sftp_error", "the drop could not be uploaded over SFTP")
+                    return fail_keys(pending, "sftp_error", "the drop could not be uploaded over SFTP")
                 time.sleep(min(0.2 * 2**attempt, 10.0))
         self._deliver_manifest(f"{final.removesuffix('.csv')}.manifest.json", manifest)
         return [RowOutcome.success(key, destination_ref=self.file_name) for key in pending]
@@ -245,6 +282,18 @@ def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
     return True
 
 
+def _drop_keys(sftp: paramiko.SFTPClient, path: str) -> list[str]:
+    """The `key` column of a delivered drop; no keys when there is no drop at `path`."""
+    if not _exists(sftp, path):
+        return []
+    with sftp.open(path, "rb") as handle:
+        handle.prefetch()
+        reader = csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+        if next(reader, [])[:1] != ["key"]:
+            raise csv.Error(f"{path} has no key column")
+        return [record[0] for record in reader if record]
+
+
 def _ensure_dir(sftp: paramiko.SFTPClient, directory: str) -> None:
     if directory and not _exists(sftp, directory):
         sftp.mkdir(directory)
@@ -280,7 +329,3 @@ def _manifest(checksum: str, file_name: str, rows: int, columns: list[str], camp
 
 def _safe(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", run_id) or "run"
-
-
-def _fail_keys(keys: list[str], code: str, message: str, *, permanent: bool = False) -> list[RowOutcome]:
-    return [RowOutcome.failure(key, code, message, permanent=permanent) for key in keys]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,11 @@ def sftp_server(tmp_path: Path) -> Iterator[SftpSandbox]:
 def mailhouse(server: SftpSandbox, **settings: Any) -> SftpMailhouseDestination:
     cfg = SftpMailhouseDestination.Settings(
         host="127.0.0.1",
-        port=server.port,
         username="tidings",
         remote_dir="/drops",
         **(
             {
+                "port": server.port,
                 "password_env": MAILHOUSE_SFTP_PASSWORD,
                 "known_host_key": f"{server.host_key.get_name()} {server.host_key.get_base64()}",
             }
@@ -57,8 +58,18 @@ def person(i: int, **overrides: Any) -> OutboundRow:
     return OutboundRow(f"occ-{i}", fields, f"idem-{i}")
 
 
-def drop(dest: SftpMailhouseDestination, rows: list[OutboundRow], run_id: str = "run-1") -> list:
-    dest.open(RunInfo(run_id=run_id, sync_name="winback", mode=Mode.SEND_ONCE, estimated_rows=len(rows)))
+def drop(
+    dest: SftpMailhouseDestination, rows: list[OutboundRow], run_id: str = "run-1", unsettled: tuple[str, ...] = ()
+) -> list:
+    dest.open(
+        RunInfo(
+            run_id=run_id,
+            sync_name="winback",
+            mode=Mode.SEND_ONCE,
+            estimated_rows=len(rows),
+            unsettled_runs=unsettled,
+        )
+    )
     immediate = dest.write(Operation.SEND, rows)
     return immediate + dest.close(success=True)
 
@@ -112,6 +123,48 @@ def test_a_delivered_drop_is_never_overwritten(sftp_server: SftpSandbox) -> None
     outcomes = drop(mailhouse(sftp_server), [person(7)])  # same run id, different content
     assert {(o.code, o.permanent) for o in outcomes} == {("drop_exists", True)}
     assert (sftp_server.root / "drops" / "winback_run-1.csv").read_bytes() == original
+
+
+def test_pieces_an_unfinished_run_dropped_are_acknowledged_not_dropped_again(sftp_server: SftpSandbox) -> None:
+    drop(mailhouse(sftp_server), [person(1), person(2)], run_id="run-1")  # its process died before recording it
+
+    outcomes = drop(mailhouse(sftp_server), [person(1), person(2), person(3)], "run-2", unsettled=("run-0", "run-1"))
+
+    assert [(o.key, o.ok, o.destination_ref) for o in outcomes] == [
+        ("occ-1", True, "winback_run-1.csv"),
+        ("occ-2", True, "winback_run-1.csv"),
+        ("occ-3", True, "winback_run-2.csv"),
+    ]
+    second = (sftp_server.root / "drops" / "winback_run-2.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in second] == ["key", "occ-3"]
+
+
+def test_a_run_whose_pieces_were_all_dropped_earlier_uploads_nothing(sftp_server: SftpSandbox) -> None:
+    drop(mailhouse(sftp_server), [person(1)], run_id="run-1")
+    uploads = sftp_server.stats["uploads"]
+
+    outcomes = drop(mailhouse(sftp_server), [person(1)], "run-2", unsettled=("run-1",))
+
+    assert [(o.ok, o.destination_ref) for o in outcomes] == [(True, "winback_run-1.csv")]
+    assert sftp_server.stats["uploads"] == uploads
+    assert not (sftp_server.root / "drops" / "winback_run-2.csv").exists()
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "unreadable"])
+def test_earlier_drops_that_cannot_be_checked_fail_the_run_retryably(sftp_server: SftpSandbox, fault: str) -> None:
+    if fault == "unreadable":  # a file under the drop's name that is not a drop
+        (sftp_server.root / "drops").mkdir()
+        (sftp_server.root / "drops" / "winback_run-1.csv").write_text("name,address\nAnn,1 Main St\n")
+        dest = mailhouse(sftp_server, max_retries=0)
+    else:
+        with socket.create_server(("127.0.0.1", 0)) as closed:
+            port = closed.getsockname()[1]
+        dest = mailhouse(sftp_server, max_retries=0, port=port)
+
+    outcomes = drop(dest, [person(1), person(2)], "run-2", unsettled=("run-1",))
+
+    assert {(o.code, o.permanent) for o in outcomes} == {("drop_check_failed", False)}
+    assert len(outcomes) == 2 and sftp_server.stats["uploads"] == 0
 
 
 def test_server_refuses_rename_onto_an_existing_file(sftp_server: SftpSandbox) -> None:

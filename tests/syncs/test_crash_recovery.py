@@ -6,8 +6,11 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
+from syncs import state
 from syncs.engine import SyncResult
+from syncs.sandbox.sftp import SftpSandbox
 
 
 def run_in_subprocess(env, name: str, **crash_env: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +64,101 @@ def test_send_once_crash_between_ack_and_commit_is_not_sent_twice(sync_env):
     assert len(sync_env.webhook().sent) == 40  # every occurrence reached the receiver exactly once
     assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("sent", 40)]
     assert sync_env.run("welcome_send").sent == 0
+
+
+MAIL_MODEL_YAML = """
+models:
+  - name: mail_pieces
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: winback_mail
+              destination: mailhouse
+              mode: send_once
+              primary_key: occurrence_key
+              target: {campaign: winback}
+              mapping: {full_name: full_name, address_line1: street, city: city, state: state, postal_code: zip}
+"""
+
+
+def add_mail_sync(env, sftp: SftpSandbox) -> None:
+    (env.dbt_project_dir / "models" / "_mail.yml").write_text(MAIL_MODEL_YAML)
+    with env.destinations_file.open("a") as destinations:
+        destinations.write(
+            "    mailhouse:\n      type: sftp_mailhouse\n      host: 127.0.0.1\n"
+            f"      port: {sftp.port}\n      username: tidings\n"
+            "      password_env: TIDINGS_MAILHOUSE_SFTP_PASSWORD\n      remote_dir: /drops\n"
+            "      known_host_key: any\n"
+        )
+    fill_mail_pieces(env, 30)
+
+
+def fill_mail_pieces(env, rows: int) -> None:
+    env.sql(
+        f"""create or replace table analytics.mail_pieces as
+        select 'winback:' || printf('c%05d', i) as occurrence_key, 'Ann Example ' || i as full_name,
+               i || ' Main Street' as street, 'Saint Paul' as city, 'MN' as state, '55101' as zip
+        from range({rows}) t(i)"""
+    )
+
+
+def dropped_keys(folder: Path) -> dict[str, list[str]]:
+    return {p.name: [line.split(",")[0] for line in p.read_text().splitlines()[1:]] for p in folder.glob("*.csv")}
+
+
+def test_a_mail_drop_put_in_place_just_before_a_crash_is_never_printed_again(sync_env, tmp_path):
+    with SftpSandbox(tmp_path / "mailhouse") as sftp:
+        add_mail_sync(sync_env, sftp)
+        crashed = run_in_subprocess(sync_env, "winback_mail", TIDINGS_CRASH_BEFORE_COMMIT="1")
+
+        assert crashed.returncode == 137, crashed.stderr[-2000:]
+        [(crashed_run,)] = sync_env.sql("select run_id from tidings.sync_runs where sync_name = 'winback_mail'")
+        first_drop = f"winback_{crashed_run}.csv"
+        assert dropped_keys(sftp.root / "drops") == {first_drop: [f"winback:c{i:05d}" for i in range(30)]}
+        assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("pending", 30)]
+        fill_mail_pieces(sync_env, 40)  # ten new pieces arrive before the next run
+
+        resumed = sync_env.run("winback_mail")
+
+        assert (resumed.status, resumed.sent, resumed.failed) == ("success", 40, 0)
+        drops = dropped_keys(sftp.root / "drops")
+        assert drops.pop(first_drop) == [f"winback:c{i:05d}" for i in range(30)]
+        assert list(drops.values()) == [[f"winback:c{i:05d}" for i in range(30, 40)]]  # only the new pieces
+        ledger = sync_env.sql(
+            "select destination_ref, count(*) from tidings.message_ledger where status = 'sent' group by all"
+        )
+        assert dict(ledger) == {first_drop: 30, f"winback_{resumed.run_id}.csv": 10}
+        assert sync_env.run("winback_mail").sent == 0
+
+
+def test_only_runs_that_may_hold_unrecorded_sends_are_checked(sync_env):
+    runs = [  # run id, sync, status, dry run; started a minute apart in this order
+        ("r1", "winback_mail", "failed", False),  # before the oldest pending occurrence was written ahead
+        ("r2", "winback_mail", "failed", False),  # wrote occurrence A ahead, then died
+        ("r3", "winback_mail", "success", False),
+        ("r4", "winback_mail", "partial", False),
+        ("r5", "winback_mail", "dry_run", True),
+        ("r6", "other_sync", "failed", False),
+        ("r7", "winback_mail", "failed", False),
+        ("r8", "winback_mail", "running", False),  # died; its lock not taken over yet
+        ("r9", "winback_mail", "running", False),  # this run
+    ]
+    con = state.connect(sync_env.warehouse)
+    state.ensure_schema(con)
+    for minute, (run_id, sync, status, dry_run) in enumerate(runs):
+        con.execute(
+            "insert into tidings.sync_runs (run_id, sync_name, mode, dry_run, status, started_at) "
+            "values (?, ?, 'send_once', ?, ?, timestamp '2026-11-30 08:00' + to_minutes(?::bigint))",
+            [run_id, sync, dry_run, status, minute],
+        )
+    con.execute(
+        "insert into tidings.message_ledger (sync_name, occurrence_key, idempotency_key, status, run_id) values "
+        "('winback_mail', 'A', 'ia', 'pending', 'r2'), ('winback_mail', 'B', 'ib', 'sent', 'r1')"
+    )
+    con.execute("create table plan_a as select * from (values ('A', 'add'), ('D', 'add')) t(row_key, action)")
+    con.execute("create table plan_new as select 'C' as row_key, 'add' as action")
+
+    assert state.unsettled_runs(con, "winback_mail", "r9", "plan_a") == ("r2", "r7", "r8")
+    assert state.unsettled_runs(con, "winback_mail", "r9", "plan_new") == ()  # nothing it sends was pending
+    con.close()
