@@ -160,6 +160,9 @@ class Project:
             known = ", ".join(sorted(self.syncs)) or "none declared"
             raise KeyError(f"unknown sync {name!r}; declared syncs: {known}") from None
 
+    def identity_fields(self, sync: SyncSpec) -> frozenset[str]:
+        return self.destinations[sync.destination].destination_class.identity_fields
+
     def destination_for(self, sync: SyncSpec) -> Destination:
         """A connector instance for one run (reads its secrets from the environment now)."""
         spec = self.destinations[sync.destination]

@@ -78,10 +78,11 @@ def load_project(
 
 def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | None = None) -> Plan:
     """Counts and a masked preview of what `run_sync` would do now, computed by the same planner. Sends nothing."""
-    sync = (project or load_project()).sync(name)
+    project = project or load_project()
+    sync = project.sync(name)
     con = _open(warehouse)
     try:
-        plan = build_plan(con, sync, new_run_id())
+        plan = build_plan(con, sync, new_run_id(), identity_fields=project.identity_fields(sync))
         try:
             plan.guard_decisions = guards.evaluate(sync, plan).decisions
         finally:
@@ -148,7 +149,9 @@ def _plan_and_deliver(
     only_rows_in_error: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
-    plan = build_plan(con, sync, result.run_id, only_rows_in_error=only_rows_in_error)
+    plan = build_plan(
+        con, sync, result.run_id, only_rows_in_error=only_rows_in_error, identity_fields=project.identity_fields(sync)
+    )
     try:
         verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview

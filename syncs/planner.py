@@ -9,6 +9,11 @@ sent once. A mirror's state includes members whose batch was sent but never sett
 written ahead of the sends), so a crash between the destination's acknowledgement and the state commit
 never strands a member the mirror put there. The classified rows are materialized in a plan
 table, which the runner streams from and the dry run previews: both see the same rows.
+
+Identity-keyed destinations (ad audiences, ESP lists) know a member only by its identifiers, so a mirror whose
+change gives a member other identifiers (a new email) also plans `retire`: a removal of the previous
+identifiers, keyed `<row key>#retired:<md5 of the previous fields>`, sent before the run's upserts and written
+ahead like a member, so it is retried until the destination acknowledges it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ S = STATE_SCHEMA
 PREVIEW_ROWS = 10
 # Actions whose rows are sent; everything else in the plan table is for counting and previewing.
 SENT_ACTIONS: dict[Mode, tuple[str, ...]] = {
-    Mode.MIRROR: ("add", "change", "remove"),
+    Mode.MIRROR: ("retire", "add", "change", "remove"),
     Mode.UPSERT: ("add", "change"),
     Mode.SEND_ONCE: ("add",),
     Mode.EXPORT: ("add", "change", "unchanged"),
@@ -39,7 +44,7 @@ SENT_ACTIONS: dict[Mode, tuple[str, ...]] = {
 class PlanCounts:
     add: int = 0
     change: int = 0
-    remove: int = 0
+    remove: int = 0  # members removed, and previous identities retired
     unchanged: int = 0
 
 
@@ -73,6 +78,8 @@ def literal(text: str) -> str:
 
 
 PLAN_TABLE_PREFIX = "plan__"
+RETIRED_MARKER = "#retired:"
+REMOVAL_ACTIONS = frozenset({"remove", "retire"})  # rows sent with their last sent fields
 
 
 def plan_table_name(sync_name: str, run_id: str) -> str:
@@ -90,9 +97,16 @@ def drop_orphan_plans(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
 
 
 def build_plan(
-    con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str, *, only_rows_in_error: bool = False
+    con: duckdb.DuckDBPyConnection,
+    sync: SyncSpec,
+    run_id: str,
+    *,
+    only_rows_in_error: bool = False,
+    identity_fields: frozenset[str] = frozenset(),
 ) -> Plan:
-    """Materialize the plan for `sync` and return its counts and a masked preview."""
+    """Materialize the plan for `sync` and return its counts and a masked preview. `identity_fields` are the
+    destination fields that identify a member there (`Destination.identity_fields`): a mirror retires the
+    previous identity of a member whose change alters any of them."""
     relation = f"{quote(models_schema())}.{quote(sync.model)}"
     _check_relation(con, sync)
     field_names = sorted(sync.mapping)
@@ -104,7 +118,8 @@ def build_plan(
     ).fetchone()
     # Unchanged rows are only counted, unless the run sends them (export) or a retry restricts the plan.
     keep_unchanged = sync.mode is Mode.EXPORT or only_rows_in_error
-    sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged)
+    retiring = sorted(identity_fields & set(field_names)) if sync.mode is Mode.MIRROR else []
+    sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring)
     con.execute(f"create or replace table {table} as {sql}")
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
     state_rows = _state_rows(con, sync)
@@ -201,6 +216,7 @@ def _plan_sql(
     only_rows_in_error: bool,
     has_duplicate_keys: bool,
     keep_unchanged: bool,
+    retiring: list[str],
 ) -> str:
     name = literal(sync.name)
     pairs = ", ".join(f"{literal(n)}, f_{i}" for i, n in enumerate(field_names))
@@ -216,20 +232,25 @@ def _plan_sql(
         current = f"select *, false as conflicting, 1 as copies from ({keyed})"
     state = _state_sql(sync)
     removable = "true" if sync.mode in (Mode.MIRROR, Mode.EXPORT) else "false"
+    # A retirement written ahead by an earlier run and not acknowledged yet: only ever in pending_members.
+    retirement = f"c.row_key is null and s.row_hash is null and contains(s.row_key, {literal(RETIRED_MARKER)})"
     classified = f"""
         select coalesce(c.row_key, s.row_key) as row_key,
-            case when c.row_key is null then case when {removable} then 'remove' end
+            case when {retirement} then 'retire'
+                 when c.row_key is null then case when {removable} then 'remove' end
                  when c.conflicting then 'duplicate_key'
                  when s.row_key is null or s.row_hash is null then 'add'
                  when s.row_hash <> c.row_hash and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,
-            coalesce(c.row_hash, s.row_hash) as row_hash,
+            case when {retirement} then md5(s.row_fields) else coalesce(c.row_hash, s.row_hash) end as row_hash,
             coalesce(c.row_fields, s.row_fields) as row_fields,
             c.row_key is not null as in_model,
             c.copies,
             {fields}
         from (select *, md5(row_fields) as row_hash from ({current})) c
         full outer join ({state}) s on c.row_key = s.row_key"""
+    if retiring:
+        classified += _retirements_sql(sync, current, state, retiring, len(field_names))
     in_error = f"select row_key, row_hash, permanent from {S}.row_errors where sync_name = {name}"
     identity = (
         f"md5({name} || '/' || p.row_key)"
@@ -245,6 +266,27 @@ def _plan_sql(
                p.* exclude (action), {identity} as idempotency_key
         from ({classified}) p left join ({in_error}) e on e.row_key = p.row_key
         where p.action is not null{restrict}{"" if keep_unchanged else " and p.action <> 'unchanged'"}"""
+
+
+def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[str], field_count: int) -> str:
+    """Rows removing the previous identity of members whose identity fields changed. Values are compared
+    trimmed and lower-cased (every identity-keyed destination normalizes at least that much); a finer difference
+    the destination ignores only costs a removal followed by the re-add of the same member, since retirements
+    are sent before upserts. Retirements already written ahead come from the state instead."""
+    differs = " or ".join(
+        f"lower(trim(json_extract_string(s.row_fields, {literal(path)}))) is distinct from "
+        f"lower(trim(json_extract_string(c.row_fields, {literal(path)})))"
+        for path in (f'$."{name}"' for name in retiring)
+    )
+    key = f"s.row_key || {literal(RETIRED_MARKER)} || md5(s.row_fields)"
+    nulls = "".join(f", null as f_{i}" for i in range(field_count))
+    written_ahead = f"select row_key from {S}.pending_members where sync_name = {literal(sync.name)}"
+    return f"""
+        union all
+        select {key}, 'retire', md5(s.row_fields), s.row_fields, false, null{nulls}
+        from ({current}) c join ({state}) s on c.row_key = s.row_key
+        where c.row_fields <> s.row_fields and not c.conflicting and ({differs})
+          and {key} not in ({written_ahead})"""
 
 
 def _state_sql(sync: SyncSpec) -> str:
@@ -286,7 +328,7 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
     counts = PlanCounts(
         add=by_action.get("add", 0),
         change=by_action.get("change", 0),
-        remove=by_action.get("remove", 0),
+        remove=by_action.get("remove", 0) + by_action.get("retire", 0),
         unchanged=by_action.get("unchanged", 0) if current_keys is None else current_keys - planned_from_model,
     )
     not_sent = {
@@ -313,6 +355,7 @@ def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]
     cursor = con.execute(f"{stream_sql(plan, actions)} limit {PREVIEW_ROWS}")
     preview = []
     for action, row_key, _hash, _idem, row_fields, *values in cursor.fetchall():
-        fields = json.loads(row_fields) if action == "remove" else dict(zip(plan.field_names, values, strict=True))
+        removal = action in REMOVAL_ACTIONS
+        fields = json.loads(row_fields) if removal else dict(zip(plan.field_names, values, strict=True))
         preview.append({"action": action, "key": row_key, "fields": mask_row(fields)})
     return preview

@@ -47,7 +47,7 @@ from syncs.destinations.base import (
     RunInfo,
 )
 from syncs.logs import get_logger, log_event
-from syncs.planner import Plan, stream_sql
+from syncs.planner import REMOVAL_ACTIONS, Plan, stream_sql
 
 log = get_logger("runner")
 
@@ -157,12 +157,14 @@ class Runner:
             self._settle_batch(batch, outcomes)
 
     def _batches(self) -> Iterator[_Batch]:
-        """Planned rows as destination batches: upserts/sends first, then (mirror only) removals."""
+        """Planned rows as destination batches: upserts/sends, then (mirror only) removals. A mirror retires
+        previous identities first, so a member whose identity the destination normalizes to the same value is
+        removed and re-added rather than added and then removed."""
         size = self.destination.batch_size
         upsert_op = Operation.SEND if self.plan.mode is Mode.SEND_ONCE else Operation.UPSERT
         passes = [(UPSERT_ACTIONS[self.plan.mode], upsert_op)]
         if self.plan.mode is Mode.MIRROR:
-            passes.append((("remove",), Operation.REMOVE))
+            passes = [(("retire",), Operation.REMOVE), *passes, (("remove",), Operation.REMOVE)]
         json_rows = self.destination.reads_json_rows and self.plan.json_exact
         for actions, op in passes:
             reader = self.con.cursor()
@@ -198,7 +200,9 @@ class Runner:
         field_columns = [table.column(f"f_{i}").to_pylist() for i in range(len(names))]
         values = zip(*field_columns, strict=True) if names else itertools.repeat((), table.num_rows)
         return [
-            OutboundRow(key, json.loads(sent) if action == "remove" else dict(zip(names, row, strict=True)), idem)
+            OutboundRow(
+                key, json.loads(sent) if action in REMOVAL_ACTIONS else dict(zip(names, row, strict=True)), idem
+            )
             for action, key, idem, sent, row in zip(actions, keys, idempotency_keys, sent_fields, values, strict=True)
         ]
 

@@ -341,11 +341,12 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
     """Write-ahead for mirror upserts, once per run and before the first send: every member the plan adds or
     changes, with the fields about to be sent. If the process dies after the destination applied a batch but
     before its state commit, the planner still knows these members may exist and can remove them later. An
-    entry is void once a state commit newer than it holds the member (`clear_pending_members`)."""
+    entry is void once a state commit newer than it holds the member (`clear_pending_members`). A previous
+    identity to retire is written ahead too, and stays until the destination acknowledged its removal."""
     with transaction(con):
         con.execute(
             f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from {plan_table} "
-            "where action in ('add', 'change')",
+            "where action in ('add', 'change', 'retire')",
             [sync_name, run_id, utcnow()],
         )
 
@@ -441,10 +442,10 @@ def commit_batch(
                     "(select row_key from settled_batch where ok and action = 'remove')",
                     [sync_name],
                 )
-        if keep_fields and "remove" in acknowledged:  # a removed member's write-ahead entry is void
+        if keep_fields and acknowledged & {"remove", "retire"}:  # a removed member's write-ahead entry is void
             con.execute(
                 f"delete from {S}.pending_members where sync_name = ? and row_key in "
-                "(select row_key from settled_batch where ok and action = 'remove')",
+                "(select row_key from settled_batch where ok and action in ('remove', 'retire'))",
                 [sync_name],
             )
         if any_ok and clear_errors:

@@ -183,6 +183,9 @@ class Destination(ABC):
     optional_fields: ClassVar[frozenset[str]] = frozenset()
     # True when the destination accepts arbitrary extra fields (merge fields, custom fields, properties).
     accepts_extra_fields: ClassVar[bool] = True
+    # Fields by which the destination knows a member (a list keyed by email, an audience matched on hashed
+    # identifiers). When a mirror's change alters one, the planner also retires the previous identity.
+    identity_fields: ClassVar[frozenset[str]] = frozenset()
     # True when the connector sends `OutboundBatch.json_rows` as they are: the runner then renders them in the
     # warehouse whenever the plan's field types allow it (`Plan.json_exact`).
     reads_json_rows: ClassVar[bool] = False

@@ -113,6 +113,7 @@ class GoogleCustomerMatchDestination(Destination):
     Settings = GoogleCustomerMatchSettings
     Target = GoogleCustomerMatchTarget
     optional_fields = frozenset({"email", "phone", "first_name", "last_name", "country_code", "postal_code"})
+    identity_fields = optional_fields  # every field is a hashed identifier
     accepts_extra_fields = False
 
     def __init__(self, name: str, settings: GoogleCustomerMatchSettings, target: GoogleCustomerMatchTarget) -> None:

@@ -93,6 +93,7 @@ class MailchimpDestination(Destination):
     Target = MailchimpTarget
     required_fields = frozenset({"email"})
     optional_fields = frozenset({"FNAME", "LNAME", "PHONE", "ADDRESS", "BIRTHDAY"})
+    identity_fields = frozenset({"email"})  # members are keyed by the hash of the lower-cased address
     accepts_extra_fields = True
 
     def __init__(self, name: str, settings: MailchimpSettings, target: MailchimpTarget) -> None:

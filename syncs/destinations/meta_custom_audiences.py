@@ -97,6 +97,7 @@ class MetaCustomAudiencesDestination(Destination):
     Settings = MetaSettings
     Target = MetaTarget
     optional_fields = frozenset(NORMALIZERS)
+    identity_fields = frozenset(NORMALIZERS)  # Meta matches on the whole hashed tuple
     accepts_extra_fields = False
 
     def __init__(self, name: str, settings: MetaSettings, target: MetaTarget) -> None:

@@ -86,6 +86,7 @@ class SendGridDestination(Destination):
     Target = SendGridTarget
     required_fields = frozenset({"email"})
     optional_fields = frozenset(RESERVED_FIELDS)
+    identity_fields = frozenset({"email"})  # contacts are keyed by email
     accepts_extra_fields = True
 
     def __init__(self, name: str, settings: SendGridSettings, target: SendGridTarget) -> None:

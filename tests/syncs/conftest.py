@@ -3,6 +3,9 @@ dbt-style model YAML declaring syncs on it, and a destinations.yml pointing at t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +116,23 @@ class SyncEnv:
 
     def run(self, name: str, **kwargs: Any) -> SyncResult:
         return run_sync(name, project=self.project(), warehouse=self.warehouse, **kwargs)
+
+    def run_in_subprocess(self, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """`tidings run <name>` in a child process (for the runner's crash hooks, which exit the process)."""
+        command = [
+            sys.executable,
+            "-m",
+            "syncs.cli",
+            "--warehouse",
+            str(self.warehouse),
+            "--project-dir",
+            str(self.dbt_project_dir),
+            "--destinations",
+            str(self.destinations_file),
+            "run",
+            name,
+        ]
+        return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
     def sql(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.warehouse)) as con:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,29 +10,12 @@ from syncs.engine import SyncResult
 from syncs.sandbox.sftp import SftpSandbox
 
 
-def run_in_subprocess(env, name: str, **crash_env: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "syncs.cli",
-        "--warehouse",
-        str(env.warehouse),
-        "--project-dir",
-        str(env.dbt_project_dir),
-        "--destinations",
-        str(env.destinations_file),
-        "run",
-        name,
-    ]
-    return subprocess.run(command, env={**os.environ, **crash_env}, capture_output=True, text=True, timeout=60)
-
-
 def deliveries(env, topic: str) -> Counter[str]:
     return Counter(d["key"] for d in env.webhook().deliveries if d["topic"] == topic)
 
 
 def test_crash_after_a_committed_batch_resumes_where_acknowledgements_ended(sync_env):
-    crashed = run_in_subprocess(sync_env, "audience_mirror", TIDINGS_CRASH_AFTER_BATCHES="2")
+    crashed = sync_env.run_in_subprocess("audience_mirror", TIDINGS_CRASH_AFTER_BATCHES="2")
 
     assert crashed.returncode == 137, crashed.stderr[-2000:]
     assert sync_env.sql("select count(*) from tidings.sync_state") == [(50,)]  # 2 batches of 25
@@ -49,8 +29,8 @@ def test_crash_after_a_committed_batch_resumes_where_acknowledgements_ended(sync
 
 
 def test_send_once_crash_between_ack_and_commit_is_not_sent_twice(sync_env):
-    crashed = run_in_subprocess(
-        sync_env, "welcome_send", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1"
+    crashed = sync_env.run_in_subprocess(
+        "welcome_send", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1"
     )
     assert crashed.returncode == 137, crashed.stderr[-2000:]
     assert len(sync_env.webhook().sent) == 25  # acknowledged by the destination, not yet in the ledger
@@ -110,7 +90,7 @@ def dropped_keys(folder: Path) -> dict[str, list[str]]:
 def test_a_mail_drop_put_in_place_just_before_a_crash_is_never_printed_again(sync_env, tmp_path):
     with SftpSandbox(tmp_path / "mailhouse") as sftp:
         add_mail_sync(sync_env, sftp)
-        crashed = run_in_subprocess(sync_env, "winback_mail", TIDINGS_CRASH_BEFORE_COMMIT="1")
+        crashed = sync_env.run_in_subprocess("winback_mail", TIDINGS_CRASH_BEFORE_COMMIT="1")
 
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         [(crashed_run,)] = sync_env.sql("select run_id from tidings.sync_runs where sync_name = 'winback_mail'")
