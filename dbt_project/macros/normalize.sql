@@ -66,6 +66,12 @@
     end
 {%- endmacro %}
 
+{#- Countries whose postal services need a state, province or region on the address: the SFTP mail-house
+    connector applies the same rule (STATE_REQUIRED_COUNTRIES) and takes an address without a country as US. -#}
+{% macro postal_region_is_required(country_code) -%}
+    coalesce({{ country_code }}, 'US') in ('US', 'CA', 'AU', 'BR', 'MX')
+{%- endmacro %}
+
 {#- A postal code shaped as the country's postal service defines it; unknown countries need any non-blank code. -#}
 {% macro postal_code_is_valid(postal_code, country_code) -%}
     coalesce(case {{ country_code }}

@@ -39,6 +39,7 @@ normalized as (
         {{ phone_e164_digits('phone_raw', 'country_code') }} as phone_e164_digits,
         address_line1 is not null
             and city is not null
+            and (state is not null or not {{ postal_region_is_required('country_code') }})
             and {{ postal_code_is_valid('postal_code', 'country_code') }} as has_valid_postal_address
     from renamed
 ),
