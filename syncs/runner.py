@@ -1,16 +1,18 @@
 """Delivery of a plan: stream its rows from the warehouse in destination-sized batches, send them with a
 bounded number of batches in flight, and hand every settled batch to the state committer before counting it.
 
-The main thread reads the plan and sends; worker threads only call the destination; the committer thread
-(`syncs.committer`) writes state, grouping the batches settled while it was busy into one transaction. A
-batch that raises is turned into row errors for its rows, so a destination fault never crashes a run. Each
-batch carries its rows' plan entries (action, hash, fields) as an Arrow slice of the plan stream, so settling
-it builds no per-row objects and never scans the plan; rows a destination settles later (at close) are looked
-up in the plan once, together.
+Passes (a mirror's retirements, its upserts, its removals) run one after another, each acknowledged before
+the next starts. The main thread reads the plan and sends; worker threads only call the destination; the
+committer thread (`syncs.committer`) writes state, grouping the batches settled while it was busy into one
+transaction. A batch that raises is turned into row errors for its rows, so a destination fault never
+crashes a run. Each batch carries its rows' plan entries (action, hash, fields) as an Arrow slice of the plan
+stream, so settling it builds no per-row objects and never scans the plan; rows a destination settles later
+(at close) are looked up in the plan once, together.
 
 Write-ahead before the first send, once per run: a mirror records every member it is about to add or change
-(`state.mark_members_pending`); `send_once` records every occurrence it is about to send as `pending` in the
-ledger, with its idempotency key (`state.mark_pending`). During delivery only the committer writes state.
+and every previous identity it retires (`state.mark_members_pending`); `send_once` records every occurrence
+it is about to send as `pending` in the ledger, with its idempotency key (`state.mark_pending`). During
+delivery only the committer writes state.
 
 Test-only hooks (used by the crash tests, never set them in production): `TIDINGS_CRASH_AFTER_BATCHES=k`
 makes the process `os._exit(137)` right after the state of batch k is committed; with
@@ -138,12 +140,15 @@ class Runner:
             self._settle_export_removals()
 
     def _send_all(self, pool: ThreadPoolExecutor) -> None:
-        in_flight: dict[Future[Sequence[RowOutcome]], _Batch] = {}
-        for batch in self._batches():
-            in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
-            if len(in_flight) >= self.concurrency:
-                self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)
-        self._collect(in_flight, list(in_flight))
+        """Each pass is acknowledged before the next starts: a mirror's retirements reach the destination before
+        its upserts, and its upserts before its removals."""
+        for actions, op in self._passes():
+            in_flight: dict[Future[Sequence[RowOutcome]], _Batch] = {}
+            for batch in self._batches(actions, op):
+                in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
+                if len(in_flight) >= self.concurrency:
+                    self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED).done)
+            self._collect(in_flight, list(in_flight))
 
     def _collect(self, in_flight: dict[Future[Sequence[RowOutcome]], _Batch], done: Iterable[Future]) -> None:
         for future in done:
@@ -156,33 +161,36 @@ class Runner:
                 outcomes = [RowOutcome.failure(key, "destination_exception", message) for key in batch.rows.keys]
             self._settle_batch(batch, outcomes)
 
-    def _batches(self) -> Iterator[_Batch]:
-        """Planned rows as destination batches: upserts/sends, then (mirror only) removals. A mirror retires
-        previous identities first, so a member whose identity the destination normalizes to the same value is
-        removed and re-added rather than added and then removed."""
-        size = self.destination.batch_size
+    def _passes(self) -> list[tuple[tuple[str, ...], Operation]]:
+        """Plan actions and the operation that sends them, in order: upserts/sends, and for a mirror, removals
+        after them and retirements before them, so a member whose identity the destination normalizes to the
+        same value is removed and re-added rather than added and then removed."""
         upsert_op = Operation.SEND if self.plan.mode is Mode.SEND_ONCE else Operation.UPSERT
-        passes = [(UPSERT_ACTIONS[self.plan.mode], upsert_op)]
+        upserts = (UPSERT_ACTIONS[self.plan.mode], upsert_op)
         if self.plan.mode is Mode.MIRROR:
-            passes = [(("retire",), Operation.REMOVE), *passes, (("remove",), Operation.REMOVE)]
+            return [(("retire",), Operation.REMOVE), upserts, (("remove",), Operation.REMOVE)]
+        return [upserts]
+
+    def _batches(self, actions: tuple[str, ...], op: Operation) -> Iterator[_Batch]:
+        """The plan rows with these actions as destination-sized batches."""
+        size = self.destination.batch_size
         json_rows = self.destination.reads_json_rows and self.plan.json_exact
-        for actions, op in passes:
-            reader = self.con.cursor()
-            try:
-                stream = reader.sql(stream_sql(self.plan, actions, json_rows=json_rows)).to_arrow_reader(size)
-                held: list[pa.RecordBatch] = []
-                count = 0
-                for record_batch in stream:
-                    held.append(record_batch)
-                    count += record_batch.num_rows
-                    while count >= size:
-                        table = pa.Table.from_batches(held)
-                        yield self._batch(op, table.slice(0, size))
-                        held, count = table.slice(size).to_batches(), count - size
-                if count:
-                    yield self._batch(op, pa.Table.from_batches(held))
-            finally:
-                reader.close()
+        reader = self.con.cursor()
+        try:
+            stream = reader.sql(stream_sql(self.plan, actions, json_rows=json_rows)).to_arrow_reader(size)
+            held: list[pa.RecordBatch] = []
+            count = 0
+            for record_batch in stream:
+                held.append(record_batch)
+                count += record_batch.num_rows
+                while count >= size:
+                    table = pa.Table.from_batches(held)
+                    yield self._batch(op, table.slice(0, size))
+                    held, count = table.slice(size).to_batches(), count - size
+            if count:
+                yield self._batch(op, pa.Table.from_batches(held))
+        finally:
+            reader.close()
 
     def _batch(self, op: Operation, table: pa.Table) -> _Batch:
         """The rows of `table` (plan stream columns) as a destination batch; its row objects are built only when

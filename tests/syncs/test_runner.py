@@ -3,6 +3,8 @@ in any order, and rows it leaves unanswered."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -47,13 +49,13 @@ class ScriptedDestination(Destination):
 
 @pytest.fixture
 def deliver(sync_env):
-    def run(answer: Answer) -> tuple[Delivery, ScriptedDestination]:
+    def run(answer: Answer, identity_fields: frozenset[str] = frozenset()) -> tuple[Delivery, ScriptedDestination]:
         sync = sync_env.project().sync("audience_mirror")
         destination = ScriptedDestination(answer)
         con = state.connect(sync_env.warehouse)
         try:
             state.ensure_schema(con)
-            plan = build_plan(con, sync, "run-1")
+            plan = build_plan(con, sync, "run-1", identity_fields=identity_fields)
             run = RunInfo("run-1", sync.name, sync.mode)
             delivery = Runner(con, plan, destination, run, concurrency=2).deliver()
             drop_plan(con, plan)
@@ -104,3 +106,29 @@ def test_rows_a_connector_never_answers_become_retryable_errors(sync_env, delive
     retried = sync_env.run("audience_mirror")  # the real sandbox this time: every row acknowledged
     assert (retried.planned.add, retried.sent) == (50, 50)
     assert sync_env.sql("select count(*) from tidings.pending_members") == [(0,)]
+
+
+def test_each_pass_is_acknowledged_before_the_next_starts(sync_env, deliver):
+    """Retirements of previous identities, then upserts, then removals, never overlapping, although two
+    batches may be in flight."""
+    sync_env.run("audience_mirror")
+    sync_env.sql("update analytics.audience set email = 'new' || email where customer_id < 'c00030'")
+    sync_env.sql("delete from analytics.audience where customer_id >= 'c00090'")
+    calls: list[tuple[Operation, float, float]] = []
+
+    def slow_acknowledgement(op: Operation, rows: OutboundBatch) -> AcknowledgedRows:
+        started = time.monotonic()
+        time.sleep(0.02)
+        calls.append((op, started, time.monotonic()))
+        return AcknowledgedRows(rows.keys)
+
+    delivery, destination = deliver(slow_acknowledgement, identity_fields=frozenset({"email"}))
+
+    assert (delivery.sent, delivery.removed) == (30, 40)  # 30 changed; 30 retired and 10 removed
+    retired = [batch.keys for batch in destination.batches[:3]]
+    assert all(key.startswith(f"c{i:05d}#retired:") for i, key in enumerate(itertools.chain(*retired)))
+    ops = [op for op, _, _ in calls]
+    assert ops == [Operation.REMOVE] * 3 + [Operation.UPSERT] * 3 + [Operation.REMOVE]
+    retirements, upserts, removals = calls[:3], calls[3:6], calls[6:]
+    for earlier, later in ((retirements, upserts), (upserts, removals)):
+        assert max(ended for _, _, ended in earlier) <= min(started for _, started, _ in later)
