@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import field_validator
+
 from syncs import identity
 from syncs.destinations._support import (
     fail_all,
@@ -72,6 +74,17 @@ class MetaSettings(DestinationSettings):
     """`base_url` includes the Graph API version, e.g. https://graph.facebook.com/v21.0."""
 
     access_token_env: str
+
+    @field_validator("concurrency")
+    @classmethod
+    def _one_batch_at_a_time(cls, value: int) -> int:
+        # Batches sent side by side reach Meta out of order, and a session refuses a batch_seq below one it saw.
+        if value != 1:
+            raise ValueError(
+                "must be 1: Meta takes a session's batches in batch_seq order; "
+                "raise batch_size (up to 10,000 rows per request) for larger uploads"
+            )
+        return value
 
 
 class MetaTarget(SyncTarget):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from syncs.destinations.base import Mode, Operation, OutboundRow, RunInfo
 from syncs.destinations.meta_custom_audiences import MetaCustomAudiencesDestination
 from syncs.identity import sha256_hex
@@ -90,3 +93,9 @@ def test_retries_through_injected_faults(clean_sandbox: Any, control: Any) -> No
     control("meta", burst_5xx=2, drop_next=1)
     assert all(o.ok for o in meta(clean_sandbox).write(Operation.UPSERT, people(0, 5)))
     assert len(clean_sandbox.app("meta").uploads) == 1
+
+
+def test_settings_refuse_batches_side_by_side() -> None:
+    """A session's batches must reach Meta in batch_seq order, which concurrent batches cannot promise."""
+    with pytest.raises(ValidationError, match="must be 1: Meta takes a session"):
+        MetaCustomAudiencesDestination.Settings(base_url="http://127.0.0.1:1", access_token_env="T", concurrency=2)

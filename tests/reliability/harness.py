@@ -37,7 +37,13 @@ EXTRA_DESTINATIONS = """
       batch_size: 20
       timeout_seconds: 0.25
       max_retries: 1
+    meta_ads:
+      type: meta_custom_audiences
+      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/meta/v21.0"
+      access_token_env: TIDINGS_META_ACCESS_TOKEN
+      batch_size: 3
 """
+META_AUDIENCE_ID = "23850000000000099"
 
 EXTRA_MODELS = """
 models:
@@ -75,6 +81,18 @@ models:
               primary_key: customer_id
               target: {topic: adversarial}
               mapping: {email: email, phone: phone, first_name: first_name}
+  - name: ad_audience
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: ad_audience_meta
+              destination: meta_ads
+              mode: mirror
+              primary_key: customer_id
+              target: {audience_id: "23850000000000099"}
+              mapping: {EMAIL: email}
+              guards: {max_removal_share: 1.0}
 """
 
 # How the segment models filter (dim_customers.can_email): consent given and not withdrawn, not globally
@@ -111,6 +129,7 @@ def make_env(root: Path, sandbox: Any, *, audience: int = 100, messages: int = 4
     env.sql(
         "create table analytics.adversarial (customer_id varchar, email varchar, phone varchar, first_name varchar)"
     )
+    env.sql("create table analytics.ad_audience (customer_id varchar, email varchar)")
     return env
 
 
