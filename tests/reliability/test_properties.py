@@ -158,7 +158,7 @@ def test_an_ad_audience_holds_exactly_the_current_identities(clean_sandbox, stat
                 assert not emails
                 continue
             assert (result.status, audience) == ("success", expected)
-        assert env.run("ad_audience_meta").planned.remove == 0
+            assert env.run("ad_audience_meta").planned.remove == 0  # every retirement acknowledged and settled
 
 
 NORMALIZERS = {
