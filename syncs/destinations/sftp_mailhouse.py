@@ -188,8 +188,12 @@ class SftpMailhouseDestination(Destination):
     def _drop_name(self, run_id: str) -> str:
         return f"{self.target.campaign}_{_safe(run_id)}.csv"
 
+    @property
+    def _remote_dir(self) -> str:
+        return self.settings.remote_dir.rstrip("/")
+
     def _remote_path(self, file_name: str) -> str:
-        return f"{self.settings.remote_dir.rstrip('/')}/{file_name}"
+        return f"{self._remote_dir}/{file_name}"
 
     def _read_earlier_drops(self, runs: Sequence[str]) -> dict[str, str] | None:
         """Keys of the drops that unsettled earlier runs put in place, with the drop's name; None if unreadable."""
@@ -206,7 +210,6 @@ class SftpMailhouseDestination(Destination):
         return None
 
     def _deliver(self, local: Path, pending: list[str]) -> list[RowOutcome]:
-        remote_dir = self.settings.remote_dir.rstrip("/") or ""
         final = self._remote_path(self.file_name)
         checksum = _sha256_file(local)
         manifest = _manifest(checksum, self.file_name, len(pending), self._columns, self.target.campaign)
@@ -214,7 +217,7 @@ class SftpMailhouseDestination(Destination):
         for attempt in range(attempts):
             try:
                 with self._connect() as sftp:
-                    _ensure_dir(sftp, remote_dir)
+                    _ensure_dir(sftp, self._remote_dir)
                     if not _exists(sftp, final):
                         _put_then_rename(sftp, local.open("rb"), final)
                     elif _sha256_remote(sftp, final) != checksum:
