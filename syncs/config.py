@@ -160,8 +160,13 @@ class Project:
             known = ", ".join(sorted(self.syncs)) or "none declared"
             raise KeyError(f"unknown sync {name!r}; declared syncs: {known}") from None
 
-    def identity_fields(self, sync: SyncSpec) -> frozenset[str]:
-        return self.destinations[sync.destination].destination_class.identity_fields
+    def identity_rules(self, sync: SyncSpec) -> dict[str, frozenset[str]]:
+        """How the sync's destination identifies a member, as `build_plan` takes it."""
+        destination = self.destinations[sync.destination].destination_class
+        return {
+            "identity_fields": destination.identity_fields,
+            "case_sensitive_fields": destination.case_sensitive_identity_fields,
+        }
 
     def destination_for(self, sync: SyncSpec) -> Destination:
         """A connector instance for one run (reads its secrets from the environment now)."""

@@ -82,7 +82,7 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
     sync = project.sync(name)
     con = _open(warehouse)
     try:
-        plan = build_plan(con, sync, new_run_id(), identity_fields=project.identity_fields(sync))
+        plan = build_plan(con, sync, new_run_id(), **project.identity_rules(sync))
         try:
             plan.guard_decisions = guards.evaluate(sync, plan).decisions
         finally:
@@ -149,9 +149,7 @@ def _plan_and_deliver(
     only_rows_in_error: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
-    plan = build_plan(
-        con, sync, result.run_id, only_rows_in_error=only_rows_in_error, identity_fields=project.identity_fields(sync)
-    )
+    plan = build_plan(con, sync, result.run_id, only_rows_in_error=only_rows_in_error, **project.identity_rules(sync))
     try:
         verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview

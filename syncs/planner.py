@@ -77,6 +77,13 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@dataclass(frozen=True)
+class IdentityField:
+    name: str  # a destination field that identifies a member
+    fold_case: bool  # compared case-insensitively (the connector lower-cases it)
+
+
+IDENTITY_TRIM = " \t\n\r\x0b"  # ASCII whitespace every identity normalizer strips (`syncs.identity`)
 PLAN_TABLE_PREFIX = "plan__"
 RETIRED_MARKER = "#retired:"
 REMOVAL_ACTIONS = frozenset({"remove", "retire"})  # rows sent with their last sent fields
@@ -103,10 +110,12 @@ def build_plan(
     *,
     only_rows_in_error: bool = False,
     identity_fields: frozenset[str] = frozenset(),
+    case_sensitive_fields: frozenset[str] = frozenset(),
 ) -> Plan:
     """Materialize the plan for `sync` and return its counts and a masked preview. `identity_fields` are the
-    destination fields that identify a member there (`Destination.identity_fields`): a mirror retires the
-    previous identity of a member whose change alters any of them."""
+    destination fields that identify a member there (`Destination.identity_fields`; those in
+    `case_sensitive_fields` compared with their case): a mirror retires the previous identity of a member whose
+    change alters any of them, and releases an identity another member keeps instead of removing it."""
     relation = f"{quote(models_schema())}.{quote(sync.model)}"
     _check_relation(con, sync)
     field_names = sorted(sync.mapping)
@@ -118,9 +127,12 @@ def build_plan(
     ).fetchone()
     # Unchanged rows are only counted, unless the run sends them (export) or a retry restricts the plan.
     keep_unchanged = sync.mode is Mode.EXPORT or only_rows_in_error
-    retiring = sorted(identity_fields & set(field_names)) if sync.mode is Mode.MIRROR else []
+    mapped_identity = sorted(identity_fields & set(field_names)) if sync.mode is Mode.MIRROR else []
+    retiring = [IdentityField(name, fold_case=name not in case_sensitive_fields) for name in mapped_identity]
     sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring)
     con.execute(f"create or replace table {table} as {sql}")
+    if retiring:
+        _release_shared_identities(con, table, sync, retiring)
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
     state_rows = _state_rows(con, sync)
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
@@ -216,7 +228,7 @@ def _plan_sql(
     only_rows_in_error: bool,
     has_duplicate_keys: bool,
     keep_unchanged: bool,
-    retiring: list[str],
+    retiring: list[IdentityField],
 ) -> str:
     name = literal(sync.name)
     pairs = ", ".join(f"{literal(n)}, f_{i}" for i, n in enumerate(field_names))
@@ -268,15 +280,27 @@ def _plan_sql(
         where p.action is not null{restrict}{"" if keep_unchanged else " and p.action <> 'unchanged'"}"""
 
 
-def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[str], field_count: int) -> str:
-    """Rows removing the previous identity of members whose identity fields changed. Values are compared
-    trimmed and lower-cased (every identity-keyed destination normalizes at least that much); a finer difference
-    the destination ignores only costs a removal followed by the re-add of the same member, since retirements
-    are sent before upserts. Retirements already written ahead come from the state instead."""
+def _identity_value(fields_json: str, field: IdentityField) -> str:
+    """One identity field of a row's fields JSON as compared: without the ASCII whitespace around it and, unless
+    the connector keeps its case, lower-cased. Every identity-keyed connector normalizes at least that much
+    before sending (`syncs.identity`), so equal values here are equal in the destination."""
+    path = literal(f'$."{field.name}"')
+    value = f"trim(json_extract_string({fields_json}, {path}), {literal(IDENTITY_TRIM)})"
+    return f"lower({value})" if field.fold_case else value
+
+
+def _identity_sql(fields_json: str, retiring: list[IdentityField]) -> str:
+    """A row's whole identity (every identity field it maps) as one comparable text."""
+    return f"json_array({', '.join(_identity_value(fields_json, field) for field in retiring)})::varchar"
+
+
+def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[IdentityField], field_count: int) -> str:
+    """Rows removing the previous identity of members whose identity fields changed (`_identity_value`); a finer
+    difference the destination ignores only costs a removal followed by the re-add of the same member, since
+    retirements are sent before upserts. Retirements already written ahead come from the state instead."""
     differs = " or ".join(
-        f"lower(trim(json_extract_string(s.row_fields, {literal(path)}))) is distinct from "
-        f"lower(trim(json_extract_string(c.row_fields, {literal(path)})))"
-        for path in (f'$."{name}"' for name in retiring)
+        f"{_identity_value('s.row_fields', field)} is distinct from {_identity_value('c.row_fields', field)}"
+        for field in retiring
     )
     key = f"s.row_key || {literal(RETIRED_MARKER)} || md5(s.row_fields)"
     nulls = "".join(f", null as f_{i}" for i in range(field_count))
@@ -287,6 +311,35 @@ def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[st
         from ({current}) c join ({state}) s on c.row_key = s.row_key
         where c.row_fields <> s.row_fields and not c.conflicting and ({differs})
           and {key} not in ({written_ahead})"""
+
+
+def _release_shared_identities(
+    con: duckdb.DuckDBPyConnection, table: str, sync: SyncSpec, retiring: list[IdentityField]
+) -> None:
+    """Removals and retirements of an identity another member keeps become `release`: not sent, only dropped from
+    the sync's state. An identity-keyed destination holds one member per identity, so removing it for a customer
+    who left would also remove it for a customer who shares it (a household email) and stays.
+
+    The member keeping it must be settled in state with that identity and still hold it after this run: not
+    removed, and not retiring it (an unchanged member, or one changed in other fields), so the destination holds
+    the identity and that member's own removal later takes it out. An identity a member only gains in this run
+    is sent after the removals, which cannot undo it. The whole identity tuple must match: a removal sharing only
+    some identifiers (one email, two phones) is sent, since the destination may match on any of them."""
+    if not con.execute(f"select 1 from {table} where action in ('remove', 'retire') limit 1").fetchall():
+        return
+    identity = _identity_sql("row_fields", retiring)
+    leaving = (
+        f"select row_key from {table} where action = 'remove' union all "
+        f"select split_part(row_key, {literal(RETIRED_MARKER)}, 1) from {table} where action = 'retire'"
+    )
+    removed = f"select {identity} from {table} where action in ('remove', 'retire')"
+    kept = (
+        f"select {identity} from ({_state_sql(sync)}) "
+        f"where row_hash <> '' and {identity} in ({removed}) and row_key not in ({leaving})"
+    )
+    con.execute(
+        f"update {table} set action = 'release' where action in ('remove', 'retire') and {identity} in ({kept})"
+    )
 
 
 def _state_sql(sync: SyncSpec) -> str:
@@ -335,6 +388,7 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
         "permanent_error": by_action.get("skipped_error", 0),
         "duplicate_key": sum(copies for action, _, copies, _, _ in rows if action == "duplicate_key"),
         "duplicate_row": sum(extra for action, _, _, extra, _ in rows if action != "duplicate_key"),
+        "shared_identity": by_action.get("release", 0),
     }
     return counts, not_sent
 

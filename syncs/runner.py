@@ -1,7 +1,7 @@
 """Delivery of a plan: stream its rows from the warehouse in destination-sized batches, send them with a
 bounded number of batches in flight, and hand every settled batch to the state committer before counting it.
 
-Passes (a mirror's retirements, its upserts, its removals) run one after another, each acknowledged before
+Passes (a mirror's removals and retirements, then its upserts) run one after another, each acknowledged before
 the next starts. The main thread reads the plan and sends; worker threads only call the destination; the
 committer thread (`syncs.committer`) writes state, grouping the batches settled while it was busy into one
 transaction. A batch that raises is turned into row errors for its rows, so a destination fault never
@@ -113,6 +113,8 @@ class Runner:
         try:
             if self.plan.mode is Mode.MIRROR:
                 state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
+                if self.plan.skipped.get("shared_identity"):
+                    state.release_members(self.con, self.run.sync_name, self.plan.table)
             elif self.plan.mode is Mode.SEND_ONCE:
                 state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
             self._deliver()
@@ -140,8 +142,8 @@ class Runner:
             self._settle_export_removals()
 
     def _send_all(self, pool: ThreadPoolExecutor) -> None:
-        """Each pass is acknowledged before the next starts: a mirror's retirements reach the destination before
-        its upserts, and its upserts before its removals."""
+        """Each pass is acknowledged before the next starts: a mirror's retirements and removals reach the
+        destination before its upserts."""
         for actions, op in self._passes():
             in_flight: dict[Future[Sequence[RowOutcome]], _Batch] = {}
             for batch in self._batches(actions, op):
@@ -162,13 +164,14 @@ class Runner:
             self._settle_batch(batch, outcomes)
 
     def _passes(self) -> list[tuple[tuple[str, ...], Operation]]:
-        """Plan actions and the operation that sends them, in order: upserts/sends, and for a mirror, removals
-        after them and retirements before them, so a member whose identity the destination normalizes to the
-        same value is removed and re-added rather than added and then removed."""
+        """Plan actions and the operation that sends them, in order: upserts/sends, and for a mirror,
+        retirements and removals before them. An identity-keyed destination may normalize a removed or retired
+        identity to the one a member is given in the same run (a moved customer's new email, a household's email
+        passed to another customer): removed first and added after, it ends up in the destination."""
         upsert_op = Operation.SEND if self.plan.mode is Mode.SEND_ONCE else Operation.UPSERT
         upserts = (UPSERT_ACTIONS[self.plan.mode], upsert_op)
         if self.plan.mode is Mode.MIRROR:
-            return [(("retire",), Operation.REMOVE), upserts, (("remove",), Operation.REMOVE)]
+            return [(("retire", "remove"), Operation.REMOVE), upserts]
         return [upserts]
 
     def _batches(self, actions: tuple[str, ...], op: Operation) -> Iterator[_Batch]:

@@ -351,6 +351,16 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
         )
 
 
+def release_members(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
+    """Settle the plan's `release` rows without a send: removals and retirements of an identity another member
+    keeps in the destination (`planner._release_shared_identities`). The member leaves the sync's state, its
+    write-ahead entries and its row errors; the destination keeps the identity for the member that has it."""
+    released = f"select row_key from {plan_table} where action = 'release'"
+    with transaction(con):
+        for table in ("sync_state", "pending_members", "row_errors"):
+            con.execute(f"delete from {S}.{table} where sync_name = ? and row_key in ({released})", [sync_name])
+
+
 def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
     """After a mirror run delivered its plan: drop the write-ahead entries a later state commit superseded (the
     member is in state). Entries of rows that failed stay: the destination may hold those members, so the next

@@ -186,6 +186,8 @@ class Destination(ABC):
     # Fields by which the destination knows a member (a list keyed by email, an audience matched on hashed
     # identifiers). When a mirror's change alters one, the planner also retires the previous identity.
     identity_fields: ClassVar[frozenset[str]] = frozenset()
+    # Identity fields the connector sends with their case kept; the planner compares the others case-insensitively.
+    case_sensitive_identity_fields: ClassVar[frozenset[str]] = frozenset()
     # True when the connector sends `OutboundBatch.json_rows` as they are: the runner then renders them in the
     # warehouse whenever the plan's field types allow it (`Plan.json_exact`).
     reads_json_rows: ClassVar[bool] = False

@@ -114,6 +114,7 @@ class GoogleCustomerMatchDestination(Destination):
     Target = GoogleCustomerMatchTarget
     optional_fields = frozenset({"email", "phone", "first_name", "last_name", "country_code", "postal_code"})
     identity_fields = optional_fields  # every field is a hashed identifier
+    case_sensitive_identity_fields = frozenset({"postal_code"})  # sent unhashed, in the case it has
     accepts_extra_fields = False
 
     def __init__(self, name: str, settings: GoogleCustomerMatchSettings, target: GoogleCustomerMatchTarget) -> None:

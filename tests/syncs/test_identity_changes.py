@@ -175,3 +175,107 @@ def test_a_crash_after_the_retirement_was_acknowledged_loses_nothing(sync_env):
     }
     assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
     assert env.run("people_meta").planned.remove == 0
+
+
+def add_person(env: Any, customer_id: str, email: str) -> None:
+    env.sql("insert into analytics.people values (?, ?, '+1 (617) 555-0199', 'US', 'Cy')", [customer_id, email])
+
+
+def segment(env: Any) -> set[str]:
+    return env.sandbox.app("mailchimp").segment("lifecycle", "42")
+
+
+def test_a_household_email_stays_while_one_customer_still_has_it(sync_env):
+    """Two customers share an email the ESP knows as one member: the one who leaves must not take it out of the
+    segment for the one who stays. The last one to leave removes it."""
+    env = with_people(sync_env)
+    add_person(env, "c3", "cy@example.com")
+    set_people(env, "email", " ANN@example.com", "c2")  # the same identity once trimmed and lower-cased
+    env.run("people_mailchimp")
+    assert segment(env) == {"ann@example.com", "cy@example.com"}
+
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    dry = plan_sync("people_mailchimp", project=env.project(), warehouse=env.warehouse)
+    assert (dry.counts.remove, dry.skipped) == (0, {"shared_identity": 1})
+    left = env.run("people_mailchimp")
+
+    assert (left.status, left.removed, left.skipped) == ("success", 0, 1)
+    assert segment(env) == {"ann@example.com", "cy@example.com"}
+    assert env.sql("select row_key from tidings.sync_state where sync_name = 'people_mailchimp' order by 1") == [
+        ("c2",),
+        ("c3",),
+    ]
+    assert env.run("people_mailchimp").planned.remove == 0  # released for good, not planned again
+
+    env.sql("delete from analytics.people where customer_id = 'c2'")
+    assert env.run("people_mailchimp").removed == 1
+    assert segment(env) == {"cy@example.com"}
+
+
+def test_moving_away_from_a_household_email_keeps_it_for_the_others(sync_env):
+    env = with_people(sync_env)
+    set_people(env, "email", "ann@example.com", "c2")
+    env.run("people_mailchimp")
+    set_people(env, "email", "ann.work@example.com", "c1")  # c1 moves on; c2 keeps the household address
+
+    result = env.run("people_mailchimp")
+
+    assert (result.planned.change, result.planned.remove, result.skipped, result.failed) == (1, 0, 1, 0)
+    assert segment(env) == {"ann@example.com", "ann.work@example.com"}
+    assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
+
+
+def test_an_email_passed_to_a_new_customer_in_the_same_run_stays(sync_env):
+    """c1 leaves and c3 joins with c1's email: the removal goes first and the add after, so the member stays."""
+    env = with_people(sync_env)
+    env.run("people_mailchimp")
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    add_person(env, "c3", "ann@example.com")
+
+    result = env.run("people_mailchimp")
+
+    assert (result.planned.add, result.planned.remove, result.removed, result.failed) == (1, 1, 1, 0)
+    assert segment(env) == {"ann@example.com", "bob@example.com"}
+
+
+def test_a_removal_sharing_only_part_of_an_ad_identity_is_sent(sync_env):
+    """Meta matches on the whole hashed tuple; a leaving customer who shares only the email (another phone) is
+    removed, while one sharing the whole tuple is released."""
+    env = with_people(sync_env)
+    add_person(env, "c3", "ann@example.com")  # Ann's email, another phone
+    add_person(env, "c4", "ann@example.com")
+    set_people(env, "phone", "+1 (415) 555-2671", "c4")  # Ann's whole identity
+    env.run("people_meta")
+    assert len(audience(env)) == 3
+
+    env.sql("delete from analytics.people where customer_id in ('c3', 'c4')")
+    result = env.run("people_meta")
+
+    assert (result.planned.remove, result.removed, result.skipped) == (1, 1, 1)
+    assert audience(env) == {
+        meta_member("ann@example.com", "+1 (415) 555-2671"),
+        meta_member("bob@example.com", "+1 (212) 555-0142"),
+    }
+
+
+def test_a_failed_removal_is_released_once_another_member_holds_the_identity(sync_env):
+    env = with_people(sync_env)
+    env.run("people_meta")
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    add_person(env, "c3", "ann@example.com")
+    set_people(env, "phone", "+1 (415) 555-2671", "c3")  # Ann's whole identity, new in this run
+    env.sandbox.app("meta").faults.update(burst_5xx=1)  # removals go first: c1's fails, c3's add succeeds
+
+    failed = env.run("people_meta")
+
+    assert (failed.sent, failed.failed) == (1, 1)
+    assert env.sql("select row_key from tidings.row_errors") == [("c1",)]
+    retried = env.run("people_meta")  # c3 is settled with Ann's identity now: c1 is released, not removed
+
+    assert (retried.status, retried.planned.remove, retried.removed, retried.skipped) == ("success", 0, 0, 1)
+    assert meta_member("ann@example.com", "+1 (415) 555-2671") in audience(env)
+    assert env.sql("select count(*) from tidings.row_errors") == [(0,)]
+    assert env.sql("select row_key from tidings.sync_state where sync_name = 'people_meta' order by 1") == [
+        ("c2",),
+        ("c3",),
+    ]
