@@ -5,8 +5,10 @@ in the `Idempotency-Key` header: a retry, or a re-run after a crash, gets the or
 printing a second one. The piece's price is recorded as the row's cost. Addresses missing a required part
 fail locally (`missing_address`); addresses the API finds undeliverable fail per piece (422).
 
-Fields: `name`, `address_line1`, `address_city`, `address_state`, `address_zip` (required),
-`address_line2`, `address_country` (default US); every other mapped field is a merge variable.
+Fields: `name`, `address_line1`, `address_city`, `address_state`, `address_zip` (mapped by every sync),
+`address_line2`, `address_country` (default US); every other mapped field is a merge variable. As in Lob's API,
+a US address needs all five values, an international one only a name and its first line (city, state and
+postal code are optional there).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from syncs.http import DestinationHTTPError
 
 ADDRESS_FIELDS = ("name", "address_line1", "address_line2", "address_city", "address_state", "address_zip")
 REQUIRED_ADDRESS = frozenset({"name", "address_line1", "address_city", "address_state", "address_zip"})
+REQUIRED_INTERNATIONAL_ADDRESS = frozenset({"name", "address_line1"})
+US_COUNTRY = frozenset({"US", "USA"})
 
 
 class PostalAddress(BaseModel):
@@ -98,8 +102,9 @@ class PrintMailDestination(Destination):
                 row.key, "missing_idempotency_key", "a piece needs an idempotency key", permanent=True
             )
         fields = {k: v for k, v in row.fields.items() if v not in (None, "")}
-        if not fields.keys() >= REQUIRED_ADDRESS:
-            missing = ", ".join(sorted(REQUIRED_ADDRESS - fields.keys()))
+        required = REQUIRED_ADDRESS if _country(fields) in US_COUNTRY else REQUIRED_INTERNATIONAL_ADDRESS
+        if not fields.keys() >= required:
+            missing = ", ".join(sorted(required - fields.keys()))
             return RowOutcome.failure(row.key, "missing_address", f"address lacks {missing}", permanent=True)
         try:
             response = self.http.request(
@@ -120,7 +125,7 @@ class PrintMailDestination(Destination):
 
     def _piece(self, row: OutboundRow, fields: dict[str, Any]) -> dict[str, Any]:
         to = {k: str(fields[k]) for k in ADDRESS_FIELDS if k in fields}
-        to["address_country"] = str(fields.get("address_country") or "US")
+        to["address_country"] = _country(fields)
         merge = {k: str(v) for k, v in fields.items() if k not in to and k != "address_country"}
         piece: dict[str, Any] = {
             "to": to,
@@ -150,3 +155,7 @@ def _json(response: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _country(fields: dict[str, Any]) -> str:
+    return str(fields.get("address_country") or "US").strip().upper()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import requests
 
 from syncs.destinations.base import Operation, OutboundRow
 from syncs.destinations.print_mail import PrintMailDestination
@@ -91,3 +94,34 @@ def test_rate_limit_is_honoured(clean_sandbox: Any) -> None:
         app.set_rate_limit(app.default_requests_per_second)
     assert all(o.ok for o in outcomes)
     assert len(app.pieces) == 8
+
+
+def test_an_international_address_needs_no_state_or_postal_code(clean_sandbox: Any) -> None:
+    """Lob requires city, state and ZIP for US addresses only; a UK piece without a state is printed, a US piece
+    without one fails locally, before any request."""
+    rows = [
+        piece(1, address_state=None, address_zip="SW1A 1AA", address_city="London", address_country="gb"),
+        piece(2, address_state=None, address_zip=None, address_city=None, address_country="IE"),
+        piece(3, address_state=None),
+    ]
+    outcomes = {o.key: o for o in lob(clean_sandbox).write(Operation.SEND, rows)}
+
+    assert outcomes["occ-1"].ok and outcomes["occ-2"].ok
+    assert (outcomes["occ-3"].code, outcomes["occ-3"].message) == ("missing_address", "address lacks address_state")
+    printed = clean_sandbox.app("lob").pieces
+    assert [p["to"]["address_country"] for p in printed] == ["GB", "IE"]
+    assert "address_state" not in printed[0]["to"]
+
+
+def test_the_sandbox_refuses_an_incomplete_us_address_like_lob(clean_sandbox: Any) -> None:
+    url = f"{clean_sandbox.url}/lob/v1/postcards"
+    auth = (os.environ[LOB_API_KEY], "")
+    base = {"front": "winback_front", "back": "winback_back", "from": SENDER}
+    us_without_state = {"name": "A", "address_line1": "1 Main St", "address_city": "Portland", "address_zip": "97201"}
+    gb_line_only = {"name": "A", "address_line1": "10 Downing St", "address_country": "GB"}
+
+    refused = requests.post(url, json={**base, "to": us_without_state}, auth=auth, timeout=5)
+    printed = requests.post(url, json={**base, "to": gb_line_only}, auth=auth, timeout=5)
+
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_address")
+    assert printed.status_code == 200

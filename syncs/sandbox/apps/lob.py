@@ -1,7 +1,8 @@
 """Print-and-mail API stand-in (Lob-style): postcards, letters and US address verification.
 
 Enforced: HTTP Basic with the API key as user name, the piece shape (`to`, `from`, creative), per-piece 422
-for malformed or undeliverable addresses, `Idempotency-Key` (a repeated key within 24 h returns the original
+for incomplete addresses (a US one needs name, line 1, city, state and ZIP; an international one name and line 1,
+as Lob's API) and undeliverable ones, `Idempotency-Key` (a repeated key within 24 h returns the original
 piece and prints nothing), a price per piece, and a rate limit (429).
 
 Deliverability is decided deterministically so tests can aim at it: a US address is undeliverable when its
@@ -22,6 +23,7 @@ from syncs.sandbox.server import Request, Response, SandboxApp, route
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 PRICES = {"postcards": "0.63", "letters": "1.02"}
 REQUIRED = ("name", "address_line1", "address_city", "address_state", "address_zip")
+REQUIRED_INTERNATIONAL = ("name", "address_line1")  # city, state and postal code are optional outside the US
 US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 
 
@@ -29,8 +31,12 @@ def lob_error(status: int, message: str, code: str) -> Response:
     return Response(status, {"error": {"message": message, "status_code": status, "code": code}})
 
 
+def is_us(address: dict[str, Any]) -> bool:
+    return str(address.get("address_country") or "US").strip().upper() in ("US", "USA")
+
+
 def undeliverable(address: dict[str, Any]) -> bool:
-    if str(address.get("address_country", "US")).upper() not in ("US", "USA"):
+    if not is_us(address):
         return False
     return (
         not US_ZIP.match(str(address.get("address_zip", "")))
@@ -114,7 +120,7 @@ def _piece_problem(kind: str, body: Any) -> Response | None:
         return lob_error(422, f"{' and '.join(creative)} are required.", "missing_creative")
     for side in ("to", "from"):
         address = body[side]
-        if any(not address.get(field) for field in REQUIRED):
+        if any(not address.get(field) for field in (REQUIRED if is_us(address) else REQUIRED_INTERNATIONAL)):
             return lob_error(422, f"{side} address is incomplete.", "invalid_address")
         if undeliverable(address):
             return lob_error(422, f"{side} address is undeliverable.", "undeliverable_address")
