@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -50,6 +51,9 @@ class CommitScope:
     send_once: bool
     keep_fields: bool
     plan_table: str
+    # The run's write-ahead stamp: commits are stamped no earlier, so they void its entries even if the clock
+    # went back during the run.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ class StateCommitter:
             plan_table=scope.plan_table,
             outcomes=outcomes,
             clear_errors=self._errors_on_record,
+            not_before=scope.not_before,
         )
         self.transactions += 1
         self._errors_on_record = self._errors_on_record or not pc.all(outcomes["ok"]).as_py()

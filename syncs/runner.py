@@ -98,6 +98,15 @@ class Runner:
         self._committer: StateCommitter | None = None
 
     def deliver(self) -> Delivery:
+        written_ahead_at = None
+        if self.plan.mode is Mode.MIRROR:
+            written_ahead_at = state.mark_members_pending(
+                self.con, self.run.sync_name, self.run.run_id, self.plan.table
+            )
+            if self.plan.skipped.get("shared_identity"):
+                state.release_members(self.con, self.run.sync_name, self.plan.table)
+        elif self.plan.mode is Mode.SEND_ONCE:
+            state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
         self._committer = StateCommitter(
             self.con,
             CommitScope(
@@ -106,17 +115,12 @@ class Runner:
                 send_once=self.plan.mode is Mode.SEND_ONCE,
                 keep_fields=self.plan.mode is Mode.MIRROR,
                 plan_table=self.plan.table,
+                not_before=written_ahead_at,
             ),
             errors_on_record=state.has_row_errors(self.con, self.run.sync_name),
             crash_after=0 if self._crash_before_commit else self._crash_after,
         )
         try:
-            if self.plan.mode is Mode.MIRROR:
-                state.mark_members_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
-                if self.plan.skipped.get("shared_identity"):
-                    state.release_members(self.con, self.run.sync_name, self.plan.table)
-            elif self.plan.mode is Mode.SEND_ONCE:
-                state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
             self._deliver()
         finally:
             self._committer.close()

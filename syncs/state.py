@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -337,18 +337,30 @@ def unsettled_runs(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, 
     return tuple(run for (run,) in rows)
 
 
-def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> None:
+def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> datetime:
     """Write-ahead for mirror upserts, once per run and before the first send: every member the plan adds or
     changes, with the fields about to be sent. If the process dies after the destination applied a batch but
     before its state commit, the planner still knows these members may exist and can remove them later. An
     entry is void once a state commit newer than it holds the member (`clear_pending_members`). A previous
-    identity to retire is written ahead too, and stays until the destination acknowledged its removal."""
+    identity to retire is written ahead too, and stays until the destination acknowledged its removal.
+
+    The entries are stamped after every earlier state commit and write-ahead of the sync, even if the clock went
+    back since: an entry that looked older than the settled state would be taken as void (or than an earlier
+    entry, superseded), and a member this run may deliver would be removed later by its previous identity,
+    leaving the new one in the destination."""
     with transaction(con):
+        (latest,) = con.execute(
+            f"select max(stamp) from (select max(synced_at) as stamp from {S}.sync_state where sync_name = ? "
+            f"union all select max(marked_at) from {S}.pending_members where sync_name = ?)",
+            [sync_name, sync_name],
+        ).fetchone()
+        marked_at = utcnow() if latest is None else max(utcnow(), latest + timedelta(microseconds=1))
         con.execute(
             f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from {plan_table} "
             "where action in ('add', 'change', 'retire')",
-            [sync_name, run_id, utcnow()],
+            [sync_name, run_id, marked_at],
         )
+    return marked_at
 
 
 def release_members(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
@@ -413,6 +425,7 @@ def commit_batch(
     plan_table: str,
     outcomes: pa.Table,
     clear_errors: bool = True,
+    not_before: datetime | None = None,
 ) -> None:
     """Apply settled rows (one batch, or a group the committer gathered) in one transaction: acknowledged rows
     move into state (or the ledger), failed rows into row_errors. `keep_fields` stores the sent fields (mirror
@@ -422,10 +435,11 @@ def commit_batch(
     Each statement runs only when the rows need it: added rows are plain inserts (the plan found their keys
     absent and the sync's lock keeps it so), only changed rows pay for an upsert, and unchanged rows (re-sent by
     exports) leave state as it is. `clear_errors` False skips clearing row errors of
-    acknowledged rows when the caller knows the sync has none on record."""
+    acknowledged rows when the caller knows the sync has none on record. `not_before` is the run's write-ahead
+    stamp (`mark_members_pending`): the commit's stamp is never earlier."""
     if "action" not in outcomes.column_names:
         outcomes = _with_plan_entries(con, outcomes, plan_table)
-    now = utcnow()
+    now = utcnow() if not_before is None else max(utcnow(), not_before)
     ok = outcomes["ok"]
     any_ok, any_failed = pc.any(ok).as_py(), not pc.all(ok).as_py()
     acknowledged = set(pc.unique(pc.filter(outcomes["action"], ok)).to_pylist()) if any_ok else set()

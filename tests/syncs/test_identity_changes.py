@@ -279,3 +279,24 @@ def test_a_failed_removal_is_released_once_another_member_holds_the_identity(syn
         ("c2",),
         ("c3",),
     ]
+
+
+def test_a_clock_gone_back_never_voids_the_write_ahead(sync_env):
+    """The last commit is stamped a day ahead of the clock (it went back since). A run that crashed after Meta
+    added Ann's new email, before its commit, must still leave the planner knowing that email, so her opt-out
+    removes it."""
+    env = with_people(sync_env)
+    env.run("people_meta")
+    env.sql("update tidings.sync_state set synced_at = synced_at + interval 1 day")
+    set_people(env, "email", "ann.new@example.com", "c1")
+
+    crashed = env.run_in_subprocess("people_meta", TIDINGS_CRASH_BEFORE_COMMIT="1", TIDINGS_CRASH_AFTER_BATCHES="2")
+
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert meta_member("ann.new@example.com", "+1 (415) 555-2671") in audience(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")  # Ann opts out
+    result = env.run("people_meta")
+
+    assert (result.status, result.failed) == ("success", 0)
+    assert audience(env) == {meta_member("bob@example.com", "+1 (212) 555-0142")}
+    assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
