@@ -35,11 +35,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from syncs import state
 from syncs.committer import CommitScope, StateCommitter
 from syncs.destinations.base import (
     AcknowledgedRows,
+    DeferredOutcome,
     Destination,
     Mode,
     Operation,
@@ -49,7 +51,7 @@ from syncs.destinations.base import (
     RunInfo,
 )
 from syncs.logs import get_logger, log_event
-from syncs.planner import REMOVAL_ACTIONS, Plan, stream_sql
+from syncs.planner import REMOVAL_ACTIONS, Plan, literal, stream_sql
 
 log = get_logger("runner")
 
@@ -76,6 +78,17 @@ class Delivery:
 
 
 @dataclass
+class _DeferredPass:
+    """Rows of one pass a destination that `answers_at_close` left unanswered: the pass's plan rows other than
+    those its batches answered (usually none), so no key per deferred row is held."""
+
+    actions: tuple[str, ...]
+    op: Operation
+    answered: list[str] = field(default_factory=list)
+    deferred: int = 0
+
+
+@dataclass
 class _Batch:
     op: Operation
     rows: OutboundBatch
@@ -93,6 +106,7 @@ class Runner:
         self.concurrency = max(1, concurrency)
         self.delivery = Delivery()
         self._unsettled: dict[str, Operation] = {}  # rows a deferred destination has not answered yet
+        self._deferred_passes: list[_DeferredPass] = []  # the same, for destinations that answer at close
         self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
         self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
         self._committer: StateCommitter | None = None
@@ -137,9 +151,13 @@ class Runner:
             success = True
         finally:
             # Rows a destination settles at close (a file, a drop) may be the whole audience: settle them in chunks.
-            for chunk in _in_chunks(self.destination.close(success=success), SETTLE_CHUNK_ROWS):
-                answered = [(o, self._unsettled.pop(o.key)) for o in chunk if o.key in self._unsettled]
-                self._settle_looked_up(answered)
+            closing = self.destination.close(success=success)
+            if isinstance(closing, DeferredOutcome):
+                self._settle_deferred_passes(closing)
+            else:
+                for chunk in _in_chunks(closing, SETTLE_CHUNK_ROWS):
+                    answered = [(o, self._unsettled.pop(o.key)) for o in chunk if o.key in self._unsettled]
+                    self._settle_looked_up(answered)
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:
             self.delivery.export_paths = [str(Path(p)) for p in getattr(self.destination, "written_files", [])]
@@ -149,6 +167,8 @@ class Runner:
         """Each pass is acknowledged before the next starts: a mirror's retirements and removals reach the
         destination before its upserts."""
         for actions, op in self._passes():
+            if self.destination.answers_at_close:
+                self._deferred_passes.append(_DeferredPass(actions, op))
             in_flight: dict[Future[Sequence[RowOutcome]], _Batch] = {}
             for batch in self._batches(actions, op):
                 in_flight[pool.submit(self.destination.write, batch.op, batch.rows)] = batch
@@ -226,32 +246,71 @@ class Runner:
         answer yet are settled later (at close) through the plan table."""
         keys = batch.rows.keys
         if isinstance(outcomes, AcknowledgedRows) and outcomes.keys == keys:
-            self._submit(_acknowledged_table(batch.entries, outcomes), [], len(keys), batch.op)
+            self._note_answered(keys, len(keys))
+            self._submit(_acknowledged_table(batch.entries, outcomes), batch.op)
             return
         if len(outcomes) == len(keys) and all(o.key == key for o, key in zip(outcomes, keys, strict=True)):
             entries = batch.entries
         else:
             position = {key: i for i, key in enumerate(keys)}
             outcomes = [o for o in outcomes if o.key in position]
-            answered = {o.key for o in outcomes}
-            self._unsettled.update((key, batch.op) for key in keys if key not in answered)
+            if not self.destination.answers_at_close:
+                answered = {o.key for o in outcomes}
+                self._unsettled.update((key, batch.op) for key in keys if key not in answered)
             if not outcomes:
+                self._note_answered([], len(keys))
                 return
             entries = batch.entries.take(pa.array([position[o.key] for o in outcomes], pa.int64()))
+        self._note_answered([o.key for o in outcomes], len(keys))
         table = pa.table(
             {**_outcome_columns(outcomes), **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]}},
             schema=state.PLANNED_OUTCOME_SCHEMA,
         )
-        self._submit(table, [o for o in outcomes if not o.ok], len(outcomes), batch.op)
+        self._submit(table, batch.op)
+
+    def _note_answered(self, answered: list[str], rows: int) -> None:
+        """For a destination that answers at close: the batch's answered keys, and how many rows it deferred."""
+        if self.destination.answers_at_close:
+            current = self._deferred_passes[-1]
+            current.answered += answered
+            current.deferred += rows - len(answered)
 
     def _settle_looked_up(self, settled: list[tuple[RowOutcome, Operation]]) -> None:
         """Outcomes of rows the runner no longer holds: the committer joins them with the plan table."""
         for op in {op for _, op in settled}:
             outcomes = [outcome for outcome, operation in settled if operation is op]
-            table = pa.table(_outcome_columns(outcomes), schema=state.OUTCOME_SCHEMA)
-            self._submit(table, [o for o in outcomes if not o.ok], len(outcomes), op)
+            self._submit(pa.table(_outcome_columns(outcomes), schema=state.OUTCOME_SCHEMA), op)
 
-    def _submit(self, table: pa.Table, failures: list[RowOutcome], settled: int, op: Operation) -> None:
+    def _settle_deferred_passes(self, outcome: DeferredOutcome) -> None:
+        """Give every row the passes deferred the destination's one answer, streamed from the plan in chunks."""
+        passes, self._deferred_passes = [p for p in self._deferred_passes if p.deferred], []
+        for deferred in passes:
+            self._settle_from_plan(deferred.actions, deferred.op, outcome, exclude=deferred.answered)
+
+    def _settle_from_plan(
+        self, actions: tuple[str, ...], op: Operation, outcome: DeferredOutcome, exclude: list[str]
+    ) -> None:
+        """Settle the plan rows with these actions, except the keys in `exclude`, with one outcome. Each chunk
+        waits for the previous one's commit, so at most two are held whatever the audience's size."""
+        wanted = ", ".join(literal(a) for a in actions)
+        # Only a mirror's state keeps the fields sent.
+        fields = "row_fields" if self.plan.mode is Mode.MIRROR else "null::varchar as row_fields"
+        reader = self.con.cursor()
+        try:
+            skip = ""
+            if exclude:
+                reader.register("answered_rows", pa.table({"row_key": pa.array(exclude, pa.string())}))
+                skip = " and row_key not in (select row_key from answered_rows)"
+            sql = f"select row_key, action, row_hash, {fields} from {self.plan.table} where action in ({wanted}){skip}"
+            for entries in reader.sql(sql).to_arrow_reader(SETTLE_CHUNK_ROWS):
+                assert self._committer is not None
+                self._committer.flush()
+                self._submit(_uniform_outcomes(pa.Table.from_batches([entries]), outcome), op)
+        finally:
+            reader.close()
+
+    def _submit(self, table: pa.Table, op: Operation) -> None:
+        """Hand settled rows to the committer and count them (`ok` and `code` columns of the outcome table)."""
         assert self._committer is not None
         self.delivery.batches += 1
         number = self.delivery.batches
@@ -259,17 +318,22 @@ class Runner:
             self._committer.flush()
             os._exit(137)
         self._committer.submit(number, table)
-        self.delivery.failed += len(failures)
-        self.delivery.error_summary.update(outcome.code or "unknown" for outcome in failures)
+        failed_mask = pc.invert(table["ok"])
+        failed = pc.sum(failed_mask).as_py() or 0
+        if failed:
+            codes = pc.fill_null(pc.filter(table["code"], failed_mask), "unknown")
+            self.delivery.error_summary.update({c["values"]: c["counts"] for c in pc.value_counts(codes).to_pylist()})
+        self.delivery.failed += failed
         if op is Operation.REMOVE:
-            self.delivery.removed += settled - len(failures)
+            self.delivery.removed += table.num_rows - failed
         else:
-            self.delivery.sent += settled - len(failures)
+            self.delivery.sent += table.num_rows - failed
 
     def _fail_unanswered(self) -> None:
         """Rows the destination never answered for: errors, retried next run."""
-        unanswered, self._unsettled = self._unsettled, {}
         message = "the destination did not acknowledge this row"
+        self._settle_deferred_passes(DeferredOutcome.failure("no_acknowledgement", message))
+        unanswered, self._unsettled = self._unsettled, {}
         failures = [(RowOutcome.failure(k, "no_acknowledgement", message), op) for k, op in unanswered.items()]
         self._settle_looked_up(failures)
 
@@ -277,8 +341,7 @@ class Runner:
         """Rows gone from the model since the last export leave the export state once a new file is in place."""
         if not self.delivery.export_paths:
             return
-        removed = self.con.execute(f"select row_key from {self.plan.table} where action = 'remove'").fetchall()
-        self._settle_looked_up([(RowOutcome.success(key), Operation.REMOVE) for (key,) in removed])
+        self._settle_from_plan(("remove",), Operation.REMOVE, DeferredOutcome.success(), exclude=[])
 
 
 def _in_chunks(items: Iterable[RowOutcome], size: int) -> Iterator[list[RowOutcome]]:
@@ -297,6 +360,22 @@ def _acknowledged_table(entries: pa.Table, acknowledged: AcknowledgedRows) -> pa
         "message": pa.nulls(n, pa.string()),
         "permanent": pa.array([False] * n, pa.bool_()),
         "destination_ref": acknowledged.destination_refs or pa.nulls(n, pa.string()),
+        "cost": pa.nulls(n, pa.float64()),
+        **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]},
+    }
+    return pa.table(columns, schema=state.PLANNED_OUTCOME_SCHEMA)
+
+
+def _uniform_outcomes(entries: pa.Table, outcome: DeferredOutcome) -> pa.Table:
+    """One outcome for every row of `entries` (PLAN_ENTRY_COLUMNS), as a planned outcome table."""
+    n = entries.num_rows
+    columns = {
+        "row_key": entries["row_key"],
+        "ok": pa.array([outcome.ok] * n, pa.bool_()),
+        "code": pa.array([outcome.code] * n, pa.string()),
+        "message": pa.array([outcome.message] * n, pa.string()),
+        "permanent": pa.array([outcome.permanent] * n, pa.bool_()),
+        "destination_ref": pa.array([outcome.destination_ref] * n, pa.string()),
         "cost": pa.nulls(n, pa.float64()),
         **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]},
     }

@@ -108,6 +108,27 @@ class RowOutcome:
         return cls(key=key, ok=False, code=code, message=message, permanent=permanent)
 
 
+@dataclass(frozen=True)
+class DeferredOutcome:
+    """What `close()` of a destination that `answers_at_close` returns: the one outcome shared by every row its
+    `write` left unanswered (a file put in place, or not). The runner settles those rows from the plan in
+    chunks, so neither side holds an object, or even a key, per row of the audience."""
+
+    ok: bool
+    destination_ref: str | None = None
+    code: str | None = None
+    message: str | None = None
+    permanent: bool = False
+
+    @classmethod
+    def success(cls, destination_ref: str | None = None) -> DeferredOutcome:
+        return cls(ok=True, destination_ref=destination_ref)
+
+    @classmethod
+    def failure(cls, code: str, message: str, *, permanent: bool = False) -> DeferredOutcome:
+        return cls(ok=False, code=code, message=message, permanent=permanent)
+
+
 class AcknowledgedRows(Sequence[RowOutcome]):
     """Every row of an `OutboundBatch` acknowledged in one answer, in the batch's order: what a connector may
     return instead of one `RowOutcome` per row, so a fully successful batch settles without per-row objects."""
@@ -191,6 +212,9 @@ class Destination(ABC):
     # True when the connector sends `OutboundBatch.json_rows` as they are: the runner then renders them in the
     # warehouse whenever the plan's field types allow it (`Plan.json_exact`).
     reads_json_rows: ClassVar[bool] = False
+    # True when `close()` answers every row `write` left unanswered with one `DeferredOutcome` (a whole-file
+    # export), instead of one `RowOutcome` per row.
+    answers_at_close: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: DestinationSettings, target: SyncTarget) -> None:
         self.name = name
@@ -213,9 +237,9 @@ class Destination(ABC):
         `close`. The runner passes an `OutboundBatch`; any sequence of rows must work.
         """
 
-    def close(self, *, success: bool) -> Iterable[RowOutcome]:
+    def close(self, *, success: bool) -> Iterable[RowOutcome] | DeferredOutcome:
         """Called once after the last batch. Returns outcomes for rows still unsettled (deferred writes); the runner
-        consumes them in chunks, so a destination settling a whole audience may yield them lazily."""
+        consumes them in chunks. A destination that `answers_at_close` returns one `DeferredOutcome` for them all."""
         return []
 
 

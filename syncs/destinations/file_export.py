@@ -4,7 +4,8 @@ Each run writes `<directory>/<name>/<run-timestamp>.<ext>` by streaming every ba
 (the audience is never held in memory whole) under a hidden temporary name, renames it into place only when
 the run succeeds, and then refreshes `latest.<ext>`. `latest` is a *copy* renamed into place, not a symlink:
 readers on any file system or sync tool (S3 sync, SMB shares, Windows) see a complete regular file. Outcomes
-are deferred: rows are settled in `close()` once their file is in place.
+are deferred: `close()` answers every written row at once (`DeferredOutcome`) once their file is in place, so
+the exporter holds no key per row and its memory does not grow with the audience.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from pydantic import field_validator
 
 from syncs.destinations.base import (
+    DeferredOutcome,
     Destination,
     DestinationSettings,
     Mode,
@@ -76,6 +78,7 @@ class FileExportDestination(Destination):
     Settings = FileExportSettings
     Target = FileExportTarget
     accepts_extra_fields = True
+    answers_at_close = True
 
     def __init__(self, name: str, settings: FileExportSettings, target: FileExportTarget) -> None:
         super().__init__(name, settings, target)
@@ -85,11 +88,10 @@ class FileExportDestination(Destination):
         self._schema: pa.Schema | None = None
         self._text_columns: set[str] = set()
         self._spools: list[_Spool] = []
-        self._pending: list[str] = []
         self.written_files: list[Path] = []  # the files the last finished run put in place
 
     def open(self, run: RunInfo) -> None:
-        self._stem, self._schema, self._text_columns, self._spools, self._pending = "", None, set(), [], []
+        self._stem, self._schema, self._text_columns, self._spools = "", None, set(), []
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         if op is not Operation.UPSERT:
@@ -112,14 +114,13 @@ class FileExportDestination(Destination):
             self._spools = [self._start(ext, batch.schema) for ext in self.extensions]
         for spool in self._spools:
             spool.writer.write_batch(batch)
-        self._pending.extend(row.key for row in rows)
         return []
 
-    def close(self, *, success: bool) -> Iterator[RowOutcome]:
-        """Publish (or discard) the files now; the rows' outcomes are yielded lazily (a whole audience)."""
+    def close(self, *, success: bool) -> DeferredOutcome:
+        """Publish (or discard) the files now: every row written is in the run's file, or none is."""
         for spool in self._spools:
             spool.writer.close()
-        pending, stem = self._pending, self._stem
+        stem = self._stem
         if not success:
             for spool in self._spools:
                 spool.temp.unlink(missing_ok=True)
@@ -128,11 +129,10 @@ class FileExportDestination(Destination):
                 publish(spool.temp, spool.final)
                 refresh_latest(spool.final)
             self.written_files = [spool.final for spool in self._spools]
-        self._spools, self._pending = [], []
+        self._spools = []
         if success:
-            return (RowOutcome.success(key, destination_ref=stem) for key in pending)
-        message = "the run failed before the file was complete"
-        return (RowOutcome.failure(key, "export_aborted", message) for key in pending)
+            return DeferredOutcome.success(destination_ref=stem)
+        return DeferredOutcome.failure("export_aborted", "the run failed before the file was complete")
 
     def _start(self, extension: str, schema: pa.Schema) -> _Spool:
         final = self.folder / f"{self._stem}.{extension}"

@@ -1,4 +1,4 @@
-"""File export: streamed CSV/Parquet, atomic publication, the `latest` copy, deferred outcomes."""
+"""File export: streamed CSV/Parquet, atomic publication, the `latest` copy, one deferred outcome at close."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from syncs.destinations.base import Mode, Operation, OutboundRow, RunInfo
+from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RunInfo
 from syncs.destinations.file_export import FileExportDestination
 
 
@@ -22,18 +22,18 @@ def batch(start: int, n: int, plan: str | None = "pro") -> list[OutboundRow]:
     return [OutboundRow(f"c{i}", {"customer_id": f"c{i}", "orders": i, "plan": plan}) for i in range(start, start + n)]
 
 
-def run(dest: FileExportDestination, *batches: list[OutboundRow], success: bool = True) -> list:
+def run(dest: FileExportDestination, *batches: list[OutboundRow], success: bool = True) -> DeferredOutcome:
     dest.open(RunInfo(run_id="r1", sync_name="churn_export", mode=Mode.EXPORT))
     for rows in batches:
         assert dest.write(Operation.UPSERT, rows) == []  # deferred until the file is in place
-    return list(dest.close(success=success))
+    return dest.close(success=success)
 
 
 def test_batches_stream_into_both_formats_and_settle_on_close(tmp_path: Path) -> None:
     dest = exporter(tmp_path)
-    outcomes = run(dest, batch(0, 3), batch(3, 2))
-    assert [o.key for o in outcomes] == [f"c{i}" for i in range(5)] and all(o.ok for o in outcomes)
+    outcome = run(dest, batch(0, 3), batch(3, 2))
     csv_file, parquet_file = dest.written_files
+    assert outcome == DeferredOutcome.success(destination_ref=csv_file.stem)  # every written row, one answer
     assert csv_file.parent == tmp_path / "churn_risk" and csv_file.suffix == ".csv"
     assert pq.read_table(parquet_file).column("orders").to_pylist() == [0, 1, 2, 3, 4]
     assert pa_csv.read_csv(csv_file).column("customer_id").to_pylist() == [f"c{i}" for i in range(5)]
@@ -53,8 +53,8 @@ def test_each_run_gets_its_own_file_and_latest_follows(tmp_path: Path) -> None:
 
 
 def test_failed_run_publishes_nothing_and_fails_its_rows(tmp_path: Path) -> None:
-    outcomes = run(exporter(tmp_path, fmt="parquet"), batch(0, 2), success=False)
-    assert {(o.ok, o.code) for o in outcomes} == {(False, "export_aborted")}
+    outcome = run(exporter(tmp_path, fmt="parquet"), batch(0, 2), success=False)
+    assert (outcome.ok, outcome.code, outcome.permanent) == (False, "export_aborted", False)
     assert list((tmp_path / "churn_risk").iterdir()) == []
 
 
@@ -71,7 +71,8 @@ def test_values_that_do_not_fit_the_schema_fail_their_batch(tmp_path: Path) -> N
     bad = [OutboundRow("x", {"customer_id": "x", "orders": "many", "plan": "pro"})]
     [outcome] = dest.write(Operation.UPSERT, bad)
     assert (outcome.code, outcome.permanent) == ("schema_mismatch", True)
-    assert [o.key for o in dest.close(success=True)] == ["c0", "c1"]
+    assert dest.close(success=True).ok
+    assert pa_csv.read_csv(dest.written_files[0]).column("customer_id").to_pylist() == ["c0", "c1"]
 
 
 def test_directory_defaults_to_the_exports_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from syncs.destinations.file_export import FileExportDestination
 from syncs.engine import plan_sync
+from syncs.runner import Runner
 
 
 def delivered_keys(env, topic: str, operation: str = "upsert") -> Counter[str]:
@@ -178,6 +182,47 @@ def test_rows_settled_at_close_are_committed_in_chunks(sync_env, monkeypatch):
     assert (second.planned.change, second.planned.unchanged, second.sent) == (40, 60, 100)
     changed = "select count(*) from tidings.sync_state where sync_name = 'audience_export' and synced_at > ?"
     assert sync_env.sql(changed, [first_finished(sync_env, first.run_id)]) == [(40,)]
+
+
+def test_an_export_answers_its_rows_at_close_except_those_refused_on_the_way(sync_env, monkeypatch):
+    """The exporter answers every row it wrote with one outcome; rows it refused in `write` keep their own."""
+    monkeypatch.setattr("syncs.runner.SETTLE_CHUNK_ROWS", 25)
+    monkeypatch.setattr(FileExportDestination, "max_batch_size", 30)
+    sync_env.sql("alter table analytics.audience alter score type hugeint")
+    # The first batch fixes the column as 64-bit integers; the last batch's values do not fit.
+    sync_env.sql("update analytics.audience set score = 2::hugeint ** 70 where customer_id >= 'c00090'")
+
+    result = sync_env.run("audience_export")
+
+    assert (result.status, result.sent, result.failed, result.error_summary) == (
+        "partial",
+        90,
+        10,
+        {"schema_mismatch": 10},
+    )
+    with Path(result.export_paths[0]).open() as handle:
+        assert len(list(csv.DictReader(handle))) == 90
+    state_rows = "select count(*) from tidings.sync_state where sync_name = 'audience_export'"
+    assert sync_env.sql(state_rows) == [(90,)]
+    assert sync_env.sql("select count(*), min(code) from tidings.row_errors") == [(10, "schema_mismatch")]
+
+
+def test_an_aborted_export_fails_its_rows_and_publishes_nothing(sync_env, monkeypatch):
+    def batches_then_break(self, actions, op):
+        yield from original(self, actions, op)
+        raise RuntimeError("the plan stream broke")
+
+    original = Runner._batches
+    monkeypatch.setattr(Runner, "_batches", batches_then_break)
+
+    with pytest.raises(RuntimeError, match="plan stream broke"):
+        sync_env.run("audience_export")
+
+    assert sync_env.sql("select count(*) from tidings.sync_state") == [(0,)]
+    assert sync_env.sql("select count(*), min(code), bool_or(permanent) from tidings.row_errors") == [
+        (100, "export_aborted", False)
+    ]
+    assert not list((sync_env.root / "exports" / "audience").glob("*.csv"))
 
 
 def first_finished(env, run_id: str):
