@@ -352,30 +352,26 @@ def _in_chunks(items: Iterable[RowOutcome], size: int) -> Iterator[list[RowOutco
 
 def _acknowledged_table(entries: pa.Table, acknowledged: AcknowledgedRows) -> pa.Table:
     """The outcome table of a batch whose every row succeeded, built from its plan entries without row objects."""
-    n = entries.num_rows
-    columns = {
-        "row_key": entries["row_key"],
-        "ok": pa.array([True] * n, pa.bool_()),
-        "code": pa.nulls(n, pa.string()),
-        "message": pa.nulls(n, pa.string()),
-        "permanent": pa.array([False] * n, pa.bool_()),
-        "destination_ref": acknowledged.destination_refs or pa.nulls(n, pa.string()),
-        "cost": pa.nulls(n, pa.float64()),
-        **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]},
-    }
-    return pa.table(columns, schema=state.PLANNED_OUTCOME_SCHEMA)
+    return _uniform_outcomes(entries, DeferredOutcome.success(), acknowledged.destination_refs)
 
 
-def _uniform_outcomes(entries: pa.Table, outcome: DeferredOutcome) -> pa.Table:
-    """One outcome for every row of `entries` (PLAN_ENTRY_COLUMNS), as a planned outcome table."""
+def _uniform_outcomes(
+    entries: pa.Table, outcome: DeferredOutcome, destination_refs: list[str | None] | None = None
+) -> pa.Table:
+    """One outcome for every row of `entries` (PLAN_ENTRY_COLUMNS), as a planned outcome table; `destination_refs`
+    gives each row its own reference."""
     n = entries.num_rows
+
+    def repeated(value: Any, kind: pa.DataType) -> pa.Array:
+        return pa.nulls(n, kind) if value is None else pa.array([value] * n, kind)
+
     columns = {
         "row_key": entries["row_key"],
-        "ok": pa.array([outcome.ok] * n, pa.bool_()),
-        "code": pa.array([outcome.code] * n, pa.string()),
-        "message": pa.array([outcome.message] * n, pa.string()),
-        "permanent": pa.array([outcome.permanent] * n, pa.bool_()),
-        "destination_ref": pa.array([outcome.destination_ref] * n, pa.string()),
+        "ok": repeated(outcome.ok, pa.bool_()),
+        "code": repeated(outcome.code, pa.string()),
+        "message": repeated(outcome.message, pa.string()),
+        "permanent": repeated(outcome.permanent, pa.bool_()),
+        "destination_ref": destination_refs or repeated(outcome.destination_ref, pa.string()),
         "cost": pa.nulls(n, pa.float64()),
         **{c: entries[c] for c in PLAN_ENTRY_COLUMNS[1:]},
     }
