@@ -63,6 +63,7 @@ class _Settled:
 
 
 _STOP = object()
+_FLUSH = object()  # ends the group being gathered: the sender is waiting for everything it submitted
 
 
 class StateCommitter:
@@ -94,7 +95,8 @@ class StateCommitter:
         self._queue.put(_Settled(number, outcomes))
 
     def flush(self) -> None:
-        """Wait until everything submitted so far is committed."""
+        """Wait until everything submitted so far is committed, without waiting out the commit interval."""
+        self._queue.put(_FLUSH)
         self._queue.join()
         self._raise_if_failed()
 
@@ -116,7 +118,7 @@ class StateCommitter:
     def _work(self) -> None:
         stopping = False
         while not stopping:
-            group, stopping = self._next_group()
+            group, markers, stopping = self._next_group()
             try:
                 if group and self._error is None:
                     self._commit(group)
@@ -124,14 +126,15 @@ class StateCommitter:
                 self._error = error
                 log_event(log, "commit.failed", level=40, sync=self._scope.sync_name, error=type(error).__name__)
             finally:
-                for _ in range(len(group) + stopping):
+                for _ in range(len(group) + markers):
                     self._queue.task_done()
 
-    def _next_group(self) -> tuple[list[_Settled], bool]:
-        """Block for one settled batch, then gather those settled within the commit interval after it."""
+    def _next_group(self) -> tuple[list[_Settled], int, bool]:
+        """Block for one settled batch, then gather those settled within the commit interval after it; a flush or
+        stop marker ends the group at once. Returns the group, the markers taken and whether to stop."""
         first = self._queue.get()
-        if first is _STOP:
-            return [], True
+        if first is _STOP or first is _FLUSH:
+            return [], 1, first is _STOP
         group, rows = [first], first.outcomes.num_rows
         deadline = time.monotonic() + self._interval
         while not self._ends_group(group[-1]) and rows < MAX_GROUP_ROWS:
@@ -139,11 +142,11 @@ class StateCommitter:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if item is _STOP:
-                return group, True
+            if item is _STOP or item is _FLUSH:
+                return group, 1, item is _STOP
             group.append(item)
             rows += item.outcomes.num_rows
-        return group, False
+        return group, 0, False
 
     def _ends_group(self, settled: _Settled) -> bool:
         return settled.number == self._crash_after
