@@ -116,10 +116,11 @@ def test_queue_sends_at_most_one_marketing_message_per_customer_channel_and_loca
         ),
         already_sent as (
             select sent.customer_id, sent.channel,
-                cast(timezone(customers.timezone, timezone('UTC', sent.sent_at)) as date) as local_day,
+                cast(timezone(zones.contact_timezone, timezone('UTC', sent.sent_at)) as date) as local_day,
                 count(*) as sent
             from analytics.marketing_messages_sent as sent
-            join analytics.dim_customers as customers using (customer_id)
+            join (select distinct customer_id, contact_timezone from analytics.message_decisions) as zones
+                using (customer_id)
             group by all
         )
         select queued.*, coalesce(already_sent.sent, 0) as sent

@@ -1,16 +1,22 @@
 -- Contact-policy arbitration: one row per candidate delivery (a due message occurrence on one channel) with the
 -- decision and its reason. Rules, in order (the first that applies decides):
+--   0. already_sent  a send_once sync already delivered it (acknowledged in the message ledger): never twice;
+--                    for a non-urgent message, a delivery on any of its channels
 --   1. suppressed    globally suppressed customer (erased, complained, hard bounced, unsubscribed)
 --   2. no_consent    no consent or no valid identifier for the channel (dim_customers.can_<channel>)
 --   3. holdout       marketing only: the customer is in the global control group (`global_control_group_pct`) or
 --                    in the sequence's holdout (message_catalog.holdout_pct), both stable md5 buckets
 --   4. quiet_hours   SMS inside the customer's local quiet hours (`sms_quiet_hours_start` to `sms_quiet_hours_end`)
+--                    Local time is the customer's time zone, else their country's main zone (seed
+--                    country_time_zones), else `message_fallback_timezone`; so is the calendar day of the caps.
 --   5. capped        marketing only: the customer already got `message_daily_cap_per_channel` marketing messages on
 --                    this channel this local calendar day, or `message_weekly_cap_per_channel` in the last 7 local days
---                    (counted from ESP send events)
+--                    (marketing_messages_sent: Tidings' own deliveries, sent or pending, and the ESP's own sends)
 --   6. outranked     marketing only: higher-priority marketing messages (message_catalog.priority, lower wins) took
 --                    the remaining slots under the caps
--- Transactional messages are exempt from holdouts and caps and do not use up marketing slots.
+-- Transactional messages are exempt from holdouts and caps and do not use up marketing slots. A delivery an
+-- earlier run wrote ahead but did not see acknowledged (ledger `pending`) already holds its slot: it is screened
+-- again (an opt-out since still stops it) but not capped or outranked, so the sync can finish it.
 -- Channel choice: urgent messages go to every consented candidate channel (SMS for urgency, email for context);
 -- other messages go to the first consented channel of channel_candidates (earlier unconsented ones are logged as
 -- no_consent). occurrence_key identifies the delivery: md5(message occurrence_key | channel).
@@ -20,8 +26,20 @@ with candidates as (
     select * from {{ ref('message_candidates') }}
 ),
 
+handed_over as (
+    select * from {{ ref('int_messages__handed_over') }}
+),
+
+-- Caps and quiet hours need a local clock: a customer without a time zone gets their country's main zone.
 customers as (
-    select * from {{ ref('dim_customers') }}
+    select
+        dim_customers.*,
+        coalesce(
+            dim_customers.timezone, country_time_zones.time_zone, '{{ var("message_fallback_timezone") }}'
+        ) as contact_timezone
+    from {{ ref('dim_customers') }} as dim_customers
+    left join {{ ref('country_time_zones') }} as country_time_zones
+        on country_time_zones.country_code = dim_customers.country_code
 ),
 
 catalog as (
@@ -45,29 +63,19 @@ decision_time as (
 -- The decision instant on the wall clock of each time zone: one conversion per zone, not one per delivery.
 local_decision_times as (
     select
-        zones.timezone,
-        {{ to_local_timestamp('decision_time.decision_at', 'zones.timezone') }} as local_decision_at
-    from (select distinct timezone from customers) as zones
+        zones.contact_timezone,
+        {{ to_local_timestamp('decision_time.decision_at', 'zones.contact_timezone') }} as local_decision_at
+    from (select distinct contact_timezone from customers) as zones
     cross join decision_time
 ),
 
 channel_options as (
-    {%- for position in [1, 2, 3] %}
-    select
-        candidates.*,
-        {{ position }} as channel_position,
-        trim({{ dbt.split_part('candidates.channel_candidates', "','", position) }}) as channel
-    from candidates
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+    {{ message_channel_options('candidates') }}
 ),
 
 deliveries as (
     select
-        {{ dbt.hash(dbt.concat(['channel_options.occurrence_key', "'|'", 'channel_options.channel'])) }}
-            as occurrence_key,
+        {{ message_delivery_key('channel_options.occurrence_key', 'channel_options.channel') }} as occurrence_key,
         channel_options.occurrence_key as message_occurrence_key,
         channel_options.customer_id,
         channel_options.message_name,
@@ -77,7 +85,7 @@ deliveries as (
         channel_options.channel,
         channel_options.channel_position,
         channel_options.payload,
-        customers.timezone,
+        customers.contact_timezone,
         customers.is_globally_suppressed,
         customers.suppression_reason,
         case channel_options.channel
@@ -90,13 +98,18 @@ deliveries as (
         {{ hash_bucket(dbt.concat(['channel_options.message_name', "'|'", 'channel_options.customer_id'])) }}
             as sequence_bucket,
         catalog.holdout_pct,
+        handed_over.status as handover_status,
+        handed_over.sync_name as handed_over_by,
         decision_time.decision_at,
         local_decision_times.local_decision_at
     from channel_options
     inner join customers on customers.customer_id = channel_options.customer_id
     inner join catalog on catalog.message_name = channel_options.message_name
     cross join decision_time
-    left join local_decision_times on local_decision_times.timezone = customers.timezone
+    left join local_decision_times on local_decision_times.contact_timezone = customers.contact_timezone
+    left join handed_over
+        on handed_over.occurrence_key
+            = {{ message_delivery_key('channel_options.occurrence_key', 'channel_options.channel') }}
     where channel_options.channel <> ''
 ),
 
@@ -111,15 +124,31 @@ first_consented_channels as (
     group by message_occurrence_key
 ),
 
+-- A non-urgent message goes out on one channel only: once delivered on one, it is not sent again on another
+-- (say the customer withdrew email consent and SMS is now the first consented channel).
+sent_occurrences as (
+    select
+        message_occurrence_key,
+        min(channel) as sent_channel,
+        min(handed_over_by) as sent_by
+    from deliveries
+    where handover_status = 'sent'
+    group by message_occurrence_key
+),
+
 chosen_channels as (
     select
         deliveries.*,
         coalesce(
             deliveries.channel_position > first_consented_channels.first_consented_position, false
-        ) as has_consented_channel_before
+        ) as has_consented_channel_before,
+        sent_occurrences.sent_channel,
+        sent_occurrences.sent_by
     from deliveries
     left join first_consented_channels
         on first_consented_channels.message_occurrence_key = deliveries.message_occurrence_key
+    left join sent_occurrences
+        on sent_occurrences.message_occurrence_key = deliveries.message_occurrence_key
 ),
 
 screened as (
@@ -127,6 +156,8 @@ screened as (
         *,
         cast(local_decision_at as date) as local_decision_date,
         case
+            when handover_status = 'sent' then 'already_sent'
+            when not urgent and sent_channel is not null then 'already_sent'
             when is_globally_suppressed then 'suppressed'
             when not has_consent then 'no_consent'
             when message_kind = 'marketing' and global_control_bucket < {{ var('global_control_group_pct') }}
@@ -151,7 +182,7 @@ sent_marketing as (
     select
         sent.customer_id,
         sent.channel,
-        cast({{ to_local_timestamp('sent.sent_at', 'customers.timezone') }} as date) as local_sent_date
+        cast({{ to_local_timestamp('sent.sent_at', 'customers.contact_timezone') }} as date) as local_sent_date
     from {{ ref('marketing_messages_sent') }} as sent
     inner join customers on customers.customer_id = sent.customer_id
 ),
@@ -170,6 +201,7 @@ sent_counts as (
         and sent_marketing.local_sent_date <= screened.local_decision_date
     where screened.screen_decision is null
         and screened.message_kind = 'marketing'
+        and screened.handover_status is null
     group by screened.message_occurrence_key, screened.channel
 ),
 
@@ -192,6 +224,7 @@ ranked as (
         and sent_counts.channel = screened.channel
     where screened.screen_decision is null
         and screened.message_kind = 'marketing'
+        and screened.handover_status is null
 ),
 
 capped as (
@@ -232,6 +265,11 @@ final as (
         screened.channel,
         coalesce(screened.screen_decision, capped.cap_decision, 'send') as decision,
         case coalesce(screened.screen_decision, capped.cap_decision, 'send')
+            when 'already_sent' then case
+                when screened.handover_status = 'sent'
+                    then {{ dbt.concat(["'already sent by '", 'screened.handed_over_by']) }}
+                else {{ dbt.concat(["'already sent on '", 'screened.sent_channel', "' by '", 'screened.sent_by']) }}
+            end
             when 'suppressed' then {{ dbt.concat([
                 "'globally suppressed: '", "coalesce(screened.suppression_reason, 'unknown')"
             ]) }}
@@ -244,12 +282,16 @@ final as (
             when 'quiet_hours' then 'SMS quiet hours in the customer''s time zone'
             when 'send' then case
                 when screened.message_kind = 'transactional' then 'transactional: exempt from marketing caps'
+                when screened.handover_status = 'pending' then {{ dbt.concat([
+                    "'finishing a delivery an earlier run of '", 'screened.handed_over_by', "' started'"
+                ]) }}
                 else 'within caps and highest priority'
             end
             else capped.cap_reason
         end as decision_reason,
         screened.payload,
         screened.decision_at,
+        screened.contact_timezone,
         screened.local_decision_date
     from screened
     left join capped on capped.occurrence_key = screened.occurrence_key

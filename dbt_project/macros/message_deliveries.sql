@@ -1,0 +1,25 @@
+{#-
+    Shared by the models that turn message occurrences into deliveries (message_decisions,
+    message_delivery_log): both must agree on the delivery key the send_once syncs deduplicate on.
+-#}
+
+{#- The delivery key of a message occurrence on one channel: md5(occurrence_key | channel). -#}
+{% macro message_delivery_key(occurrence_key, channel) -%}
+    {{ dbt.hash(dbt.concat([occurrence_key, "'|'", channel])) }}
+{%- endmacro %}
+
+{#- One row per candidate channel of each occurrence in the CTE or relation `occurrences` (its
+    channel_candidates lists up to three channels in preference order), adding channel and channel_position.
+    An occurrence with fewer channels yields rows whose channel is '' (callers drop them). -#}
+{% macro message_channel_options(occurrences) -%}
+    {%- for position in [1, 2, 3] %}
+    select
+        {{ occurrences }}.*,
+        {{ position }} as channel_position,
+        trim({{ dbt.split_part(occurrences ~ '.channel_candidates', "','", position) }}) as channel
+    from {{ occurrences }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
