@@ -91,3 +91,24 @@
         else {{ postal_code }} is not null and trim({{ postal_code }}) <> ''
     end, false)
 {%- endmacro %}
+
+{#- The time zone names the warehouse can convert with (one column: name). Staging keeps only these, so one
+    unknown value in the CRM (a typo, 'Paris time') becomes null instead of failing every local-time
+    conversion downstream (the warehouse raises on an unknown zone). -#}
+{% macro known_time_zones() -%}
+    {{ return(adapter.dispatch('known_time_zones', 'tidings')()) }}
+{%- endmacro %}
+
+{% macro default__known_time_zones() -%}
+    {{ exceptions.raise_compiler_error(
+        "known_time_zones has no implementation for adapter '" ~ adapter.type() ~ "': add a macro "
+        ~ adapter.type() ~ "__known_time_zones that selects the warehouse's time zone names as `name`.") }}
+{%- endmacro %}
+
+{% macro duckdb__known_time_zones() -%}
+    select name from pg_timezone_names()
+{%- endmacro %}
+
+{% macro postgres__known_time_zones() -%}
+    select name from pg_timezone_names
+{%- endmacro %}

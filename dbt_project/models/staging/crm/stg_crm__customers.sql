@@ -2,6 +2,10 @@ with source as (
     select * from {{ source('crm', 'customers') }}
 ),
 
+known_time_zones as (
+    {{ known_time_zones() }}
+),
+
 renamed as (
     select
         customer_id,
@@ -15,7 +19,7 @@ renamed as (
         nullif(upper(trim(state)), '') as state,
         nullif(upper(trim(postal_code)), '') as postal_code,
         {{ normalize_country_code('country') }} as country_code,
-        nullif(trim(timezone), '') as timezone,
+        nullif(trim(timezone), '') as timezone_raw,
         cast(date_of_birth as date) as date_of_birth,
         case lower(trim(gender))
             when 'f' then 'f'
@@ -34,7 +38,8 @@ renamed as (
 
 normalized as (
     select
-        *,
+        renamed.*,
+        known_time_zones.name as timezone,
         {{ email_is_valid('email_normalized') }} as email_valid,
         {{ phone_e164_digits('phone_raw', 'country_code') }} as phone_e164_digits,
         address_line1 is not null
@@ -42,6 +47,8 @@ normalized as (
             and (state is not null or not {{ postal_region_is_required('country_code') }})
             and {{ postal_code_is_valid('postal_code', 'country_code') }} as has_valid_postal_address
     from renamed
+    -- An unknown zone is dropped (null), spelled as the warehouse spells it otherwise.
+    left join known_time_zones on lower(known_time_zones.name) = lower(renamed.timezone_raw)
 ),
 
 final as (
