@@ -6,9 +6,10 @@
 --   2. no_consent    no consent or no valid identifier for the channel (dim_customers.can_<channel>)
 --   3. holdout       marketing only: the customer is in the global control group (`global_control_group_pct`) or
 --                    in the sequence's holdout (message_catalog.holdout_pct), both stable md5 buckets
---   4. quiet_hours   SMS inside the customer's local quiet hours (`sms_quiet_hours_start` to `sms_quiet_hours_end`)
---                    Local time is the customer's time zone, else their country's main zone (seed
---                    country_time_zones), else `message_fallback_timezone`; so is the calendar day of the caps.
+--   4. quiet_hours   SMS inside the customer's local quiet hours (`sms_quiet_hours_start` to `sms_quiet_hours_end`).
+--                    Without a time zone of their own, quiet hours in any zone of their country (seed
+--                    country_time_zones) hold the SMS, and caps count days in the country's main zone; a country
+--                    not in the seed uses `message_fallback_timezone`.
 --   5. capped        marketing only: the customer already got `message_daily_cap_per_channel` marketing messages on
 --                    this channel this local calendar day, or `message_weekly_cap_per_channel` in the last 7 local days
 --                    (marketing_messages_sent: Tidings' own deliveries, sent or pending, and the ESP's own sends)
@@ -30,16 +31,23 @@ handed_over as (
     select * from {{ ref('int_messages__handed_over') }}
 ),
 
--- Caps and quiet hours need a local clock: a customer without a time zone gets their country's main zone.
+country_time_zones as (
+    select * from {{ ref('country_time_zones') }}
+),
+
+-- Caps and quiet hours need a local clock: a customer without a time zone gets their country's main zone
+-- (quiet hours then also look at the country's other zones, see country_quiet_hours).
 customers as (
     select
         dim_customers.*,
         coalesce(
-            dim_customers.timezone, country_time_zones.time_zone, '{{ var("message_fallback_timezone") }}'
-        ) as contact_timezone
+            dim_customers.timezone, main_zones.time_zone, '{{ var("message_fallback_timezone") }}'
+        ) as contact_timezone,
+        case when dim_customers.timezone is null then main_zones.country_code end as zone_guessed_for_country
     from {{ ref('dim_customers') }} as dim_customers
-    left join {{ ref('country_time_zones') }} as country_time_zones
-        on country_time_zones.country_code = dim_customers.country_code
+    left join country_time_zones as main_zones
+        on main_zones.country_code = dim_customers.country_code
+        and main_zones.is_main
 ),
 
 catalog as (
@@ -60,13 +68,43 @@ decision_time as (
         {%- endif %}
 ),
 
+{%- set quiet_hour_condition -%}
+    {%- if var('sms_quiet_hours_start') > var('sms_quiet_hours_end') -%}
+    (extract(hour from local_decision_at) >= {{ var('sms_quiet_hours_start') }}
+        or extract(hour from local_decision_at) < {{ var('sms_quiet_hours_end') }})
+    {%- else -%}
+    (extract(hour from local_decision_at) >= {{ var('sms_quiet_hours_start') }}
+        and extract(hour from local_decision_at) < {{ var('sms_quiet_hours_end') }})
+    {%- endif -%}
+{%- endset %}
+
 -- The decision instant on the wall clock of each time zone: one conversion per zone, not one per delivery.
 local_decision_times as (
     select
-        zones.contact_timezone,
-        {{ to_local_timestamp('decision_time.decision_at', 'zones.contact_timezone') }} as local_decision_at
-    from (select distinct contact_timezone from customers) as zones
-    cross join decision_time
+        contact_timezone,
+        local_decision_at,
+        {{ quiet_hour_condition }} as is_quiet_hour
+    from (
+        select
+            zones.contact_timezone,
+            {{ to_local_timestamp('decision_time.decision_at', 'zones.contact_timezone') }} as local_decision_at
+        from (
+            select contact_timezone from customers
+            union
+            select time_zone from country_time_zones
+        ) as zones
+        cross join decision_time
+    ) as converted
+),
+
+-- For customers without a time zone: is it quiet hours in any zone of their country?
+country_quiet_hours as (
+    select
+        country_time_zones.country_code,
+        {{ dbt.bool_or('local_decision_times.is_quiet_hour') }} as is_quiet_hour_somewhere
+    from country_time_zones
+    inner join local_decision_times on local_decision_times.contact_timezone = country_time_zones.time_zone
+    group by country_time_zones.country_code
 ),
 
 channel_options as (
@@ -86,6 +124,7 @@ deliveries as (
         channel_options.channel_position,
         channel_options.payload,
         customers.contact_timezone,
+        customers.zone_guessed_for_country,
         customers.is_globally_suppressed,
         customers.suppression_reason,
         case channel_options.channel
@@ -101,12 +140,14 @@ deliveries as (
         handed_over.status as handover_status,
         handed_over.sync_name as handed_over_by,
         decision_time.decision_at,
-        local_decision_times.local_decision_at
+        local_decision_times.local_decision_at,
+        coalesce(country_quiet_hours.is_quiet_hour_somewhere, local_decision_times.is_quiet_hour) as is_quiet_hour
     from channel_options
     inner join customers on customers.customer_id = channel_options.customer_id
     inner join catalog on catalog.message_name = channel_options.message_name
     cross join decision_time
     left join local_decision_times on local_decision_times.contact_timezone = customers.contact_timezone
+    left join country_quiet_hours on country_quiet_hours.country_code = customers.zone_guessed_for_country
     left join handed_over
         on handed_over.occurrence_key
             = {{ message_delivery_key('channel_options.occurrence_key', 'channel_options.channel') }}
@@ -163,15 +204,7 @@ screened as (
             when message_kind = 'marketing' and global_control_bucket < {{ var('global_control_group_pct') }}
                 then 'holdout'
             when message_kind = 'marketing' and sequence_bucket < holdout_pct then 'holdout'
-            when channel = 'sms' and (
-                {%- if var('sms_quiet_hours_start') > var('sms_quiet_hours_end') %}
-                extract(hour from local_decision_at) >= {{ var('sms_quiet_hours_start') }}
-                or extract(hour from local_decision_at) < {{ var('sms_quiet_hours_end') }}
-                {%- else %}
-                extract(hour from local_decision_at) >= {{ var('sms_quiet_hours_start') }}
-                and extract(hour from local_decision_at) < {{ var('sms_quiet_hours_end') }}
-                {%- endif %}
-            ) then 'quiet_hours'
+            when channel = 'sms' and is_quiet_hour then 'quiet_hours'
         end as screen_decision
     from chosen_channels
     where urgent or not has_consented_channel_before
@@ -279,7 +312,13 @@ final as (
                     then 'global control group'
                 else {{ dbt.concat(["'holdout group of '", 'screened.message_name']) }}
             end
-            when 'quiet_hours' then 'SMS quiet hours in the customer''s time zone'
+            when 'quiet_hours' then case
+                when screened.zone_guessed_for_country is null then 'SMS quiet hours in the customer''s time zone'
+                else {{ dbt.concat([
+                    "'SMS quiet hours in a time zone of '", 'screened.zone_guessed_for_country',
+                    "' (the customer has none)'"
+                ]) }}
+            end
             when 'send' then case
                 when screened.message_kind = 'transactional' then 'transactional: exempt from marketing caps'
                 when screened.handover_status = 'pending' then {{ dbt.concat([
