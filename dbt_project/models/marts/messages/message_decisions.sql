@@ -1,7 +1,7 @@
 -- Contact-policy arbitration: one row per candidate delivery (a due message occurrence on one channel) with the
 -- decision and its reason. Rules, in order (the first that applies decides):
 --   0. already_sent  a send_once sync already delivered it (acknowledged in the message ledger): never twice;
---                    for a non-urgent message, a delivery on any of its channels
+--                    for a non-urgent message, a delivery on any of its channels, or a pending one on another
 --   1. suppressed    globally suppressed customer (erased, complained, hard bounced, unsubscribed)
 --   2. no_consent    no consent or no valid identifier for the channel (dim_customers.can_<channel>)
 --   3. holdout       marketing only: the customer is in the global control group (`global_control_group_pct`) or
@@ -165,15 +165,18 @@ first_consented_channels as (
     group by message_occurrence_key
 ),
 
--- A non-urgent message goes out on one channel only: once delivered on one, it is not sent again on another
--- (say the customer withdrew email consent and SMS is now the first consented channel).
-sent_occurrences as (
+-- A non-urgent message goes out on one channel only: once handed over on one, it is not sent on another (say
+-- the customer withdrew email consent and SMS is now the first consented channel). A pending hand-over counts
+-- too: its run may have delivered it, and a message missed is better than one sent twice.
+handed_over_occurrences as (
     select
         message_occurrence_key,
-        min(channel) as sent_channel,
-        min(handed_over_by) as sent_by
+        min(case when handover_status = 'sent' then channel end) as sent_channel,
+        min(case when handover_status = 'sent' then handed_over_by end) as sent_by,
+        min(case when handover_status = 'pending' then channel end) as pending_channel,
+        min(case when handover_status = 'pending' then handed_over_by end) as pending_by
     from deliveries
-    where handover_status = 'sent'
+    where handover_status is not null
     group by message_occurrence_key
 ),
 
@@ -183,13 +186,15 @@ chosen_channels as (
         coalesce(
             deliveries.channel_position > first_consented_channels.first_consented_position, false
         ) as has_consented_channel_before,
-        sent_occurrences.sent_channel,
-        sent_occurrences.sent_by
+        handed_over_occurrences.sent_channel,
+        handed_over_occurrences.sent_by,
+        handed_over_occurrences.pending_channel,
+        handed_over_occurrences.pending_by
     from deliveries
     left join first_consented_channels
         on first_consented_channels.message_occurrence_key = deliveries.message_occurrence_key
-    left join sent_occurrences
-        on sent_occurrences.message_occurrence_key = deliveries.message_occurrence_key
+    left join handed_over_occurrences
+        on handed_over_occurrences.message_occurrence_key = deliveries.message_occurrence_key
 ),
 
 screened as (
@@ -199,6 +204,7 @@ screened as (
         case
             when handover_status = 'sent' then 'already_sent'
             when not urgent and sent_channel is not null then 'already_sent'
+            when not urgent and handover_status is null and pending_channel is not null then 'already_sent'
             when is_globally_suppressed then 'suppressed'
             when not has_consent then 'no_consent'
             when message_kind = 'marketing' and global_control_bucket < {{ var('global_control_group_pct') }}
@@ -301,7 +307,12 @@ final as (
             when 'already_sent' then case
                 when screened.handover_status = 'sent'
                     then {{ dbt.concat(["'already sent by '", 'screened.handed_over_by']) }}
-                else {{ dbt.concat(["'already sent on '", 'screened.sent_channel', "' by '", 'screened.sent_by']) }}
+                when screened.sent_channel is not null
+                    then {{ dbt.concat(["'already sent on '", 'screened.sent_channel', "' by '", 'screened.sent_by']) }}
+                else {{ dbt.concat([
+                    "'possibly sent on '", 'screened.pending_channel', "' by '", 'screened.pending_by',
+                    "' (its run did not finish)'"
+                ]) }}
             end
             when 'suppressed' then {{ dbt.concat([
                 "'globally suppressed: '", "coalesce(screened.suppression_reason, 'unknown')"
