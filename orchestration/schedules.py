@@ -4,8 +4,11 @@
 - `daily_metrics` (07:00 UTC, partitioned by day): the history metrics as of the day of the tick
   (`orchestration.dbt_assets.tidings_dbt_metrics`); an hour after the daily build, whose dbt step has refreshed
   the models they read by then. Backfills of past days launch this job, one run per day.
-- `triggered_messages` (every 3 hours from 07:00 to 22:00 UTC): the syncs of triggered-message models
-  (`msg_*`, `message_queue`) with everything upstream of them, so each send reads fresh events.
+- `triggered_messages` (hourly at :30, around the clock): the syncs of triggered-message models (`msg_*`,
+  `message_queue`) with everything upstream of them, so each send reads fresh events. Every hour because a
+  billing alert should not wait half a day; around the clock because customers live in every time zone. Quiet
+  hours and frequency caps are decided per customer in `message_decisions`, and caps count what earlier runs
+  delivered, so more decisions a day send no more messages. At :30 so it does not queue behind the 06:00 build.
 - `tidings_automation`: evaluates the sync assets' automation conditions, so a sync runs after its model
   refreshes (and its blocking checks pass), whichever job or UI action refreshed it.
 """
@@ -21,7 +24,7 @@ from syncs.engine import SyncSpec
 
 DAILY_BUILD_CRON = "0 6 * * *"
 DAILY_METRICS_HOUR_UTC = 7
-TRIGGERED_MESSAGES_CRON = "0 7-22/3 * * *"
+TRIGGERED_MESSAGES_CRON = "30 * * * *"
 DAILY_METRICS_JOB = "daily_metrics"
 
 
