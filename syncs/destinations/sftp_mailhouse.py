@@ -11,8 +11,9 @@ A mail house cannot deduplicate by idempotency key, so a run that died (or faile
 into place and recording it would otherwise have its pieces printed again by the next run. Before sending,
 a run reads the key column of the drops of such runs (`RunInfo.unsettled_runs`): occurrences found there are
 acknowledged with that drop's name instead of being dropped again. If those drops cannot be read, every row
-of the run fails with a retryable `drop_check_failed` and nothing is uploaded. The check relies on the drops
-staying in `remote_dir` until the next run; a mail house that removes files on pickup defeats it.
+of the run fails with a retryable `drop_check_failed` and nothing is uploaded. The check looks for the drops in
+`remote_dir` and in the `pickup_dirs` where the mail house moves the files it has taken; a mail house that
+deletes them on pickup defeats it.
 
 CSV columns: key, full_name, address_line1, address_line2, city, state, postal_code, country, offer_code,
 then every other mapped field (personalization) in mapping order. Values are upper-cased with USPS
@@ -62,6 +63,8 @@ class SftpMailhouseSettings(DestinationSettings):
     """SFTP drop box. Authenticate with `password_env` or `private_key_path_env` (a key file path).
 
     `known_host_key` is the server's public key as `<type> <base64>`; `any` skips the check (sandbox only).
+    `pickup_dirs`: folders where the mail house moves the drops it has taken (say `/incoming/processed`); a run
+    looks for earlier drops there too, so one taken before a crashed run was recorded is not printed twice.
     """
 
     base_url: str | None = None  # type: ignore[assignment]
@@ -71,6 +74,7 @@ class SftpMailhouseSettings(DestinationSettings):
     password_env: str | None = None
     private_key_path_env: str | None = None
     remote_dir: str = "/"
+    pickup_dirs: list[str] = []
     known_host_key: str
 
 
@@ -195,6 +199,10 @@ class SftpMailhouseDestination(Destination):
     def _remote_path(self, file_name: str) -> str:
         return f"{self._remote_dir}/{file_name}"
 
+    def _drop_locations(self, file_name: str) -> list[str]:
+        """Where a drop may be: where it was put, then where the mail house moves what it has taken."""
+        return [self._remote_path(file_name), *(f"{d.rstrip('/')}/{file_name}" for d in self.settings.pickup_dirs)]
+
     def _read_earlier_drops(self, runs: Sequence[str]) -> dict[str, str] | None:
         """Keys of the drops that unsettled earlier runs put in place, with the drop's name; None if unreadable."""
         if not runs:
@@ -203,7 +211,8 @@ class SftpMailhouseDestination(Destination):
         for attempt in range(self.settings.max_retries + 1):
             try:
                 with self._connect() as sftp:
-                    return {key: name for name in names for key in _drop_keys(sftp, self._remote_path(name))}
+                    found = {name: _first_existing(sftp, self._drop_locations(name)) for name in names}
+                    return {key: name for name, path in found.items() if path for key in _drop_keys(sftp, path)}
             except (OSError, paramiko.SSHException, csv.Error, UnicodeDecodeError):
                 if attempt < self.settings.max_retries:
                     time.sleep(min(0.2 * 2**attempt, 10.0))
@@ -218,26 +227,29 @@ class SftpMailhouseDestination(Destination):
             try:
                 with self._connect() as sftp:
                     _ensure_dir(sftp, self._remote_dir)
-                    if not _exists(sftp, final):
+                    existing = _first_existing(sftp, self._drop_locations(self.file_name))
+                    if existing is None:
                         _put_then_rename(sftp, local.open("rb"), final)
-                    elif _sha256_remote(sftp, final) != checksum:
+                    elif _sha256_remote(sftp, existing) != checksum:
                         message = "another drop with this name is already delivered; it is never overwritten"
                         return fail_keys(pending, "drop_exists", message, permanent=True)
                     # else: an earlier attempt renamed it into place but its answer was lost.
-                    self.delivered = [final]
+                    self.delivered = [existing or final]
                     break
             except (OSError, paramiko.SSHException):
                 if attempt == attempts - 1:
                     return fail_keys(pending, "sftp_error", "the drop could not be uploaded over SFTP")
                 time.sleep(min(0.2 * 2**attempt, 10.0))
-        self._deliver_manifest(f"{final.removesuffix('.csv')}.manifest.json", manifest)
+        self._deliver_manifest(f"{self.file_name.removesuffix('.csv')}.manifest.json", manifest)
         return [RowOutcome.success(key, destination_ref=self.file_name) for key in pending]
 
-    def _deliver_manifest(self, path: str, manifest: bytes) -> None:
+    def _deliver_manifest(self, file_name: str, manifest: bytes) -> None:
         for attempt in range(self.settings.max_retries + 1):
             try:
                 with self._connect() as sftp:
-                    if not _exists(sftp, path):
+                    path = _first_existing(sftp, self._drop_locations(file_name))
+                    if path is None:
+                        path = self._remote_path(file_name)
                         _put_then_rename(sftp, io.BytesIO(manifest), path)
                     self.delivered.append(path)
                     return
@@ -285,10 +297,12 @@ def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
     return True
 
 
+def _first_existing(sftp: paramiko.SFTPClient, paths: Sequence[str]) -> str | None:
+    return next((path for path in paths if _exists(sftp, path)), None)
+
+
 def _drop_keys(sftp: paramiko.SFTPClient, path: str) -> list[str]:
-    """The `key` column of a delivered drop; no keys when there is no drop at `path`."""
-    if not _exists(sftp, path):
-        return []
+    """The `key` column of the delivered drop at `path`."""
     with sftp.open(path, "rb") as handle:
         handle.prefetch()
         reader = csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))

@@ -150,6 +150,49 @@ def test_a_run_whose_pieces_were_all_dropped_earlier_uploads_nothing(sftp_server
     assert not (sftp_server.root / "drops" / "winback_run-2.csv").exists()
 
 
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_drop_the_mail_house_moved_on_pickup_is_found_in_its_pickup_dir(
+    sftp_server: SftpSandbox, declared: bool
+) -> None:
+    """The mail house took the dead run's drop (and its manifest) into /drops/processed before the next run: with
+    that folder declared in pickup_dirs the pieces are recognized, otherwise they are dropped a second time."""
+    settings = {"pickup_dirs": ["/drops/processed"]} if declared else {}
+    drop(mailhouse(sftp_server, **settings), [person(1), person(2)], run_id="run-1")
+    processed = sftp_server.root / "drops" / "processed"
+    processed.mkdir()
+    for name in ("winback_run-1.csv", "winback_run-1.manifest.json"):
+        (sftp_server.root / "drops" / name).rename(processed / name)
+    uploads = sftp_server.stats["uploads"]
+
+    outcomes = drop(mailhouse(sftp_server, **settings), [person(1), person(2)], "run-2", unsettled=("run-1",))
+
+    assert all(o.ok for o in outcomes)
+    if declared:
+        assert {o.destination_ref for o in outcomes} == {"winback_run-1.csv"}
+        assert sftp_server.stats["uploads"] == uploads
+    else:
+        assert {o.destination_ref for o in outcomes} == {"winback_run-2.csv"}
+        assert (sftp_server.root / "drops" / "winback_run-2.csv").exists()
+
+
+def test_a_retried_upload_finds_its_drop_already_taken_by_the_mail_house(sftp_server: SftpSandbox) -> None:
+    """The same run id dropped again (its answer was lost) after the mail house moved the drop: nothing is
+    uploaded twice, the CSV or its manifest."""
+    settings = {"pickup_dirs": ["/drops/processed"]}
+    drop(mailhouse(sftp_server, **settings), [person(1)], run_id="run-1")
+    processed = sftp_server.root / "drops" / "processed"
+    processed.mkdir()
+    for name in ("winback_run-1.csv", "winback_run-1.manifest.json"):
+        (sftp_server.root / "drops" / name).rename(processed / name)
+    uploads = sftp_server.stats["uploads"]
+
+    outcomes = drop(mailhouse(sftp_server, **settings), [person(1)], run_id="run-1")
+
+    assert [(o.ok, o.destination_ref) for o in outcomes] == [(True, "winback_run-1.csv")]
+    assert sftp_server.stats["uploads"] == uploads
+    assert sorted(p.name for p in (sftp_server.root / "drops").iterdir()) == ["processed"]
+
+
 @pytest.mark.parametrize("fault", ["unreachable", "unreadable"])
 def test_earlier_drops_that_cannot_be_checked_fail_the_run_retryably(sftp_server: SftpSandbox, fault: str) -> None:
     if fault == "unreadable":  # a file under the drop's name that is not a drop
