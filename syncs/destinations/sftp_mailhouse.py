@@ -1,11 +1,12 @@
 """Mail-house file drop: one USPS-style CSV per run, uploaded over SFTP, plus a manifest.
 
-Rows are spooled to a local temporary file as they arrive (never held in memory). When the run succeeds,
-`close()` uploads the CSV under a hidden temporary name and renames it to `<campaign>_<run id>.csv`
+Rows are spooled to a local temporary file as they arrive (never held in memory, nor their keys). When the run
+succeeds, `close()` uploads the CSV under a hidden temporary name and renames it to `<campaign>_<run id>.csv`
 (a plain SFTP rename, which servers refuse when the name exists: a delivered drop is never overwritten),
 then uploads `<campaign>_<run id>.manifest.json` the same way (row count, SHA-256 of the CSV, columns).
-Outcomes are settled only after the CSV's rename succeeded; once it has, the rows count as delivered even
-if the manifest upload then fails, because re-sending them would print the drop twice.
+Every spooled row gets one answer at close (`DeferredOutcome`), only after the CSV's rename succeeded; once it
+has, the rows count as delivered even if the manifest upload then fails, because re-sending them would print
+the drop twice.
 
 A mail house cannot deduplicate by idempotency key, so a run that died (or failed) between renaming its drop
 into place and recording it would otherwise have its pieces printed again by the next run. Before sending,
@@ -39,8 +40,9 @@ import paramiko
 from pydantic import field_validator
 
 from syncs import identity
-from syncs.destinations._support import fail_all, fail_keys, secret_from_env
+from syncs.destinations._support import fail_all, secret_from_env
 from syncs.destinations.base import (
+    DeferredOutcome,
     Destination,
     DestinationSettings,
     Mode,
@@ -101,6 +103,7 @@ class SftpMailhouseDestination(Destination):
     required_fields = REQUIRED
     optional_fields = frozenset({"address_line2", "country"})
     accepts_extra_fields = True
+    answers_at_close = True
 
     def __init__(self, name: str, settings: SftpMailhouseSettings, target: SftpMailhouseTarget) -> None:
         super().__init__(name, settings, target)
@@ -112,7 +115,7 @@ class SftpMailhouseDestination(Destination):
         self._spool: IO[str] | None = None
         self._writer: Any = None
         self._columns: list[str] = []
-        self._pending: list[str] = []
+        self._spooled = 0
         self.file_name = ""
         self.delivered: list[str] = []  # remote paths put in place by the last run
         # key -> drop file of an unsettled earlier run that holds it; None when those drops could not be read
@@ -120,7 +123,7 @@ class SftpMailhouseDestination(Destination):
 
     def open(self, run: RunInfo) -> None:
         self.file_name = self._drop_name(run.run_id)
-        self._spool, self._writer, self._columns, self._pending = None, None, [], []
+        self._spool, self._writer, self._columns, self._spooled = None, None, [], 0
         self._dropped_earlier = self._read_earlier_drops(run.unsettled_runs)
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
@@ -140,19 +143,19 @@ class SftpMailhouseDestination(Destination):
                 outcomes.append(record)
                 continue
             self._spool_writer(row).writerow(record)
-            self._pending.append(row.key)
+            self._spooled += 1
         return outcomes
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> DeferredOutcome:
+        """The answer for every row `write` spooled (no row spooled: nothing to upload, nothing to answer)."""
         spool, self._spool = self._spool, None
         if spool is None:
-            return []
-        pending, self._pending = self._pending, []
+            return DeferredOutcome.success()
         try:
             if not success:
-                return fail_keys(pending, "drop_aborted", "the run failed before the drop was uploaded")
+                return DeferredOutcome.failure("drop_aborted", "the run failed before the drop was uploaded")
             spool.flush()
-            return self._deliver(Path(spool.name), pending)
+            return self._deliver(Path(spool.name))
         finally:
             spool.close()
 
@@ -218,10 +221,10 @@ class SftpMailhouseDestination(Destination):
                     time.sleep(min(0.2 * 2**attempt, 10.0))
         return None
 
-    def _deliver(self, local: Path, pending: list[str]) -> list[RowOutcome]:
+    def _deliver(self, local: Path) -> DeferredOutcome:
         final = self._remote_path(self.file_name)
         checksum = _sha256_file(local)
-        manifest = _manifest(checksum, self.file_name, len(pending), self._columns, self.target.campaign)
+        manifest = _manifest(checksum, self.file_name, self._spooled, self._columns, self.target.campaign)
         attempts = self.settings.max_retries + 1
         for attempt in range(attempts):
             try:
@@ -232,16 +235,16 @@ class SftpMailhouseDestination(Destination):
                         _put_then_rename(sftp, local.open("rb"), final)
                     elif _sha256_remote(sftp, existing) != checksum:
                         message = "another drop with this name is already delivered; it is never overwritten"
-                        return fail_keys(pending, "drop_exists", message, permanent=True)
+                        return DeferredOutcome.failure("drop_exists", message, permanent=True)
                     # else: an earlier attempt renamed it into place but its answer was lost.
                     self.delivered = [existing or final]
                     break
             except (OSError, paramiko.SSHException):
                 if attempt == attempts - 1:
-                    return fail_keys(pending, "sftp_error", "the drop could not be uploaded over SFTP")
+                    return DeferredOutcome.failure("sftp_error", "the drop could not be uploaded over SFTP")
                 time.sleep(min(0.2 * 2**attempt, 10.0))
         self._deliver_manifest(f"{self.file_name.removesuffix('.csv')}.manifest.json", manifest)
-        return [RowOutcome.success(key, destination_ref=self.file_name) for key in pending]
+        return DeferredOutcome.success(destination_ref=self.file_name)
 
     def _deliver_manifest(self, file_name: str, manifest: bytes) -> None:
         for attempt in range(self.settings.max_retries + 1):

@@ -13,7 +13,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from syncs.destinations.base import Mode, Operation, OutboundRow, RunInfo
+from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.sftp_mailhouse import SftpMailhouseDestination
 from syncs.sandbox.apps.credentials import MAILHOUSE_SFTP_PASSWORD
 from syncs.sandbox.sftp import SftpSandbox
@@ -71,7 +71,17 @@ def drop(
         )
     )
     immediate = dest.write(Operation.SEND, rows)
-    return immediate + dest.close(success=True)
+    return immediate + spooled_outcomes(rows, immediate, dest.close(success=True))
+
+
+def spooled_outcomes(rows: list[OutboundRow], immediate: list[RowOutcome], closing: DeferredOutcome) -> list:
+    """What the runner makes of the one answer at close: it holds for every row `write` did not answer."""
+    answered = {o.key for o in immediate}
+    return [
+        RowOutcome(row.key, closing.ok, closing.code, closing.message, closing.permanent, closing.destination_ref)
+        for row in rows
+        if row.key not in answered
+    ]
 
 
 def test_drop_is_usps_style_csv_with_manifest(sftp_server: SftpSandbox) -> None:
@@ -107,7 +117,7 @@ def test_outcomes_wait_for_the_rename(sftp_server: SftpSandbox) -> None:
     dest.open(RunInfo(run_id="run-2", sync_name="winback", mode=Mode.SEND_ONCE))
     assert dest.write(Operation.SEND, [person(1)]) == []
     assert not (sftp_server.root / "drops").exists()
-    assert [o.ok for o in dest.close(success=True)] == [True]
+    assert dest.close(success=True) == DeferredOutcome.success(destination_ref="winback_run-2.csv")
 
 
 def test_a_lost_rename_is_retried_and_nothing_is_left_half_done(sftp_server: SftpSandbox) -> None:
@@ -239,7 +249,8 @@ def test_failed_run_uploads_nothing(sftp_server: SftpSandbox) -> None:
     dest = mailhouse(sftp_server)
     dest.open(RunInfo(run_id="run-3", sync_name="winback", mode=Mode.SEND_ONCE))
     dest.write(Operation.SEND, [person(1)])
-    assert {o.code for o in dest.close(success=False)} == {"drop_aborted"}
+    closing = dest.close(success=False)
+    assert (closing.ok, closing.code, closing.permanent) == (False, "drop_aborted", False)
     assert sftp_server.stats["uploads"] == 0
 
 
