@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,14 +136,29 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
             raise
         log_event(log, "warehouse.external_access_enabled", level=30, warehouse=warehouse.name)
         con = duckdb.connect(str(warehouse))
-    con.execute(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    con.execute(f"set checkpoint_threshold = '{checkpoint_threshold_mib(con)}MiB'")
     return con
 
 
 # DuckDB checkpoints when its write-ahead log passes 16 MB, which a sync's plan table alone does from ~100k rows:
 # the checkpoint then writes the plan to the file although the run drops it minutes later, and does so in the
-# middle of the run's commits. Sync connections defer checkpoints to `checkpoint`, once the plan is gone.
-CHECKPOINT_THRESHOLD = "1GB"
+# middle of the run's commits. Sync connections defer checkpoints to `checkpoint`, once the plan is gone, but
+# only up to a quarter of the memory limit: what was written since the last checkpoint stays in memory, and a
+# send_once run of 3M occurrences (plan, ledger marks and their key index) ran out of the default 512MB limit
+# when checkpoints waited for 1 GB of log.
+CHECKPOINT_THRESHOLD_MIB = (16, 1024)  # DuckDB's default, and the most a sync defers
+_SIZE = re.compile(r"^\s*([0-9.]+)\s*(bytes|KiB|MiB|GiB|TiB)\s*$")
+_SIZE_MIB = {"bytes": 1 / 2**20, "KiB": 1 / 2**10, "MiB": 1, "GiB": 2**10, "TiB": 2**20}
+
+
+def checkpoint_threshold_mib(con: duckdb.DuckDBPyConnection) -> int:
+    """A quarter of the connection's memory limit, between DuckDB's default and 1 GiB."""
+    lowest, highest = CHECKPOINT_THRESHOLD_MIB
+    (limit,) = con.execute("select current_setting('memory_limit')").fetchone()
+    match = _SIZE.match(str(limit))
+    if match is None:
+        return lowest
+    return int(min(highest, max(lowest, float(match[1]) * _SIZE_MIB[match[2]] / 4)))
 
 
 def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
