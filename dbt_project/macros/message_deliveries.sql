@@ -9,17 +9,23 @@
 {%- endmacro %}
 
 {#- One row per candidate channel of each occurrence in the CTE or relation `occurrences` (its
-    channel_candidates lists up to three channels in preference order), adding channel and channel_position.
-    An occurrence with fewer channels yields rows whose channel is '' (callers drop them). -#}
+    channel_candidates lists up to three channels in preference order), adding channel, channel_position and
+    delivery_key (computed once here, so callers select and join on the column). -#}
 {% macro message_channel_options(occurrences) -%}
-    {%- for position in [1, 2, 3] %}
     select
-        {{ occurrences }}.*,
-        {{ position }} as channel_position,
-        trim({{ dbt.split_part(occurrences ~ '.channel_candidates', "','", position) }}) as channel
-    from {{ occurrences }}
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+        options.*,
+        {{ message_delivery_key('options.occurrence_key', 'options.channel') }} as delivery_key
+    from (
+        {%- for position in [1, 2, 3] %}
+        select
+            {{ occurrences }}.*,
+            {{ position }} as channel_position,
+            trim({{ dbt.split_part(occurrences ~ '.channel_candidates', "','", position) }}) as channel
+        from {{ occurrences }}
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
+        {%- endfor %}
+    ) as options
+    where options.channel <> ''
 {%- endmacro %}

@@ -113,7 +113,7 @@ channel_options as (
 
 deliveries as (
     select
-        {{ message_delivery_key('channel_options.occurrence_key', 'channel_options.channel') }} as occurrence_key,
+        channel_options.delivery_key as occurrence_key,
         channel_options.occurrence_key as message_occurrence_key,
         channel_options.customer_id,
         channel_options.message_name,
@@ -148,10 +148,7 @@ deliveries as (
     cross join decision_time
     left join local_decision_times on local_decision_times.contact_timezone = customers.contact_timezone
     left join country_quiet_hours on country_quiet_hours.country_code = customers.zone_guessed_for_country
-    left join handed_over
-        on handed_over.occurrence_key
-            = {{ message_delivery_key('channel_options.occurrence_key', 'channel_options.channel') }}
-    where channel_options.channel <> ''
+    left join handed_over on handed_over.occurrence_key = channel_options.delivery_key
 ),
 
 -- Non-urgent messages stop at the first consented channel: a channel is kept unless a consented channel comes

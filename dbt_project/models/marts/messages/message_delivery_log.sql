@@ -21,7 +21,7 @@ channel_options as (
 
 deliveries as (
     select
-        {{ message_delivery_key('channel_options.occurrence_key', 'channel_options.channel') }} as occurrence_key,
+        channel_options.delivery_key as occurrence_key,
         channel_options.occurrence_key as message_occurrence_key,
         channel_options.customer_id,
         channel_options.message_name,
@@ -29,7 +29,6 @@ deliveries as (
         channel_options.channel,
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as {{ dbt.type_timestamp() }}) as logged_at
     from channel_options
-    where channel_options.channel <> ''
 ),
 
 final as (
