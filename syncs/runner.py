@@ -105,7 +105,7 @@ class Runner:
         self.run = run
         self.concurrency = max(1, concurrency)
         self.delivery = Delivery()
-        self._unsettled: dict[str, Operation] = {}  # rows a deferred destination has not answered yet
+        self._unsettled: dict[str, Operation] = {}  # rows of batches their destination answered only in part
         self._deferred_passes: list[_DeferredPass] = []  # the same, for destinations that answer at close
         self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
         self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
@@ -150,14 +150,10 @@ class Runner:
                 self._send_all(pool)
             success = True
         finally:
-            # Rows a destination settles at close (a file, a drop) may be the whole audience: settle them in chunks.
+            # Rows a destination answers at close (a file, a drop) may be the whole audience: settled in chunks.
             closing = self.destination.close(success=success)
-            if isinstance(closing, DeferredOutcome):
+            if closing is not None:
                 self._settle_deferred_passes(closing)
-            else:
-                for chunk in _in_chunks(closing, SETTLE_CHUNK_ROWS):
-                    answered = [(o, self._unsettled.pop(o.key)) for o in chunk if o.key in self._unsettled]
-                    self._settle_looked_up(answered)
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:
             self.delivery.export_paths = [str(Path(p)) for p in getattr(self.destination, "written_files", [])]
@@ -342,12 +338,6 @@ class Runner:
         if not self.delivery.export_paths:
             return
         self._settle_from_plan(("remove",), Operation.REMOVE, DeferredOutcome.success(), exclude=[])
-
-
-def _in_chunks(items: Iterable[RowOutcome], size: int) -> Iterator[list[RowOutcome]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def _acknowledged_table(entries: pa.Table, acknowledged: AcknowledgedRows) -> pa.Table:

@@ -10,7 +10,7 @@ unless its outcome is `permanent`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, overload
@@ -233,14 +233,15 @@ class Destination(ABC):
         """Send one batch (len(rows) <= batch_size). Return outcomes for the rows that are settled now.
 
         Immediate destinations return one outcome per row (or `AcknowledgedRows` when every row of an
-        `OutboundBatch` succeeded). Deferred destinations (file drops) may return fewer and settle the rest in
-        `close`. The runner passes an `OutboundBatch`; any sequence of rows must work.
+        `OutboundBatch` succeeded). A destination that `answers_at_close` (a file, a drop) may return fewer: the
+        rows it leaves unanswered share the one answer of `close`. The runner passes an `OutboundBatch`; any
+        sequence of rows must work.
         """
 
-    def close(self, *, success: bool) -> Iterable[RowOutcome] | DeferredOutcome:
-        """Called once after the last batch. Returns outcomes for rows still unsettled (deferred writes); the runner
-        consumes them in chunks. A destination that `answers_at_close` returns one `DeferredOutcome` for them all."""
-        return []
+    def close(self, *, success: bool) -> DeferredOutcome | None:
+        """Called once after the last batch. A destination that `answers_at_close` returns one `DeferredOutcome`
+        for every row its `write` left unanswered; others return None."""
+        return None
 
 
 _REGISTRY: dict[str, type[Destination]] = {}

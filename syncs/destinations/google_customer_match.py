@@ -189,9 +189,8 @@ class GoogleCustomerMatchDestination(Destination):
             raise _JobFailed(fail_batch_for_response(rows, response, f"Google Ads {path.rsplit(':', 1)[-1]}"))
         return response.json()
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> None:
         self.http.close()
-        return []
 
 
 def _failed_indexes(partial_failure: Any) -> dict[int, str]:

@@ -215,9 +215,8 @@ class MailchimpDestination(Destination):
             return response
         return fail_batch_for_response(rows, response, f"Mailchimp {method}")
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> None:
         self.http.close()
-        return []
 
 
 def _split_by_email(rows: Sequence[OutboundRow]) -> tuple[list[tuple[OutboundRow, str]], list[RowOutcome]]:

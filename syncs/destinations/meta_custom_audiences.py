@@ -183,6 +183,5 @@ class MetaCustomAudiencesDestination(Destination):
             for row, values in sendable
         ]
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> None:
         self.http.close()
-        return []

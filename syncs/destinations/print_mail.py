@@ -144,9 +144,8 @@ class PrintMailDestination(Destination):
             piece["description"] = self.target.description
         return piece
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> None:
         self.http.close()
-        return []
 
 
 def _json(response: Any) -> dict[str, Any]:

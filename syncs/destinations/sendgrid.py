@@ -179,9 +179,8 @@ class SendGridDestination(Destination):
             raise _Failed(fail_batch_for_response(rows, response, f"SendGrid {method}"))
         return response
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> None:
         self.http.close()
-        return []
 
 
 class _Empty:

@@ -131,6 +131,5 @@ class WebhookDestination(Destination):
         code = str(result.get("code") or "rejected")
         return RowOutcome.failure(key, code, f"the receiver rejected the row ({code})", permanent=True)
 
-    def close(self, *, success: bool) -> list[RowOutcome]:
+    def close(self, *, success: bool) -> None:
         self.http.close()
-        return []
