@@ -28,6 +28,7 @@ from syncs.config import ConfigError, ConfigProblem, SyncSpec
 from syncs.destinations.base import Mode
 from syncs.masking import mask_row
 from syncs.settings import STATE_SCHEMA, models_schema
+from syncs.state import sent_occurrences_sql
 
 S = STATE_SCHEMA
 PREVIEW_ROWS = 10
@@ -244,6 +245,10 @@ def _plan_sql(
         current = f"select *, false as conflicting, 1 as copies from ({keyed})"
     state = _state_sql(sync)
     removable = "true" if sync.mode in (Mode.MIRROR, Mode.EXPORT) else "false"
+    # State rows gone from the model matter only to modes that remove (a mirror's retirements come from its state
+    # too); the others join from the model, so a send_once ledger of 20M occurrences is not carried through a
+    # full outer join for the few thousand the model holds now.
+    join = "full outer join" if removable == "true" else "left join"
     # A retirement written ahead by an earlier run and not acknowledged yet: only ever in pending_members.
     retirement = f"c.row_key is null and s.row_hash is null and contains(s.row_key, {literal(RETIRED_MARKER)})"
     classified = f"""
@@ -260,7 +265,7 @@ def _plan_sql(
             c.copies,
             {fields}
         from (select *, md5(row_fields) as row_hash from ({current})) c
-        full outer join ({state}) s on c.row_key = s.row_key"""
+        {join} ({state}) s on c.row_key = s.row_key"""
     if retiring:
         classified += _retirements_sql(sync, current, state, retiring, len(field_names))
     in_error = f"select row_key, row_hash, permanent from {S}.row_errors where sync_name = {name}"
@@ -348,10 +353,8 @@ def _state_sql(sync: SyncSpec) -> str:
     (null hash) when it was never settled, as a change (empty hash) when it replaces a settled version."""
     name = literal(sync.name)
     if sync.mode is Mode.SEND_ONCE:
-        return (
-            f"select occurrence_key as row_key, '' as row_hash, null as row_fields from {S}.message_ledger "
-            f"where sync_name = {name} and status = 'sent'"
-        )
+        sent = sent_occurrences_sql(name)
+        return f"select occurrence_key as row_key, '' as row_hash, null as row_fields from ({sent})"
     settled = f"select row_key, row_hash, row_fields from {S}.sync_state where sync_name = {name}"
     if sync.mode is not Mode.MIRROR:
         return settled
@@ -395,10 +398,10 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
 
 def _state_rows(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:
     if sync.mode is Mode.SEND_ONCE:
-        sql = f"select count(*) from {S}.message_ledger where sync_name = ? and status = 'sent'"
+        sql = f"select count(*) from ({sent_occurrences_sql(literal(sync.name))})"
     else:
-        sql = f"select count(*) from {S}.sync_state where sync_name = ?"
-    return con.execute(sql, [sync.name]).fetchone()[0]
+        sql = f"select count(*) from {S}.sync_state where sync_name = {literal(sync.name)}"
+    return con.execute(sql).fetchone()[0]
 
 
 def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]:

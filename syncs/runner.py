@@ -12,7 +12,8 @@ stream, so settling it builds no per-row objects and never scans the plan; rows 
 Write-ahead before the first send, once per run: a mirror records every member it is about to add or change
 and every previous identity it retires (`state.mark_members_pending`); `send_once` records every occurrence
 it is about to send as `pending` in the ledger, with its idempotency key (`state.mark_pending`). During
-delivery only the committer writes state.
+delivery only the committer writes state; a send_once run's acknowledgements are folded into the ledger once it
+has delivered (`state.fold_acknowledged_sends`).
 
 Test-only hooks (used by the crash tests, never set them in production): `TIDINGS_CRASH_AFTER_BATCHES=k`
 makes the process `os._exit(137)` right after the state of batch k is committed; with
@@ -140,6 +141,8 @@ class Runner:
             self._committer.close()
         if self.plan.mode is Mode.MIRROR:
             state.clear_pending_members(self.con, self.run.sync_name)
+        elif self.plan.mode is Mode.SEND_ONCE:
+            state.fold_acknowledged_sends(self.con, self.run.sync_name)
         return self.delivery
 
     def _deliver(self) -> None:

@@ -68,6 +68,9 @@ DDL = [
         first_seen_at timestamp not null,
         last_seen_at timestamp not null,
         primary key (sync_name, row_key))""",
+    # One row per occurrence a send_once sync ever handed over, so it grows with every message sent: no key,
+    # because DuckDB holds a table's key index whole in memory once a statement touches it (a 20M-row ledger ran
+    # a send_once run out of its 512MB limit). Runs find occurrences with joins; `mark_pending` keeps one row each.
     f"""create table if not exists {S}.message_ledger (
         sync_name varchar not null,
         occurrence_key varchar not null,
@@ -76,8 +79,17 @@ DDL = [
         destination_ref varchar,
         cost double,
         sent_at timestamp,
-        run_id varchar not null,
-        primary key (sync_name, occurrence_key))""",
+        run_id varchar not null)""",
+    # Acknowledgements of a run's sends, appended as its batches settle (an update of the unkeyed ledger would
+    # scan it per commit) and folded into the ledger when the run has delivered (`fold_acknowledged_sends`). An
+    # occurrence acknowledged here is sent, whether or not it was folded yet.
+    f"""create table if not exists {S}.message_acks (
+        sync_name varchar not null,
+        occurrence_key varchar not null,
+        destination_ref varchar,
+        cost double,
+        sent_at timestamp not null,
+        run_id varchar not null)""",
     # Append-only write-ahead log of the mirror rows a run is about to send (no key: appends stay cheap). An entry
     # older than its member's sync_state row is void; a run clears its own entries and void ones when it ends.
     f"""create table if not exists {S}.pending_members (
@@ -137,6 +149,9 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         log_event(log, "warehouse.external_access_enabled", level=30, warehouse=warehouse.name)
         con = duckdb.connect(str(warehouse))
     con.execute(f"set checkpoint_threshold = '{checkpoint_threshold_mib(con)}MiB'")
+    # DuckDB draws a progress bar on stdout for statements over 2 s (the one-time copy of a keyed ledger, a large
+    # plan), which would interleave with the CLI's output and the structured logs.
+    con.execute("set enable_progress_bar = false")
     return con
 
 
@@ -180,6 +195,24 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     with transaction(con):
         for statement in DDL:
             con.execute(statement)
+        _drop_ledger_key(con)
+
+
+def _drop_ledger_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses created before the ledger lost its primary key get the unkeyed table, rows unchanged (DuckDB
+    cannot drop a key in place). Runs once: later calls find no key."""
+    keyed = con.execute(
+        "select 1 from duckdb_constraints() where schema_name = ? and table_name = 'message_ledger' "
+        "and constraint_type = 'PRIMARY KEY'",
+        [S],
+    ).fetchall()
+    if not keyed:
+        return
+    log_event(log, "state.ledger_key_dropped")
+    con.execute(f"alter table {S}.message_ledger rename to message_ledger_keyed")
+    con.execute(next(statement for statement in DDL if f"{S}.message_ledger (" in statement))
+    con.execute(f"insert into {S}.message_ledger select * from {S}.message_ledger_keyed")
+    con.execute(f"drop table {S}.message_ledger_keyed")
 
 
 @contextmanager
@@ -246,10 +279,11 @@ def _close_dead_run(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str)
     con.execute(
         f"""update {S}.sync_runs set status = 'failed', finished_at = ?, message = ?,
             sent = (select count(*) from {S}.message_ledger l
-                    where l.sync_name = ? and l.run_id = ? and l.status = 'sent'),
+                    where l.sync_name = ? and l.run_id = ? and l.status = 'sent')
+                 + (select count(*) from {S}.message_acks a where a.sync_name = ? and a.run_id = ?),
             failed = (select count(*) from {S}.row_errors e where e.sync_name = ? and e.run_id = ?)
         where run_id = ? and status = 'running'""",
-        [utcnow(), DEAD_RUN_MESSAGE, sync_name, run_id, sync_name, run_id, run_id],
+        [utcnow(), DEAD_RUN_MESSAGE, sync_name, run_id, sync_name, run_id, sync_name, run_id, run_id],
     )
 
 
@@ -324,14 +358,53 @@ def mark_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, pl
     """Write-ahead for send_once, once per run and before the first send: every occurrence the plan sends is
     recorded `pending` with its idempotency key, so one acknowledged by the destination but not yet committed
     when the process dies is sent again under the same key. Occurrences already in the ledger keep their row:
-    the key never changes."""
+    the key never changes. (The ledger's rows of this plan are found first, so the join never hashes the whole
+    ledger.)"""
+    adds = f"select row_key from {plan_table} where action = 'add'"
     with transaction(con):
         con.execute(
             f"insert into {S}.message_ledger (sync_name, occurrence_key, idempotency_key, status, run_id) "
             f"select ?, row_key, idempotency_key, 'pending', ? from {plan_table} where action = 'add' "
-            "on conflict (sync_name, occurrence_key) do nothing",
-            [sync_name, run_id],
+            f"and row_key not in (select occurrence_key from {S}.message_ledger "
+            f"where sync_name = ? and occurrence_key in ({adds}))",
+            [sync_name, run_id, sync_name],
         )
+
+
+def sent_occurrences_sql(sync_name_literal: str) -> str:
+    """The occurrences of a send_once sync its destination acknowledged: in the ledger, or acknowledged by a run
+    whose acknowledgements are not folded into it yet (it is delivering, or it died)."""
+    return (
+        f"select occurrence_key from {S}.message_ledger where sync_name = {sync_name_literal} and status = 'sent' "
+        f"union all select occurrence_key from {S}.message_acks where sync_name = {sync_name_literal}"
+    )
+
+
+def fold_acknowledged_sends(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
+    """Move the sync's acknowledgements into its ledger, once a run has delivered: one join of the ledger per run
+    instead of a keyed update per commit. Also folds those a dead run left behind. Each pending row is replaced
+    by its sent row (an append and a delete): DuckDB updated the rows the run had just written ahead at 25 µs a
+    row, 2.5 s for a 100k-occurrence run, against 0.1 s this way."""
+    if not con.execute(f"select 1 from {S}.message_acks where sync_name = ? limit 1", [sync_name]).fetchall():
+        return
+    acknowledged = (
+        f"select occurrence_key, arg_min(destination_ref, sent_at) as destination_ref, arg_min(cost, sent_at) as cost, "
+        f"min(sent_at) as sent_at, arg_min(run_id, sent_at) as run_id from {S}.message_acks where sync_name = ? "
+        "group by occurrence_key"
+    )
+    with transaction(con):
+        con.execute(
+            f"insert into {S}.message_ledger select l.sync_name, l.occurrence_key, l.idempotency_key, 'sent', "
+            f"a.destination_ref, a.cost, a.sent_at, a.run_id from {S}.message_ledger l join ({acknowledged}) a "
+            "on l.occurrence_key = a.occurrence_key where l.sync_name = ? and l.status = 'pending'",
+            [sync_name, sync_name],
+        )
+        con.execute(
+            f"delete from {S}.message_ledger where sync_name = ? and status = 'pending' and occurrence_key in "
+            f"(select occurrence_key from {S}.message_acks where sync_name = ?)",
+            [sync_name, sync_name],
+        )
+        con.execute(f"delete from {S}.message_acks where sync_name = ?", [sync_name])
 
 
 def unsettled_runs(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> tuple[str, ...]:
@@ -463,10 +536,9 @@ def commit_batch(
     with registered(con, "settled_batch", outcomes), transaction(con):
         if any_ok and send_once:
             con.execute(
-                f"update {S}.message_ledger l set status = 'sent', destination_ref = b.destination_ref, "
-                "cost = b.cost, sent_at = ?, run_id = ? from settled_batch b "
-                "where l.sync_name = ? and l.occurrence_key = b.row_key and b.ok",
-                [now, run_id, sync_name],
+                f"insert into {S}.message_acks select ?, row_key, destination_ref, cost, ?, ? "
+                "from settled_batch where ok",
+                [sync_name, now, run_id],
             )
         elif any_ok:
             for action, verb in (("add", "insert"), ("change", "insert or replace")):

@@ -2,7 +2,8 @@
 delivered by its own send_once syncs to the sandboxes, a marketer then reverses the marketing priorities mid-day
 (so the messages outranked earlier now win), and the queue is decided again at the current instant and delivered
 again. What the first run delivered today must hold each customer's daily slot per channel: caps count Tidings'
-own deliveries from the message ledger, not only the ESP's send events (which never cover SMS and arrive late).
+own deliveries from the message ledger, not only the ESP's send events (which never cover SMS and arrive late),
+including acknowledgements a run has not folded into the ledger yet (half of them, in this test).
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ OVER_CAP = f"""
 with delivered as (
     select log.customer_id, log.channel, ledger.occurrence_key,
         cast(timezone(zones.contact_timezone, timezone('UTC', ledger.sent_at)) as date) as local_day
-    from tidings.message_ledger as ledger
+    from (
+        select occurrence_key, sent_at from tidings.message_ledger where status = 'sent'
+        union all
+        select occurrence_key, sent_at from tidings.message_acks
+    ) as ledger
     join analytics.message_delivery_log as log using (occurrence_key)
     join (select distinct customer_id, contact_timezone from analytics.message_decisions) as zones
         using (customer_id)
-    where ledger.status = 'sent' and log.message_kind = 'marketing'
+    where log.message_kind = 'marketing'
 ),
 queued as (
     select queue.customer_id, queue.channel, queue.occurrence_key, decisions.local_decision_date as local_day
@@ -53,6 +58,24 @@ def deliver_message_queue(warehouse: Path) -> None:
         assert result.status in ("success", "partial"), (name, result.status, result.message)
 
 
+def unfold_half_of_the_acknowledgements(con: duckdb.DuckDBPyConnection) -> None:
+    """As if the runs had died after committing half of their acknowledgements and before folding them into the
+    ledger: those occurrences are `pending` in the ledger and acknowledged in tidings.message_acks."""
+    con.execute(
+        "create temp table unfolded as select * from tidings.message_ledger "
+        "where status = 'sent' and hash(occurrence_key) % 2 = 0"
+    )
+    assert con.execute("select count(*) from unfolded").fetchone()[0] > 0
+    con.execute(
+        "insert into tidings.message_acks select sync_name, occurrence_key, destination_ref, cost, sent_at, run_id "
+        "from unfolded"
+    )
+    con.execute(
+        "update tidings.message_ledger set status = 'pending', destination_ref = null, cost = null, sent_at = null "
+        "where occurrence_key in (select occurrence_key from unfolded)"
+    )
+
+
 def test_caps_count_what_earlier_runs_delivered_on_every_channel(warehouse_copy: Path, clean_sandbox, tmp_path):
     use_sandbox_credentials()
     deliver_message_queue(warehouse_copy)
@@ -62,6 +85,7 @@ def test_caps_count_what_earlier_runs_delivered_on_every_channel(warehouse_copy:
 
     with duckdb.connect(str(warehouse_copy)) as con:
         con.execute("update analytics.message_catalog set priority = 1000 - priority where message_kind = 'marketing'")
+        unfold_half_of_the_acknowledgements(con)
     decision_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     result = dbt(
         "run", "--select", "message_delivery_log", "marketing_messages_sent", "message_decisions", "message_queue",
@@ -97,3 +121,8 @@ def test_caps_count_what_earlier_runs_delivered_on_every_channel(warehouse_copy:
 
     deliver_message_queue(warehouse_copy)
     assert query(warehouse_copy, OVER_CAP) == []
+    assert query(warehouse_copy, "select count(*) from tidings.message_acks") == [(0,)]  # folded by the runs
+    sent = {
+        k for (k,) in query(warehouse_copy, "select occurrence_key from tidings.message_ledger where status = 'sent'")
+    }
+    assert {key for (key,) in first_run} <= sent

@@ -26,7 +26,7 @@ from tests.reliability.pii import personal_values
 ROWS_PER_MODEL = 40  # enough rows to exercise every path; a sandbox's real-world rate limit sets the pace
 # Run history and errors. tidings.sync_state is not history: a mirror keeps the identifiers it sent there so it
 # can remove the member later, next to the same PII in the models.
-HISTORY_TABLES = ("sync_runs", "row_errors", "message_ledger", "sync_locks")
+HISTORY_TABLES = ("sync_runs", "row_errors", "message_ledger", "message_acks", "sync_locks")
 
 
 def history_text(warehouse: Any) -> str:
