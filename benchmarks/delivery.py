@@ -28,7 +28,9 @@ def probe(kind: str, **arguments: Any) -> dict[str, Any]:
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"probe {kind} failed: {completed.stderr.strip().splitlines()[-1:]}")
+        lines = completed.stderr.strip().splitlines()
+        errors = [line for line in lines if "Error" in line]  # DuckDB ends its errors with advice lines
+        raise RuntimeError(f"probe {kind} failed: {(errors or lines)[-1:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

@@ -61,6 +61,12 @@ models:
               primary_key: customer_id
               target: {topic: memory}
               mapping: {email: email, first_name: first_name, last_name: last_name, score: score}
+            - name: ledger_send_once
+              destination: ack_hooks
+              mode: send_once
+              primary_key: customer_id
+              target: {topic: ledger}
+              mapping: {email: email, first_name: first_name, last_name: last_name, score: score}
             - name: export_csv
               destination: files
               mode: export
