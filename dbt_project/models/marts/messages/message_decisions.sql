@@ -27,10 +27,6 @@ with candidates as (
     select * from {{ ref('message_candidates') }}
 ),
 
-handed_over as (
-    select * from {{ ref('int_messages__handed_over') }}
-),
-
 country_time_zones as (
     select * from {{ ref('country_time_zones') }}
 ),
@@ -109,6 +105,11 @@ country_quiet_hours as (
 
 channel_options as (
     {{ message_channel_options('candidates') }}
+),
+
+-- Hand-overs of these deliveries only (int_messages__handed_over, restricted before it ranks the whole ledger).
+handed_over as (
+    {{ tidings_handed_over(occurrence_keys='select delivery_key from channel_options') }}
 ),
 
 deliveries as (
