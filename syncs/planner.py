@@ -244,11 +244,12 @@ def _plan_sql(
     else:
         current = f"select *, false as conflicting, 1 as copies from ({keyed})"
     state = _state_sql(sync)
-    removable = "true" if sync.mode in (Mode.MIRROR, Mode.EXPORT) else "false"
+    removes = sync.mode in (Mode.MIRROR, Mode.EXPORT)
+    removable = "true" if removes else "false"
     # State rows gone from the model matter only to modes that remove (a mirror's retirements come from its state
     # too); the others join from the model, so a send_once ledger of 20M occurrences is not carried through a
     # full outer join for the few thousand the model holds now.
-    join = "full outer join" if removable == "true" else "left join"
+    join = "full outer join" if removes else "left join"
     # A retirement written ahead by an earlier run and not acknowledged yet: only ever in pending_members.
     retirement = f"c.row_key is null and s.row_hash is null and contains(s.row_key, {literal(RETIRED_MARKER)})"
     classified = f"""

@@ -26,6 +26,19 @@ from syncs.settings import STATE_SCHEMA, duckdb_memory_limit
 S = STATE_SCHEMA
 log = get_logger("state")
 
+# One row per occurrence a send_once sync ever handed over, so it grows with every message sent: no key,
+# because DuckDB holds a table's key index whole in memory once a statement touches it (a 20M-row ledger ran
+# a send_once run out of its 512MB limit). Runs find occurrences with joins; `mark_pending` keeps one row each.
+MESSAGE_LEDGER_DDL = f"""create table if not exists {S}.message_ledger (
+    sync_name varchar not null,
+    occurrence_key varchar not null,
+    idempotency_key varchar not null,
+    status varchar not null,  -- pending | sent
+    destination_ref varchar,
+    cost double,
+    sent_at timestamp,
+    run_id varchar not null)"""
+
 DDL = [
     f"create schema if not exists {S}",
     f"""create table if not exists {S}.sync_state (
@@ -68,18 +81,7 @@ DDL = [
         first_seen_at timestamp not null,
         last_seen_at timestamp not null,
         primary key (sync_name, row_key))""",
-    # One row per occurrence a send_once sync ever handed over, so it grows with every message sent: no key,
-    # because DuckDB holds a table's key index whole in memory once a statement touches it (a 20M-row ledger ran
-    # a send_once run out of its 512MB limit). Runs find occurrences with joins; `mark_pending` keeps one row each.
-    f"""create table if not exists {S}.message_ledger (
-        sync_name varchar not null,
-        occurrence_key varchar not null,
-        idempotency_key varchar not null,
-        status varchar not null,  -- pending | sent
-        destination_ref varchar,
-        cost double,
-        sent_at timestamp,
-        run_id varchar not null)""",
+    MESSAGE_LEDGER_DDL,
     # Acknowledgements of a run's sends, appended as its batches settle (an update of the unkeyed ledger would
     # scan it per commit) and folded into the ledger when the run has delivered (`fold_acknowledged_sends`). An
     # occurrence acknowledged here is sent, whether or not it was folded yet.
@@ -210,7 +212,7 @@ def _drop_ledger_key(con: duckdb.DuckDBPyConnection) -> None:
         return
     log_event(log, "state.ledger_key_dropped")
     con.execute(f"alter table {S}.message_ledger rename to message_ledger_keyed")
-    con.execute(next(statement for statement in DDL if f"{S}.message_ledger (" in statement))
+    con.execute(MESSAGE_LEDGER_DDL)
     con.execute(f"insert into {S}.message_ledger select * from {S}.message_ledger_keyed")
     con.execute(f"drop table {S}.message_ledger_keyed")
 
