@@ -19,7 +19,7 @@ import duckdb
 
 from benchmarks.delivery import probe
 from benchmarks.receivers import LoopbackReceiver
-from benchmarks.workspace import MODEL, WORK_DIR, create_project
+from benchmarks.workspace import WORK_DIR, BenchProject, create_audience, create_project, discard_warehouse
 from syncs import state
 
 SYNC = "ledger_send_once"
@@ -28,16 +28,8 @@ RESULTS = Path(__file__).parent / "results" / "ledger_history.json"
 
 def build_warehouse(warehouse: Path, history: int, occurrences: int) -> None:
     """`occurrences` new rows in the audience model, and `history` sent occurrences of SYNC in the ledger."""
-    for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    create_audience(warehouse, occurrences)
     with duckdb.connect(str(warehouse)) as con:  # no memory limit: this is set-up, not the measured run
-        con.execute("create schema analytics")
-        con.execute(
-            f"""create table analytics.{MODEL} as
-            select md5('new/' || i) as customer_id, printf('user%09d@example.com', i) as email,
-                   'First' as first_name, 'Last' as last_name, (i % 50)::integer as score
-            from range({occurrences}) t(i)"""
-        )
         state.ensure_schema(con)
         con.execute(
             f"""insert into {state.S}.message_ledger
@@ -47,10 +39,7 @@ def build_warehouse(warehouse: Path, history: int, occurrences: int) -> None:
         )
 
 
-def measure(history: int, occurrences: int, receiver_url: str) -> dict[str, Any]:
-    bench = create_project(
-        sandbox_url=receiver_url, ack_url=receiver_url, rate_limit=10.0, concurrency=2, root=WORK_DIR / "ledger_history"
-    )
+def measure(bench: BenchProject, history: int, occurrences: int) -> dict[str, Any]:
     warehouse = bench.warehouse("ledger_history")
     build_warehouse(warehouse, history, occurrences)
     measured: dict[str, Any] = {"history_rows": history, "occurrences": occurrences}
@@ -65,8 +54,7 @@ def measure(history: int, occurrences: int, receiver_url: str) -> dict[str, Any]
     except RuntimeError as error:  # the run died (DuckDB's OutOfMemory, before the ledger lost its key)
         return {**measured, "status": f"died: {error}", "sent": 0, "seconds": None, "peak_rss_mib": None}
     finally:
-        for scratch in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-            scratch.unlink(missing_ok=True)
+        discard_warehouse(warehouse)
     return {
         **measured,
         "status": result["status"],
@@ -84,8 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     measurements = []
     with LoopbackReceiver(acknowledge_rows=True) as receiver:
+        url = receiver.url  # only the acknowledge-only destination is used
+        bench = create_project(
+            sandbox_url=url, ack_url=url, rate_limit=10.0, concurrency=2, root=WORK_DIR / "ledger_history"
+        )
         for history in args.history:
-            measured = measure(history, args.occurrences, receiver.url)
+            measured = measure(bench, history, args.occurrences)
             measurements.append(measured)
             print(
                 f"history {history:>11,} rows: {measured['status']}, {measured['sent']:,} sent in "

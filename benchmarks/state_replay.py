@@ -16,7 +16,7 @@ import time
 import duckdb
 import pyarrow as pa
 
-from benchmarks.workspace import WORK_DIR
+from benchmarks.workspace import WORK_DIR, discard_warehouse
 from syncs import state
 
 BATCH = 500  # the webhook connector's batch size
@@ -44,8 +44,7 @@ def _batch(start: int, rows: int) -> pa.Table:
 def replay(rows: int, group: int, *, write_ahead: bool) -> float:
     """Seconds of state work for `rows` rows committed `group` batches at a time."""
     warehouse = WORK_DIR / "state_replay.duckdb"
-    for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    discard_warehouse(warehouse)
     duckdb.connect(str(warehouse)).close()  # state.connect opens existing warehouses only
     con = state.connect(warehouse)
     try:
@@ -62,7 +61,7 @@ def replay(rows: int, group: int, *, write_ahead: bool) -> float:
         return time.perf_counter() - started
     finally:
         con.close()
-        warehouse.unlink(missing_ok=True)
+        discard_warehouse(warehouse)
 
 
 def main(argv: list[str] | None = None) -> None:

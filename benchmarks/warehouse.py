@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.report import Step
+from benchmarks.workspace import discard_warehouse
 from syncs.sample_data import generate
 from syncs.settings import RAW_SCHEMA, dbt_project_dir
 
@@ -27,8 +28,7 @@ SEED = 7
 
 def measure_generation(warehouse: Path, customers: int, as_of: date) -> Step:
     step = Step("Sample-data generation")
-    for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    discard_warehouse(warehouse)
     started = time.perf_counter()
     counts = generate(warehouse, customers=customers, seed=SEED, as_of=as_of)
     step.figures["seconds"] = round(time.perf_counter() - started, 1)

@@ -163,10 +163,15 @@ def audience_sql(rows: int, start: int = 0) -> str:
         from range({start}, {start} + {rows}) t(i)"""
 
 
+def discard_warehouse(warehouse: Path) -> None:
+    """Remove a scratch DuckDB file and its write-ahead log, if there."""
+    for path in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
+        path.unlink(missing_ok=True)
+
+
 def create_audience(warehouse: Path, rows: int) -> None:
     """A new warehouse file holding `analytics.audience` with `rows` customers."""
-    for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    discard_warehouse(warehouse)
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create schema analytics")
         con.execute(f"create table analytics.{MODEL} as {audience_sql(rows)}")
