@@ -234,6 +234,40 @@ def test_invariant_test_fails_on_planted_bad_rows(warehouse_copy: Path, tmp_path
     assert f"FAIL 2 {INVARIANT_TEST}" in result.stdout, result.stdout[-4000:]
 
 
+CHANNEL_LIST_TEST = "channel_list_message_catalog_channel_candidates"
+
+
+def test_channel_list_test_names_each_bad_channel_list(warehouse_copy: Path, tmp_path: Path) -> None:
+    """Catalog rows with a typo, a repeated channel, a fourth entry or no channel each fail the seed's test with
+    the problem named; a list with spaces and an empty entry is valid (the macro trims and skips them)."""
+    lists = {
+        "billing_alert": "sms, emial",
+        "policy_change": "email,sms,email",
+        "trial_ending": "email,sms,direct_mail,push",
+        "abandoned_cart": " , ",
+        "renewal_reminder": " email,, sms ",
+    }
+    with duckdb.connect(str(warehouse_copy)) as con:
+        for message, channels in lists.items():
+            con.execute(
+                "update analytics.message_catalog set channel_candidates = ? where message_name = ?",
+                [channels, message],
+            )
+    result = dbt(
+        "test", "--select", CHANNEL_LIST_TEST, "--store-failures",
+        warehouse=warehouse_copy, target_path=tmp_path / "target",
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout[-4000:]
+    assert f"FAIL 4 {CHANNEL_LIST_TEST}" in result.stdout, result.stdout[-4000:]
+    failures = query(warehouse_copy, f"select channel_list, problem from analytics_dbt_test__audit.{CHANNEL_LIST_TEST}")
+    assert sorted(failures) == [
+        (" , ", "no channel; list at least one of email, sms, direct_mail"),
+        ("email,sms,direct_mail,push", 'unknown channel "push"; use one of email, sms, direct_mail'),
+        ("email,sms,email", 'channel "email" listed twice; list each channel once'),
+        ("sms, emial", 'unknown channel "emial"; use one of email, sms, direct_mail'),
+    ]
+
+
 def test_sync_declarations_load_and_cover_every_destination_type() -> None:
     """The audiences' and the queue's sync declarations validate against destinations.yml, and together they
     exercise every destination type the demo ships."""
