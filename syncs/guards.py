@@ -52,8 +52,8 @@ def _empty_source(plan: Plan, verdict: GuardVerdict) -> None:
 
 
 def _removal_share(sync: SyncSpec, plan: Plan, verdict: GuardVerdict, allow_large_removal: bool) -> None:
-    members, removals = plan.state_rows, plan.counts.remove
-    if removals == 0 or members == 0:
+    members, removals = plan.mirror_members, plan.counts.remove
+    if removals == 0 or not members:
         return
     share, limit = removals / members, sync.guards.max_removal_share
     summary = f"would remove {removals} of {members} members ({share:.0%}; limit {limit:.0%})"

@@ -57,7 +57,9 @@ class Plan:
     table: str  # the materialized plan, dropped by `drop_plan`
     field_names: list[str]  # destination field names, in the order of the plan table's f_<i> columns
     current_rows: int  # rows of the model after `where`, with a usable key
-    state_rows: int  # members this sync put in the destination (mirror/upsert/export) or occurrences sent
+    # Members this mirror put in the destination, the removal guard's denominator; None for other modes (a
+    # send_once sync's count would scan its whole ledger history for a figure nothing reads).
+    mirror_members: int | None
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
     preview: list[dict[str, Any]] = field(default_factory=list)
     guard_decisions: list[str] = field(default_factory=list)
@@ -135,9 +137,9 @@ def build_plan(
     if retiring:
         _release_shared_identities(con, table, sync, retiring)
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
-    state_rows = _state_rows(con, sync)
+    mirror_members = _mirror_members(con, sync) if sync.mode is Mode.MIRROR else None
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
-    plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, state_rows, skipped)
+    plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, mirror_members, skipped)
     plan.preview = _preview(con, plan)
     plan.json_exact = _json_exact(con, plan)
     return plan
@@ -397,12 +399,8 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
     return counts, not_sent
 
 
-def _state_rows(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:
-    if sync.mode is Mode.SEND_ONCE:
-        sql = f"select count(*) from ({sent_occurrences_sql(literal(sync.name))})"
-    else:
-        sql = f"select count(*) from {S}.sync_state where sync_name = {literal(sync.name)}"
-    return con.execute(sql).fetchone()[0]
+def _mirror_members(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:
+    return con.execute(f"select count(*) from {S}.sync_state where sync_name = {literal(sync.name)}").fetchone()[0]
 
 
 def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]:
