@@ -160,12 +160,14 @@ class Project:
             known = ", ".join(sorted(self.syncs)) or "none declared"
             raise KeyError(f"unknown sync {name!r}; declared syncs: {known}") from None
 
-    def identity_rules(self, sync: SyncSpec) -> dict[str, frozenset[str]]:
+    def identity_rules(self, sync: SyncSpec) -> dict[str, Any]:
         """How the sync's destination identifies a member, as `build_plan` takes it."""
         destination = self.destinations[sync.destination].destination_class
         return {
             "identity_fields": destination.identity_fields,
             "case_sensitive_fields": destination.case_sensitive_identity_fields,
+            "normalized_kinds": destination.normalized_identity_kinds,
+            "sent_identity": destination.sent_identity,
         }
 
     def destination_for(self, sync: SyncSpec) -> Destination:

@@ -19,13 +19,15 @@ ahead like a member, so it is retried until the destination acknowledges it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import duckdb
 
 from syncs.config import ConfigError, ConfigProblem, SyncSpec
-from syncs.destinations.base import Mode
+from syncs.destinations.base import IdentityKind, Mode
 from syncs.masking import mask_row
 from syncs.settings import STATE_SCHEMA, models_schema
 from syncs.state import sent_occurrences_sql
@@ -114,11 +116,14 @@ def build_plan(
     only_rows_in_error: bool = False,
     identity_fields: frozenset[str] = frozenset(),
     case_sensitive_fields: frozenset[str] = frozenset(),
+    normalized_kinds: Mapping[str, IdentityKind] = MappingProxyType({}),
+    sent_identity: Callable[[Mapping[str, Any]], str | None] | None = None,
 ) -> Plan:
     """Materialize the plan for `sync` and return its counts and a masked preview. `identity_fields` are the
     destination fields that identify a member there (`Destination.identity_fields`; those in
     `case_sensitive_fields` compared with their case): a mirror retires the previous identity of a member whose
-    change alters any of them, and releases an identity another member keeps instead of removing it."""
+    change alters any of them, and releases an identity another member keeps instead of removing it, also when
+    the two differ only in what the connector normalizes away (`normalized_kinds`, `sent_identity`)."""
     relation = f"{quote(models_schema())}.{quote(sync.model)}"
     _check_relation(con, sync)
     field_names = sorted(sync.mapping)
@@ -134,8 +139,9 @@ def build_plan(
     retiring = [IdentityField(name, fold_case=name not in case_sensitive_fields) for name in mapped_identity]
     sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring)
     con.execute(f"create or replace table {table} as {sql}")
-    if retiring:
-        _release_shared_identities(con, table, sync, retiring)
+    if retiring and _plans_removals(con, table):
+        normalized = {name: kind for name, kind in normalized_kinds.items() if name in mapped_identity}
+        _release_shared_identities(con, table, sync, retiring, normalized, sent_identity)
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
     mirror_members = _mirror_members(con, sync) if sync.mode is Mode.MIRROR else None
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
@@ -302,6 +308,31 @@ def _identity_sql(fields_json: str, retiring: list[IdentityField]) -> str:
     return f"json_array({', '.join(_identity_value(fields_json, field) for field in retiring)})::varchar"
 
 
+# A key each identity kind's values share whenever a connector normalizes them to the same identifier: an email
+# without case, outer whitespace or dots (Gmail ignores dots in the local part), a phone's last seven characters
+# once the usual ASCII separators are gone (the same number in national or international format). Equal keys only
+# make candidates; a number written with other characters (`ext. 2`, a non-breaking space) only misses its pair.
+# `translate` of ASCII characters rather than a regular expression or non-ASCII ones: the key is computed for
+# every settled member (at 1M members, 0.3 s against 0.6-0.7 s).
+PHONE_SEPARATORS = " \t()-.+/"
+COARSE_IDENTITY_SQL: dict[str, str] = {
+    "email": f"replace(lower(trim({{value}}, {literal(IDENTITY_TRIM)})), '.', '')",
+    "phone": f"nullif(right(translate({{value}}, {literal(PHONE_SEPARATORS)}, ''), 7), '')",
+}
+
+
+def _match_key_sql(retiring: list[IdentityField], normalized: Mapping[str, IdentityKind]) -> str:
+    """`_identity_sql` of `row_fields`, with the coarse key of its kind for each field in `normalized`."""
+    values = []
+    for identity_field in retiring:
+        if identity_field.name in normalized:
+            value = f"json_extract_string(row_fields, {literal(f'$.{quote(identity_field.name)}')})"
+            values.append(COARSE_IDENTITY_SQL[normalized[identity_field.name]].format(value=value))
+        else:
+            values.append(_identity_value("row_fields", identity_field))
+    return f"json_array({', '.join(values)})::varchar"
+
+
 def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[IdentityField], field_count: int) -> str:
     """Rows removing the previous identity of members whose identity fields changed (`_identity_value`); a finer
     difference the destination ignores only costs a removal followed by the re-add of the same member, since
@@ -322,7 +353,12 @@ def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[Id
 
 
 def _release_shared_identities(
-    con: duckdb.DuckDBPyConnection, table: str, sync: SyncSpec, retiring: list[IdentityField]
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    sync: SyncSpec,
+    retiring: list[IdentityField],
+    normalized: Mapping[str, IdentityKind],
+    sent_identity: Callable[[Mapping[str, Any]], str | None] | None,
 ) -> None:
     """Removals and retirements of an identity another member keeps become `release`: not sent, only dropped from
     the sync's state. An identity-keyed destination holds one member per identity, so removing it for a customer
@@ -332,22 +368,67 @@ def _release_shared_identities(
     removed, and not retiring it (an unchanged member, or one changed in other fields), so the destination holds
     the identity and that member's own removal later takes it out. An identity a member only gains in this run
     is sent after the removals, which cannot undo it. The whole identity tuple must match: a removal sharing only
-    some identifiers (one email, two phones) is sent, since the destination may match on any of them."""
-    if not con.execute(f"select 1 from {table} where action in ('remove', 'retire') limit 1").fetchall():
+    some identifiers (one email, two phones) is sent, since the destination may match on any of them.
+
+    Identities match when their identity fields are equal once trimmed and, unless case-sensitive, lower-cased.
+    For fields the connector normalizes further (`normalized`: Gmail dots, phone formats), that comparison would
+    miss members the destination holds as one, so pairs are found by a coarse key per kind
+    (`COARSE_IDENTITY_SQL`) and kept only when the connector sends the same identifiers for both
+    (`sent_identity`): a release is never wrong, and a pair the key misses is only a removal sent."""
+    if not normalized or sent_identity is None:
+        identity = _identity_sql("row_fields", retiring)
+        removed = f"select {identity} from {table} where action in ('remove', 'retire')"
+        kept = f"select {identity} from ({_kept_members_sql(table, sync)}) where {identity} in ({removed})"
+        con.execute(
+            f"update {table} set action = 'release' where action in ('remove', 'retire') and {identity} in ({kept})"
+        )
         return
-    identity = _identity_sql("row_fields", retiring)
+    match = _match_key_sql(retiring, normalized)
+    no_identity = literal(json.dumps([None] * len(retiring), separators=(",", ":")))  # would pair with every other
+    pairs = con.execute(
+        f"""
+        with leaving as (
+            select row_key, row_fields, {match} as match from {table}
+            where action in ('remove', 'retire') and {match} <> {no_identity}
+        ),
+        kept as (
+            select distinct row_fields, {match} as match from ({_kept_members_sql(table, sync)})
+            where {match} in (select match from leaving)
+        )
+        select leaving.row_key, leaving.row_fields, kept.row_fields from leaving join kept using (match)"""
+    ).fetchall()
+    identities: dict[str, str | None] = {}
+
+    def identity_of(fields_json: str) -> str | None:
+        if fields_json not in identities:
+            identities[fields_json] = sent_identity(json.loads(fields_json))
+        return identities[fields_json]
+
+    def held_by_kept(leaving: str, kept: str) -> bool:
+        identity = identity_of(leaving)
+        return identity is not None and identity == identity_of(kept)
+
+    released = sorted({key for key, leaving, kept in pairs if held_by_kept(leaving, kept)})
+    if released:
+        con.execute(
+            f"update {table} set action = 'release' where action in ('remove', 'retire') "
+            "and row_key in (select unnest(?::varchar[]))",
+            [released],
+        )
+
+
+def _plans_removals(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(f"select 1 from {table} where action in ('remove', 'retire') limit 1").fetchall())
+
+
+def _kept_members_sql(table: str, sync: SyncSpec) -> str:
+    """State rows of members settled in the destination that still hold their identity after this run: not
+    removed, and not retiring it."""
     leaving = (
         f"select row_key from {table} where action = 'remove' union all "
         f"select split_part(row_key, {literal(RETIRED_MARKER)}, 1) from {table} where action = 'retire'"
     )
-    removed = f"select {identity} from {table} where action in ('remove', 'retire')"
-    kept = (
-        f"select {identity} from ({_state_sql(sync)}) "
-        f"where row_hash <> '' and {identity} in ({removed}) and row_key not in ({leaving})"
-    )
-    con.execute(
-        f"update {table} set action = 'release' where action in ('remove', 'retire') and {identity} in ({kept})"
-    )
+    return f"select * from ({_state_sql(sync)}) where row_hash <> '' and row_key not in ({leaving})"
 
 
 def _state_sql(sync: SyncSpec) -> str:

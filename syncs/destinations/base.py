@@ -10,12 +10,15 @@ unless its outcome is `permanent`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, overload
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, overload
 
 from pydantic import BaseModel, ConfigDict
+
+IdentityKind = Literal["email", "phone"]
 
 
 class Mode(StrEnum):
@@ -209,6 +212,17 @@ class Destination(ABC):
     identity_fields: ClassVar[frozenset[str]] = frozenset()
     # Identity fields the connector sends with their case kept; the planner compares the others case-insensitively.
     case_sensitive_identity_fields: ClassVar[frozenset[str]] = frozenset()
+    # Identity fields the connector normalizes beyond trim and case (Gmail dots, phone formats), by kind ("email"
+    # or "phone"). With `sent_identity`, the planner finds members the destination holds as one although their
+    # warehouse values differ, so one's removal does not take the other out (`planner.SharedIdentityRules`).
+    normalized_identity_kinds: ClassVar[Mapping[str, IdentityKind]] = MappingProxyType({})
+
+    @classmethod
+    def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
+        """The identifiers the connector sends for a member with these (mapped) fields, as one comparable text;
+        None when it sends none, or when the destination knows members only by the values as they are."""
+        return None
+
     # True when the connector sends `OutboundBatch.json_rows` as they are: the runner then renders them in the
     # warehouse whenever the plan's field types allow it (`Plan.json_exact`).
     reads_json_rows: ClassVar[bool] = False

@@ -13,9 +13,11 @@ first name, last name, country and postal code are all present (names hashed, co
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import field_validator
@@ -115,7 +117,13 @@ class GoogleCustomerMatchDestination(Destination):
     optional_fields = frozenset({"email", "phone", "first_name", "last_name", "country_code", "postal_code"})
     identity_fields = optional_fields  # every field is a hashed identifier
     case_sensitive_identity_fields = frozenset({"postal_code"})  # sent unhashed, in the case it has
+    normalized_identity_kinds = MappingProxyType({"email": "email", "phone": "phone"})
     accepts_extra_fields = False
+
+    @classmethod
+    def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
+        found = user_identifiers(dict(fields))
+        return json.dumps(found, sort_keys=True) if found else None
 
     def __init__(self, name: str, settings: GoogleCustomerMatchSettings, target: GoogleCustomerMatchTarget) -> None:
         super().__init__(name, settings, target)

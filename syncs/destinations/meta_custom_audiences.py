@@ -11,8 +11,10 @@ than the batch size (the runner's last), carries `last_batch_flag`.
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import field_validator
@@ -111,7 +113,14 @@ class MetaCustomAudiencesDestination(Destination):
     Target = MetaTarget
     optional_fields = frozenset(NORMALIZERS)
     identity_fields = frozenset(NORMALIZERS)  # Meta matches on the whole hashed tuple
+    normalized_identity_kinds = MappingProxyType({"EMAIL": "email", "PHONE": "phone"})
     accepts_extra_fields = False
+
+    @classmethod
+    def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
+        schema = [key for key in NORMALIZERS if key in fields]
+        values = hashed_row(schema, dict(fields))
+        return json.dumps(dict(zip(schema, values, strict=True))) if any(values) else None
 
     def __init__(self, name: str, settings: MetaSettings, target: MetaTarget) -> None:
         super().__init__(name, settings, target)

@@ -32,6 +32,13 @@ models:
               target: {{list_id: lifecycle, segment_id: "42"}}
               mapping: {{email: email, FNAME: first_name}}
               guards: {{max_removal_share: 1.0}}
+            - name: people_google
+              destination: google_ads
+              mode: mirror
+              primary_key: customer_id
+              target: {{customer_id: "123-456-7890", user_list_id: people}}
+              mapping: {{email: email}}
+              guards: {{max_removal_share: 1.0}}
 """
 
 DESTINATIONS = """
@@ -44,6 +51,12 @@ DESTINATIONS = """
       type: mailchimp
       base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/mailchimp/3.0"
       api_key_env: TIDINGS_MAILCHIMP_API_KEY
+    google_ads:
+      type: google_customer_match
+      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
+      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
+      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
+      poll_interval_seconds: 0.01
 """
 
 
@@ -256,6 +269,54 @@ def test_a_removal_sharing_only_part_of_an_ad_identity_is_sent(sync_env):
         meta_member("ann@example.com", "+1 (415) 555-2671"),
         meta_member("bob@example.com", "+1 (212) 555-0142"),
     }
+
+
+def test_a_household_phone_written_another_way_stays_in_the_ad_audience(sync_env):
+    """c3 has Ann's email and her phone in national format: Meta holds both as one member (the same E.164
+    number, hashed), so c3 leaving must not remove Ann. A phone that only ends in the same digits is another
+    identity, and its removal is sent."""
+    env = with_people(sync_env)
+    add_person(env, "c3", "ann@example.com")
+    set_people(env, "phone", "415.555.2671", "c3")  # Ann's number (COUNTRY US)
+    add_person(env, "c4", "ann@example.com")
+    set_people(env, "phone", "+1 212 555 2671", "c4")  # another number with the same last seven digits
+    env.run("people_meta")
+    assert len(audience(env)) == 3
+
+    env.sql("delete from analytics.people where customer_id in ('c3', 'c4')")
+    dry = plan_sync("people_meta", project=env.project(), warehouse=env.warehouse)
+    assert (dry.counts.remove, dry.skipped) == (1, {"shared_identity": 1})
+    result = env.run("people_meta")
+
+    assert (result.status, result.removed, result.skipped) == ("success", 1, 1)
+    assert audience(env) == {
+        meta_member("ann@example.com", "+1 (415) 555-2671"),
+        meta_member("bob@example.com", "+1 (212) 555-0142"),
+    }
+    assert env.run("people_meta").planned.remove == 0  # released for good
+
+
+def google_members(env: Any) -> set[str]:
+    return env.sandbox.app("google_ads").members("customers/1234567890/userLists/people")
+
+
+def test_a_gmail_address_with_other_dots_stays_in_the_customer_match_list(sync_env):
+    """Google ignores dots in a Gmail address's local part: c3's `annlee@gmail.com` is Ann's `Ann.Lee@gmail.com`
+    there, so c3 leaving is released; when Ann leaves too, the address is removed."""
+    env = with_people(sync_env)
+    set_people(env, "email", "Ann.Lee@gmail.com", "c1")
+    add_person(env, "c3", "annlee@gmail.com")
+    env.run("people_google")
+    assert google_members(env) == {sha256_hex("annlee@gmail.com"), sha256_hex("bob@example.com")}
+
+    env.sql("delete from analytics.people where customer_id = 'c3'")
+    left = env.run("people_google")
+
+    assert (left.status, left.removed, left.skipped) == ("success", 0, 1)
+    assert google_members(env) == {sha256_hex("annlee@gmail.com"), sha256_hex("bob@example.com")}
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    assert env.run("people_google").removed == 1
+    assert google_members(env) == {sha256_hex("bob@example.com")}
 
 
 def test_a_failed_removal_is_released_once_another_member_holds_the_identity(sync_env):
