@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from syncs import config, guards, state
+from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, RunInfo
 from syncs.logs import get_logger, log_event
@@ -82,6 +83,7 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
     sync = project.sync(name)
     con = _open(warehouse)
     try:
+        check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
         plan = build_plan(con, sync, new_run_id(), **project.identity_rules(sync))
         try:
             plan.guard_decisions = guards.evaluate(sync, plan).decisions
@@ -149,6 +151,7 @@ def _plan_and_deliver(
     only_rows_in_error: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
+    check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
     plan = build_plan(con, sync, result.run_id, only_rows_in_error=only_rows_in_error, **project.identity_rules(sync))
     try:
         verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)

@@ -218,6 +218,12 @@ class Destination(ABC):
     normalized_identity_kinds: ClassVar[Mapping[str, IdentityKind]] = MappingProxyType({})
 
     @classmethod
+    def accepted_type_families(cls, target: SyncTarget) -> frozenset[str]:
+        """Kinds of warehouse column types (`syncs.column_types.type_family`) the connector can send for `target`:
+        scalars (text, numbers, booleans, dates, times, timestamps, UUIDs, JSON), unless it says otherwise."""
+        return frozenset({"scalar"})
+
+    @classmethod
     def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
         """The identifiers the connector sends for a member with these (mapped) fields, as one comparable text;
         None when it sends none, or when the destination knows members only by the values as they are."""

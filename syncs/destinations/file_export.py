@@ -80,6 +80,13 @@ class FileExportDestination(Destination):
     accepts_extra_fields = True
     answers_at_close = True
 
+    @classmethod
+    def accepted_type_families(cls, target: SyncTarget) -> frozenset[str]:
+        """Parquet keeps lists, structs and binary columns as they are; a CSV cell holds text."""
+        if isinstance(target, FileExportTarget) and target.format == "parquet":
+            return frozenset({"scalar", "nested", "binary"})
+        return frozenset({"scalar"})
+
     def __init__(self, name: str, settings: FileExportSettings, target: FileExportTarget) -> None:
         super().__init__(name, settings, target)
         self.folder = (settings.directory or exports_dir()) / target.name

@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
+from datetime import time as dt_time
 from decimal import Decimal
 from typing import Any, ClassVar
+from uuid import UUID
 
 import orjson
 
@@ -52,12 +55,18 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def json_value(value: Any) -> Any:
-    """Warehouse values JSON cannot hold natively: dates as ISO 8601, decimals as exact strings."""
-    if isinstance(value, datetime | date):
+    """Warehouse values JSON cannot hold natively: dates, times and timestamps as ISO 8601, decimals as exact
+    strings, UUIDs as text."""
+    if isinstance(value, datetime | date | dt_time):
         return value.isoformat()
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal | UUID):
         return str(value)
     raise TypeError(f"cannot send a {type(value).__name__} in a webhook payload")
+
+
+def _holds_non_finite_number(fields: dict[str, Any]) -> bool:
+    """NaN and Infinity have no JSON form: strict receivers reject the whole body that carries one."""
+    return any(isinstance(value, float) and not math.isfinite(value) for value in fields.values())
 
 
 class WebhookSettings(DestinationSettings):
@@ -92,12 +101,17 @@ class WebhookDestination(Destination):
         encoded = rows.json_rows if isinstance(rows, OutboundBatch) else None
         if encoded is not None and (not needs_key or all(rows.idempotency_keys)):  # rendered in the warehouse
             return self._post(op, rows.keys, f"[{','.join(encoded)}]")
-        sendable = [row for row in rows if row.idempotency_key or not needs_key]
         unkeyed = [row for row in rows if needs_key and not row.idempotency_key]
+        not_finite = [row for row in rows if _holds_non_finite_number(row.fields)]
         outcomes = fail_all(unkeyed, "missing_idempotency_key", "a send needs an idempotency key", permanent=True)
+        outcomes += fail_all(
+            not_finite, "non_finite_number", "a field holds NaN or Infinity, which JSON cannot carry", permanent=True
+        )
+        failed = {row.key for row in unkeyed} | {row.key for row in not_finite}
+        sendable = [row for row in rows if row.key not in failed]
         if sendable:
             rendered = [{"key": r.key, "idempotency_key": r.idempotency_key, "fields": r.fields} for r in sendable]
-            rows_json = json.dumps(rendered, default=json_value, separators=(",", ":"))
+            rows_json = json.dumps(rendered, default=json_value, separators=(",", ":"), allow_nan=False)
             outcomes += self._post(op, [r.key for r in sendable], rows_json)
         return outcomes
 
