@@ -3,14 +3,18 @@ outcomes for a batch that failed as a whole. Underscored so the registry loader 
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import requests
 
 from syncs.destinations.base import Destination, DestinationSettings, OutboundRow, RowOutcome
 from syncs.http import RETRY_STATUSES, DestinationHTTPError, HttpClient
+
+T = TypeVar("T")
+NON_FINITE_MESSAGE = "a field holds NaN or Infinity, which JSON cannot carry"
 
 
 class MissingSecretError(RuntimeError):
@@ -64,6 +68,19 @@ def fail_all(rows: Iterable[OutboundRow], code: str, message: str, *, permanent:
 
 def fail_keys(keys: Iterable[str], code: str, message: str, *, permanent: bool = False) -> list[RowOutcome]:
     return [RowOutcome.failure(key, code, message, permanent=permanent) for key in keys]
+
+
+def split_non_finite(rows: Iterable[T], row_of: Callable[[T], OutboundRow]) -> tuple[list[T], list[RowOutcome]]:
+    """Rows JSON can carry, and a permanent failure for each row with a NaN or Infinity field: JSON has no form
+    for them, and an API answers a body holding one with a 400 for the whole batch."""
+    sendable, failed = [], []
+    for item in rows:
+        row = row_of(item)
+        if any(isinstance(value, float) and not math.isfinite(value) for value in row.fields.values()):
+            failed.append(RowOutcome.failure(row.key, "non_finite_number", NON_FINITE_MESSAGE, permanent=True))
+        else:
+            sendable.append(item)
+    return sendable, failed
 
 
 def fail_batch_for_response(rows: Sequence[OutboundRow], response: requests.Response, what: str) -> list[RowOutcome]:

@@ -36,6 +36,7 @@ from syncs.destinations._support import (
     fail_batch_for_response,
     http_client,
     secret_from_env,
+    split_non_finite,
 )
 from syncs.destinations.base import (
     Destination,
@@ -112,6 +113,9 @@ class MailchimpDestination(Destination):
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         valid, outcomes = _split_by_email(rows)
+        if op is not Operation.REMOVE:  # a removal sends the address only
+            valid, not_finite = split_non_finite(valid, lambda pair: pair[0])
+            outcomes += not_finite
         if op is Operation.SEND:
             outcomes += fail_all(
                 (row for row, _ in valid if not row.idempotency_key),

@@ -30,6 +30,7 @@ from syncs.destinations._support import (
     fail_batch_for_response,
     http_client,
     secret_from_env,
+    split_non_finite,
 )
 from syncs.destinations.base import (
     Destination,
@@ -105,6 +106,9 @@ class SendGridDestination(Destination):
                 outcomes.append(failure)
             else:
                 valid.append((row, address))
+        if op is not Operation.REMOVE:  # a removal sends the address only
+            valid, not_finite = split_non_finite(valid, lambda pair: pair[0])
+            outcomes += not_finite
         try:
             if op is Operation.REMOVE:
                 outcomes += self._remove(valid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -28,6 +27,7 @@ from syncs.destinations._support import (
     fail_keys_for_response,
     http_client,
     secret_from_env,
+    split_non_finite,
 )
 from syncs.destinations.base import (
     AcknowledgedRows,
@@ -64,11 +64,6 @@ def json_value(value: Any) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} in a webhook payload")
 
 
-def _holds_non_finite_number(fields: dict[str, Any]) -> bool:
-    """NaN and Infinity have no JSON form: strict receivers reject the whole body that carries one."""
-    return any(isinstance(value, float) and not math.isfinite(value) for value in fields.values())
-
-
 class WebhookSettings(DestinationSettings):
     """`base_url` is the full receiver URL; `secret_env` names the env var holding the signing secret."""
 
@@ -101,14 +96,11 @@ class WebhookDestination(Destination):
         encoded = rows.json_rows if isinstance(rows, OutboundBatch) else None
         if encoded is not None and (not needs_key or all(rows.idempotency_keys)):  # rendered in the warehouse
             return self._post(op, rows.keys, f"[{','.join(encoded)}]")
+        keyed = [row for row in rows if row.idempotency_key or not needs_key]
         unkeyed = [row for row in rows if needs_key and not row.idempotency_key]
-        not_finite = [row for row in rows if _holds_non_finite_number(row.fields)]
         outcomes = fail_all(unkeyed, "missing_idempotency_key", "a send needs an idempotency key", permanent=True)
-        outcomes += fail_all(
-            not_finite, "non_finite_number", "a field holds NaN or Infinity, which JSON cannot carry", permanent=True
-        )
-        failed = {row.key for row in unkeyed} | {row.key for row in not_finite}
-        sendable = [row for row in rows if row.key not in failed]
+        sendable, not_finite = split_non_finite(keyed, lambda row: row)
+        outcomes += not_finite
         if sendable:
             rendered = [{"key": r.key, "idempotency_key": r.idempotency_key, "fields": r.fields} for r in sendable]
             rows_json = json.dumps(rendered, default=json_value, separators=(",", ":"), allow_nan=False)

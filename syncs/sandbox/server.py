@@ -36,10 +36,15 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # named groups from the route regex
 
     def json(self) -> Any:
+        """The body as JSON (RFC 8259, as the real APIs parse it: NaN and Infinity are not JSON)."""
         try:
             return orjson.loads(self.body or b"null")
-        except orjson.JSONDecodeError:  # what orjson refuses and Python's json reads (NaN, Infinity)
-            return json.loads(self.body)
+        except orjson.JSONDecodeError as error:
+            raise InvalidJSON(f"the body is not valid JSON: {error}") from None
+
+
+class InvalidJSON(ValueError):
+    """Answered 400, as the real APIs answer a body they cannot parse."""
 
 
 @dataclass
@@ -287,6 +292,8 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 )
             try:
                 response = app.dispatch(request)
+            except InvalidJSON as exc:
+                response = problem(400, "Bad Request", str(exc))
             except Exception as exc:  # a sandbox bug must surface as a 500, not a hung client
                 response = problem(500, "Internal Server Error", type(exc).__name__)
             if response.status >= 400:

@@ -120,3 +120,20 @@ def test_base_url_defaults_to_the_keys_data_center() -> None:
     settings = MailchimpDestination.Settings(api_key_env=MAILCHIMP_API_KEY)
     dest = MailchimpDestination("mailchimp", settings, MailchimpDestination.Target(list_id="x"))
     assert dest.http.base_url == "https://us21.api.mailchimp.com/3.0"
+
+
+def test_a_nan_merge_field_fails_its_row_only(clean_sandbox: Any) -> None:
+    """JSON has no NaN: sent as it is, Mailchimp would refuse the whole 500-member call with a 400."""
+    rows = [*people(2), OutboundRow("nan", {"email": "nan@example.com", "SCORE": float("nan")})]
+    outcomes = {o.key: o for o in mailchimp(clean_sandbox).write(Operation.UPSERT, rows)}
+    assert outcomes["c0"].ok and outcomes["c1"].ok
+    assert (outcomes["nan"].code, outcomes["nan"].permanent) == ("non_finite_number", True)
+    assert len(clean_sandbox.app("mailchimp").members["lifecycle"]) == 2
+
+
+def test_the_sandbox_refuses_a_body_that_is_not_json(clean_sandbox: Any) -> None:
+    dest = mailchimp(clean_sandbox)
+    response = dest.http.request(
+        "POST", "/lists/lifecycle", data=b'{"members": [{"email_address": "a@example.com", "score": NaN}]}'
+    )
+    assert response.status_code == 400 and "not valid JSON" in response.json()["detail"]

@@ -41,6 +41,14 @@ def test_rows_the_job_rejects_fail_individually(clean_sandbox: Any) -> None:
     assert (outcomes["bad"].code, outcomes["bad"].permanent) == ("invalid_email", True)
 
 
+def test_an_infinite_custom_field_fails_its_row_only(clean_sandbox: Any) -> None:
+    rows = [*people(2), OutboundRow("inf", {"email": "inf@example.com", "score": float("inf")})]
+    outcomes = {o.key: o for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows)}
+    assert outcomes["c0"].ok and outcomes["c1"].ok
+    assert (outcomes["inf"].code, outcomes["inf"].permanent) == ("non_finite_number", True)
+    assert "inf@example.com" not in clean_sandbox.app("sendgrid").contacts
+
+
 def test_removal_takes_contacts_off_the_list_only(clean_sandbox: Any) -> None:
     dest = sendgrid(clean_sandbox)
     dest.write(Operation.UPSERT, people(3))
