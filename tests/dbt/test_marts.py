@@ -268,6 +268,25 @@ def test_channel_list_test_names_each_bad_channel_list(warehouse_copy: Path, tmp
     ]
 
 
+def test_seed_settings_out_of_range_fail_their_tests(warehouse_copy: Path, tmp_path: Path) -> None:
+    """A holdout of 150% would hold out every customer, and a step due before sign-up never comes: both fail the
+    seeds' value_between tests, which name the value and the range."""
+    with duckdb.connect(str(warehouse_copy)) as con:
+        con.execute("update analytics.message_catalog set holdout_pct = 150 where message_name = 'onboarding'")
+        con.execute("update analytics.onboarding_steps set days_after_signup = -2 where step_number = 1")
+    result = dbt(
+        "test", "--select", "message_catalog", "onboarding_steps", "--store-failures",
+        warehouse=warehouse_copy, target_path=tmp_path / "target",
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout[-4000:]
+    assert "FAIL 1 value_between_message_catalog_holdout_pct__100__0" in result.stdout, result.stdout[-4000:]
+    assert "FAIL 1 value_between_onboarding_steps_days_after_signup__3650__0" in result.stdout, result.stdout[-4000:]
+    failures = query(
+        warehouse_copy, "select * from analytics_dbt_test__audit.value_between_message_catalog_holdout_pct__100__0"
+    )
+    assert failures == [(150, "must be between 0 and 100")]
+
+
 def test_sync_declarations_load_and_cover_every_destination_type() -> None:
     """The audiences' and the queue's sync declarations validate against destinations.yml, and together they
     exercise every destination type the demo ships."""
