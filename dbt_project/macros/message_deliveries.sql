@@ -15,22 +15,24 @@
 {%- endmacro %}
 
 {#- One row per candidate channel of each occurrence in the CTE or relation `occurrences` (its
-    channel_candidates lists channels in preference order; empty entries are skipped), adding channel,
-    channel_position and delivery_key (computed once here, so callers select and join on the column). Every
-    entry is read, so a list the generic test channel_list rejects still fails the decisions' tests, never
-    loses a channel silently. -#}
+    channel_candidates lists each of message_channels() at most once, in preference order: the generic test
+    channel_list holds the seed to that, so reading one position per known channel reads every entry), adding
+    channel, channel_position and delivery_key (computed once here, so callers select and join on the column). -#}
 {% macro message_channel_options(occurrences) -%}
     select
         options.*,
         {{ message_delivery_key('options.occurrence_key', 'options.channel') }} as delivery_key
     from (
+        {%- for position in range(1, message_channels() | length + 1) %}
         select
             {{ occurrences }}.*,
-            cast(listed.channel_position as integer) as channel_position,
-            trim(listed.channel) as channel
-        from {{ occurrences }},
-            unnest(string_split({{ occurrences }}.channel_candidates, ',')) with ordinality
-                as listed (channel, channel_position)
+            {{ position }} as channel_position,
+            trim({{ dbt.split_part(occurrences ~ '.channel_candidates', "','", position) }}) as channel
+        from {{ occurrences }}
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
+        {%- endfor %}
     ) as options
     where options.channel <> ''
 {%- endmacro %}
