@@ -19,6 +19,7 @@ ahead like a member, so it is retried until the destination acknowledges it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -129,10 +130,15 @@ def build_plan(
     field_names = sorted(sync.mapping)
     source = _source_sql(sync, relation, field_names)
     table = plan_table_name(sync.name, run_id)
-    current_rows, null_keys, extra_rows = con.execute(
-        f"select count(distinct row_key), count(*) filter (where row_key is null), "
-        f"count(row_key) - count(distinct row_key) from ({source})"
-    ).fetchone()
+    try:
+        current_rows, null_keys, extra_rows = con.execute(
+            f"select count(distinct row_key), count(*) filter (where row_key is null), "
+            f"count(row_key) - count(distinct row_key) from ({source})"
+        ).fetchone()
+    except FILTER_ERRORS as error:
+        if not sync.where:
+            raise
+        raise _filter_error(sync, error) from None
     # Unchanged rows are only counted, unless the run sends them (export) or a retry restricts the plan.
     keep_unchanged = sync.mode is Mode.EXPORT or only_rows_in_error
     mapped_identity = sorted(identity_fields & set(field_names)) if sync.mode is Mode.MIRROR else []
@@ -149,6 +155,30 @@ def build_plan(
     plan.preview = _preview(con, plan)
     plan.json_exact = _json_exact(con, plan)
     return plan
+
+
+# What a `where` that passed the load-time checks (one read-only expression) can still raise on the built model:
+# a column it names is not there, or a value cannot be cast as it asks.
+FILTER_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException)
+
+
+def _filter_error(sync: SyncSpec, error: duckdb.Error) -> ConfigError:
+    """The warehouse's complaint about a sync's `where`, as a configuration problem. Quoted text is elided: a
+    conversion error quotes the row value it could not convert, which may be PII."""
+    first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+    detail = re.sub(r"'[^']*'", "'…'", first_line)
+    return ConfigError(
+        [
+            ConfigProblem(
+                sync.source_file,
+                f"model {sync.model}, sync {sync.name}",
+                "where",
+                f"the filter fails on the built model ({detail})",
+                "use the model's own columns and compatible types: it runs as "
+                f"`select ... from {sync.model} where {sync.where}`",
+            )
+        ]
+    )
 
 
 def drop_plan(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:

@@ -125,3 +125,32 @@ def test_times_go_out_as_iso_8601_and_non_finite_numbers_fail_their_rows(sync_en
         ("c2", "non_finite_number", True),
     ]
     assert env.run("odd_webhook").failed == 0  # rejected for good in this version: not sent again
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ("nonexistent_column > 1", 'Referenced column "nonexistent_column" not found'),
+        ("cast(email as integer) > 1", "Could not convert string '…' to INT32"),
+    ],
+)
+def test_a_filter_that_fails_on_the_built_model_is_a_config_error(sync_env, where: str, named: str):
+    """The filter passed the load-time checks (one read-only expression); the warehouse refuses it. The error
+    names the sync's file and field, and never quotes a row value (the email it could not convert)."""
+    env = with_odd_model(sync_env, "score")
+    models = env.dbt_project_dir / "models" / "_odd.yml"
+    models.write_text(
+        models.read_text().replace(
+            "mapping: {email: email, value: score}",
+            f'where: "{where}"\n              mapping: {{email: email, value: score}}',
+            1,
+        )
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        env.run("odd_webhook")
+
+    message = str(raised.value)
+    assert "_odd.yml" in message and "sync odd_webhook" in message and "field 'where'" in message
+    assert named in message and "@example.com" not in message
+    assert env.sql("select message from tidings.sync_runs where sync_name = 'odd_webhook'") == [(message,)]
