@@ -56,7 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("syncs", _list_syncs, "list the declared syncs")
-    command("validate", _validate, "load and validate every sync and destination")
+    validate = command("validate", _validate, "load and validate every sync and destination")
+    validate.add_argument(
+        "--models",
+        action="store_true",
+        help="also check each sync against the built models in the warehouse (read-only): model and columns "
+        "present, column types the destination can send, the where clause runs",
+    )
     plan = command("plan", _plan, "show what a run would do now (counts and a masked preview); sends nothing")
     plan.add_argument("name")
     plan.add_argument("--json", action="store_true")
@@ -100,6 +106,9 @@ def _validate(args: argparse.Namespace) -> int:
         f"ok: {len(project.syncs)} sync(s) and {len(project.destinations)} destination(s) "
         f"in profile {project.profile!r} are valid"
     )
+    if args.models:
+        checked = engine.check_against_models(project, args.warehouse)
+        print(f"ok: {checked} sync(s) match the built models in {args.warehouse or warehouse_path()}")
     return 0
 
 

@@ -18,10 +18,10 @@ import duckdb
 
 from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
-from syncs.config import ConfigError, DestinationSpec, Project, SyncSpec
+from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, RunInfo
 from syncs.logs import get_logger, log_event
-from syncs.planner import Plan, PlanCounts, build_plan, drop_orphan_plans, drop_plan
+from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
 from syncs.runner import Delivery, Runner
 from syncs.settings import dbt_project_dir as default_dbt_project_dir
 from syncs.settings import destinations_file as default_destinations_file
@@ -92,6 +92,26 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
         return plan
     finally:
         con.close()
+
+
+def check_against_models(project: Project, warehouse: Path | None = None) -> int:
+    """Check every sync against the built models without planning or sending (`tidings validate --models`): the
+    model and its columns are there, mapped columns' types are ones the destination can send, the `where` runs.
+    Opens the warehouse read-only; raises one ConfigError listing every problem, else returns the syncs checked."""
+    path = warehouse or warehouse_path()
+    if not path.exists():
+        raise FileNotFoundError(f"warehouse {path} does not exist; run `tidings generate` and `dbt build`")
+    problems: list[ConfigProblem] = []
+    with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as con:
+        for sync in project.syncs.values():
+            try:
+                check_model(con, sync)
+                check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
+            except ConfigError as error:
+                problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    return len(project.syncs)
 
 
 def run_sync(

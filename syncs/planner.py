@@ -181,6 +181,19 @@ def _filter_error(sync: SyncSpec, error: duckdb.Error) -> ConfigError:
     )
 
 
+def check_model(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
+    """What planning `sync` would refuse about the built model, without planning: the model and every column the
+    sync uses are there, and its `where` runs over every row. Raises ConfigError."""
+    _check_relation(con, sync)
+    if sync.where:
+        try:
+            con.execute(
+                f"select count(*) from {quote(models_schema())}.{quote(sync.model)} where {sync.where}"
+            ).fetchone()
+        except FILTER_ERRORS as error:
+            raise _filter_error(sync, error) from None
+
+
 def drop_plan(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
     con.execute(f"drop table if exists {plan.table}")
 

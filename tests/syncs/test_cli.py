@@ -91,3 +91,55 @@ def test_generate_takes_its_options_and_the_global_warehouse(tmp_path, capsys):
     assert f"wrote {warehouse}" in capsys.readouterr().out
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select count(*) from raw.crm_customers").fetchone()[0] == 25
+
+
+BROKEN_YAML = """
+models:
+  - name: broken
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: broken_tags
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              target: {topic: broken}
+              mapping: {email: email, tags: tags}
+            - name: broken_filter
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              where: "missing_column > 1"
+              target: {topic: broken}
+              mapping: {email: email}
+  - name: unbuilt
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: broken_model
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              target: {topic: broken}
+              mapping: {email: email}
+"""
+
+
+def test_validate_models_checks_every_sync_against_the_warehouse(sync_env, capsys):
+    """`validate --models` finds, in one go and without planning anything, what each run would refuse."""
+    assert cli(sync_env, "validate", "--models") == 0
+    assert "match the built models" in capsys.readouterr().out
+
+    (sync_env.dbt_project_dir / "models" / "_broken.yml").write_text(BROKEN_YAML)
+    sync_env.sql("create table analytics.broken as select 'c1' as customer_id, 'a@example.com' as email, ['x'] as tags")
+
+    assert cli(sync_env, "validate", "--models") == 2
+    errors = capsys.readouterr().err
+    assert "3 problem(s)" in errors and "_broken.yml" in errors
+    assert "sync broken_tags: field 'mapping.tags': column 'tags' is VARCHAR[]" in errors
+    assert "sync broken_filter: field 'where'" in errors and "missing_column" in errors
+    assert "model unbuilt, sync broken_model: field 'model': analytics.unbuilt is not in the warehouse" in errors
+    # read-only: nothing was planned or run, not even the state schema created
+    assert sync_env.sql("select count(*) from information_schema.schemata where schema_name = 'tidings'") == [(0,)]
