@@ -6,7 +6,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
+from datetime import time as dt_time
+from decimal import Decimal
 from typing import Any, TypeVar
+from uuid import UUID
 
 import requests
 
@@ -15,6 +19,16 @@ from syncs.http import RETRY_STATUSES, DestinationHTTPError, HttpClient
 
 T = TypeVar("T")
 NON_FINITE_MESSAGE = "a field holds NaN or Infinity, which JSON cannot carry"
+
+
+def json_value(value: Any) -> Any:
+    """Warehouse values JSON cannot hold natively: dates, times and timestamps as ISO 8601, decimals as exact
+    strings, UUIDs as text."""
+    if isinstance(value, datetime | date | dt_time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a JSON payload")
 
 
 class MissingSecretError(RuntimeError):

@@ -3,7 +3,9 @@
 Each row is a `POST /postcards` (or `/letters`, by `target.kind`) carrying the occurrence's idempotency key
 in the `Idempotency-Key` header: a retry, or a re-run after a crash, gets the original piece back instead of
 printing a second one. The piece's price is recorded as the row's cost. Addresses missing a required part
-fail locally (`missing_address`); addresses the API finds undeliverable fail per piece (422).
+fail locally (`missing_address`); addresses the API finds undeliverable fail per piece (422). Merge variables
+keep their JSON type (booleans, numbers; dates as ISO 8601, decimals as exact strings); a NaN or Infinity fails
+its row (`non_finite_number`).
 
 Fields: `name`, `address_line1`, `address_city`, `address_state`, `address_zip` (mapped by every sync),
 `address_line2`, `address_country` (default US); every other mapped field is a merge variable. As in Lob's API,
@@ -19,7 +21,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from requests.auth import HTTPBasicAuth
 
-from syncs.destinations._support import fail_all, fail_batch_for_error, http_client, is_transient, secret_from_env
+from syncs.destinations._support import (
+    fail_all,
+    fail_batch_for_error,
+    http_client,
+    is_transient,
+    json_value,
+    secret_from_env,
+    split_non_finite,
+)
 from syncs.destinations.base import (
     Destination,
     DestinationSettings,
@@ -94,7 +104,8 @@ class PrintMailDestination(Destination):
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         if op is not Operation.SEND:
             return fail_all(rows, "unsupported_operation", "print mail only sends pieces", permanent=True)
-        return [self._send(row) for row in rows]
+        sendable, not_finite = split_non_finite(rows, lambda row: row)
+        return not_finite + [self._send(row) for row in sendable]
 
     def _send(self, row: OutboundRow) -> RowOutcome:
         if not row.idempotency_key:
@@ -126,7 +137,7 @@ class PrintMailDestination(Destination):
     def _piece(self, row: OutboundRow, fields: dict[str, Any]) -> dict[str, Any]:
         to = {k: str(fields[k]) for k in ADDRESS_FIELDS if k in fields}
         to["address_country"] = _country(fields)
-        merge = {k: str(v) for k, v in fields.items() if k not in to and k != "address_country"}
+        merge = {k: merge_value(v) for k, v in fields.items() if k not in to and k != "address_country"}
         piece: dict[str, Any] = {
             "to": to,
             "from": self.sender,
@@ -154,6 +165,11 @@ def _json(response: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def merge_value(value: Any) -> Any:
+    """A merge variable as its JSON type: a template's `{{#if vip}}` must see false, not the truthy "False"."""
+    return value if isinstance(value, str | bool | int | float) else json_value(value)
 
 
 def _country(fields: dict[str, Any]) -> str:

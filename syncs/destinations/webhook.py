@@ -13,11 +13,7 @@ import hmac
 import json
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
-from datetime import time as dt_time
-from decimal import Decimal
 from typing import Any, ClassVar
-from uuid import UUID
 
 import orjson
 
@@ -26,6 +22,7 @@ from syncs.destinations._support import (
     fail_keys_for_error,
     fail_keys_for_response,
     http_client,
+    json_value,
     secret_from_env,
     split_non_finite,
 )
@@ -52,16 +49,6 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The signature header value for one request."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
-
-
-def json_value(value: Any) -> Any:
-    """Warehouse values JSON cannot hold natively: dates, times and timestamps as ISO 8601, decimals as exact
-    strings, UUIDs as text."""
-    if isinstance(value, datetime | date | dt_time):
-        return value.isoformat()
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    raise TypeError(f"cannot send a {type(value).__name__} in a webhook payload")
 
 
 class WebhookSettings(DestinationSettings):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -125,3 +127,28 @@ def test_the_sandbox_refuses_an_incomplete_us_address_like_lob(clean_sandbox: An
 
     assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_address")
     assert printed.status_code == 200
+
+
+def test_merge_variables_keep_their_json_types(clean_sandbox: Any) -> None:
+    """A template's `{{#if vip}}` must see false: a stringified "False" would be truthy and print the offer."""
+    extras = {"vip": False, "visits": 3, "spend": 12.5, "since": date(2024, 5, 1), "credit": Decimal("10.10")}
+    [outcome] = lob(clean_sandbox).write(Operation.SEND, [piece(1, **extras)])
+    assert outcome.ok
+    merge = clean_sandbox.app("lob").pieces[0]["merge_variables"]
+    assert merge == {
+        "first_name": "Ann",
+        "vip": False,
+        "visits": 3,
+        "spend": 12.5,
+        "since": "2024-05-01",
+        "credit": "10.10",
+    }
+
+
+def test_a_non_finite_merge_variable_fails_only_its_row(clean_sandbox: Any) -> None:
+    rows = [piece(1), piece(2, score=float("nan")), piece(3, score=float("inf"))]
+    outcomes = {o.key: o for o in lob(clean_sandbox).write(Operation.SEND, rows)}
+    assert outcomes["occ-1"].ok
+    for key in ("occ-2", "occ-3"):
+        assert (outcomes[key].code, outcomes[key].permanent) == ("non_finite_number", True)
+    assert len(clean_sandbox.app("lob").pieces) == 1
