@@ -224,7 +224,12 @@ class Runner:
         keys = table.column("row_key").to_pylist()
         idempotency_keys = table.column("idempotency_key").to_pylist()
         json_rows = table.column("json_row").to_pylist() if "json_row" in table.column_names else None
-        rows = OutboundBatch(keys, idempotency_keys, partial(self._rows, table, keys, idempotency_keys), json_rows)
+        names = self.plan.field_names
+        fields = None
+        if op is not Operation.REMOVE:
+            fields = table.select([f"f_{i}" for i in range(len(names))]).rename_columns(names)
+        build = partial(self._rows, table, keys, idempotency_keys)
+        rows = OutboundBatch(keys, idempotency_keys, build, json_rows, fields)
         return _Batch(op, rows, table.select(PLAN_ENTRY_COLUMNS))
 
     def _rows(self, table: pa.Table, keys: list[str], idempotency_keys: list[str | None]) -> list[OutboundRow]:

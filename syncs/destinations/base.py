@@ -16,6 +16,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, overload
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 IdentityKind = Literal["email", "phone"]
@@ -47,9 +48,12 @@ class OutboundBatch(Sequence[OutboundRow]):
     """One batch as the runner streams it from the plan: its keys as columns, its rows built only when a
     connector first reads the batch as a sequence (building thousands of row objects costs more than sending
     them to a fast endpoint). `json_rows`, when the runner could render them in the warehouse, holds each row
-    as the JSON text of `{"key", "idempotency_key", "fields"}` for connectors whose payload is that JSON."""
+    as the JSON text of `{"key", "idempotency_key", "fields"}` for connectors whose payload is that JSON.
+    `fields` holds the rows' fields as Arrow columns named by destination field, with the warehouse's own types
+    (a DECIMAL(18,2) stays one, an unsigned 64-bit integer stays unsigned) for connectors that write Arrow; it is
+    None for removals, whose fields are the ones last sent."""
 
-    __slots__ = ("_build", "_rows", "idempotency_keys", "json_rows", "keys")
+    __slots__ = ("_build", "_rows", "fields", "idempotency_keys", "json_rows", "keys")
 
     def __init__(
         self,
@@ -57,10 +61,12 @@ class OutboundBatch(Sequence[OutboundRow]):
         idempotency_keys: list[str | None],
         build_rows: Callable[[], list[OutboundRow]],
         json_rows: list[str] | None = None,
+        fields: pa.Table | None = None,
     ) -> None:
         self.keys = keys
         self.idempotency_keys = idempotency_keys
         self.json_rows = json_rows
+        self.fields = fields
         self._build: Callable[[], list[OutboundRow]] | None = build_rows
         self._rows: list[OutboundRow] | None = None
 

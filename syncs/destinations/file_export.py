@@ -6,6 +6,10 @@ the run succeeds, and then refreshes `latest.<ext>`. `latest` is a *copy* rename
 readers on any file system or sync tool (S3 sync, SMB shares, Windows) see a complete regular file. Outcomes
 are deferred: `close()` answers every written row at once (`DeferredOutcome`) once their file is in place, so
 the exporter holds no key per row and its memory does not grow with the audience.
+
+Batches streamed from a plan arrive as Arrow columns typed by the warehouse and are written as they are, so a
+file's column types are the model's (DECIMAL(18,2), UBIGINT, HUGEINT, TIMESTAMPTZ, ENUM) whichever values come
+first, and no row becomes a Python object on the way.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from syncs.destinations.base import (
     DestinationSettings,
     Mode,
     Operation,
+    OutboundBatch,
     OutboundRow,
     RowOutcome,
     RunInfo,
@@ -111,16 +116,19 @@ class FileExportDestination(Destination):
         if not rows:
             return []
         try:
-            batch = self._record_batch(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if isinstance(rows, OutboundBatch) and rows.fields is not None:
+                table = self._warehouse_typed(rows.fields)
+            else:
+                table = pa.Table.from_batches([self._record_batch(rows)])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             message = "a value does not fit the column types fixed by the first batch of the export"
-            return [RowOutcome.failure(row.key, "schema_mismatch", message, permanent=True) for row in rows]
+            return [RowOutcome.failure(row_key, "schema_mismatch", message, permanent=True) for row_key in _keys(rows)]
         if not self._spools:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            self._spools = [self._start(ext, batch.schema) for ext in self.extensions]
+            self._spools = [self._start(ext, table.schema) for ext in self.extensions]
         for spool in self._spools:
-            spool.writer.write_batch(batch)
+            spool.writer.write_table(table)
         return []
 
     def close(self, *, success: bool) -> DeferredOutcome:
@@ -147,8 +155,16 @@ class FileExportDestination(Destination):
         writer = pa_csv.CSVWriter(temp, schema) if extension == "csv" else pq.ParquetWriter(temp, schema)
         return _Spool(final, temp, writer)
 
+    def _warehouse_typed(self, fields: pa.Table) -> pa.Table:
+        """A batch streamed from the plan, written with the column types the warehouse gave it: the file's
+        types do not depend on which values happen to come first."""
+        if self._schema is None:
+            self._schema = fields.schema
+        return fields if fields.schema == self._schema else fields.cast(self._schema)
+
     def _record_batch(self, rows: Sequence[OutboundRow]) -> pa.RecordBatch:
-        """Rows as one Arrow batch with the schema fixed by the first batch of the run.
+        """Rows handed over as Python values (not streamed from a plan), with the schema inferred from the first
+        batch of the run.
 
         A column that is entirely null in the first batch has no type yet: it becomes text, and its values in
         later batches are written as text.
@@ -164,6 +180,10 @@ class FileExportDestination(Destination):
                 [pa.field(f.name, pa.string()) if f.name in self._text_columns else f for f in inferred]
             )
         return pa.RecordBatch.from_pylist(records, schema=self._schema)
+
+
+def _keys(rows: Sequence[OutboundRow]) -> list[str]:
+    return rows.keys if isinstance(rows, OutboundBatch) else [row.key for row in rows]
 
 
 def publish(temp: Path, final: Path) -> None:

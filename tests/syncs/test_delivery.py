@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from syncs.destinations.file_export import FileExportDestination
@@ -188,9 +192,14 @@ def test_an_export_answers_its_rows_at_close_except_those_refused_on_the_way(syn
     """The exporter answers every row it wrote with one outcome; rows it refused in `write` keep their own."""
     monkeypatch.setattr("syncs.runner.SETTLE_CHUNK_ROWS", 25)
     monkeypatch.setattr(FileExportDestination, "max_batch_size", 30)
-    sync_env.sql("alter table analytics.audience alter score type hugeint")
-    # The first batch fixes the column as 64-bit integers; the last batch's values do not fit.
-    sync_env.sql("update analytics.audience set score = 2::hugeint ** 70 where customer_id >= 'c00090'")
+    typed = FileExportDestination._warehouse_typed
+
+    def refuse_the_last_batch(self, fields):
+        if fields.column("customer_id")[0].as_py() == "c00090":
+            raise pa.ArrowInvalid("the file cannot hold this batch")
+        return typed(self, fields)
+
+    monkeypatch.setattr(FileExportDestination, "_warehouse_typed", refuse_the_last_batch)
 
     result = sync_env.run("audience_export")
 
@@ -205,6 +214,50 @@ def test_an_export_answers_its_rows_at_close_except_those_refused_on_the_way(syn
     state_rows = "select count(*) from tidings.sync_state where sync_name = 'audience_export'"
     assert sync_env.sql(state_rows) == [(90,)]
     assert sync_env.sql("select count(*), min(code) from tidings.row_errors") == [(10, "schema_mismatch")]
+
+
+WIDE_YAML = """
+models:
+  - name: wide
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: wide_export
+              destination: files
+              mode: export
+              primary_key: customer_id
+              target: {name: wide, format: both}
+              mapping: {customer_id: customer_id, clv: clv, visits: visits, first_order: first_order}
+"""
+
+
+def test_an_export_file_keeps_the_warehouse_column_types(sync_env, monkeypatch):
+    """Types come from the model, not from the first batch's values: decimals wider than the first batch's,
+    an unsigned integer past int64 and a date column null in the whole first batch land as the model types them."""
+    monkeypatch.setattr(FileExportDestination, "max_batch_size", 30)
+    (sync_env.dbt_project_dir / "models" / "_wide.yml").write_text(WIDE_YAML)
+    sync_env.sql(
+        """create table analytics.wide as
+        select printf('c%05d', i) as customer_id, (i * i * i * 1.25)::decimal(18, 2) as clv,
+               case when i < 99 then i::ubigint else 18446744073709551615 end as visits,
+               case when i >= 50 then date '2024-01-01' + i::integer end as first_order
+        from range(100) t(i)"""
+    )
+
+    result = sync_env.run("wide_export")
+
+    assert (result.status, result.sent, result.failed) == ("success", 100, 0)
+    csv_path, parquet_path = sorted(result.export_paths)
+    exported = pq.read_table(parquet_path)
+    types = {name: exported.schema.field(name).type for name in ("clv", "visits", "first_order")}
+    assert types == {"clv": pa.decimal128(18, 2), "visits": pa.uint64(), "first_order": pa.date32()}
+    by_id = {row["customer_id"]: row for row in exported.to_pylist()}
+    assert by_id["c00099"]["clv"] == Decimal("1212873.75") and by_id["c00099"]["visits"] == 2**64 - 1
+    assert (by_id["c00001"]["first_order"], by_id["c00050"]["first_order"]) == (None, date(2024, 2, 20))
+    with Path(csv_path).open() as handle:
+        last = list(csv.DictReader(handle))[-1]
+    assert (last["customer_id"], last["clv"], last["visits"]) == ("c00099", "1212873.75", str(2**64 - 1))
 
 
 def test_an_aborted_export_fails_its_rows_and_publishes_nothing(sync_env, monkeypatch):
