@@ -13,7 +13,8 @@ table, which the runner streams from and the dry run previews: both see the same
 Identity-keyed destinations (ad audiences, ESP lists) know a member only by its identifiers, so a mirror whose
 change gives a member other identifiers (a new email) also plans `retire`: a removal of the previous
 identifiers, keyed `<row key>#retired:<md5 of the previous fields>`, sent before the run's upserts and written
-ahead like a member, so it is retried until the destination acknowledges it.
+ahead like a member, so it is retried until the destination acknowledges it. A removal or retirement of an
+identity another member keeps becomes `release` instead (`syncs.identity_release`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ import duckdb
 
 from syncs.config import ConfigError, ConfigProblem, SyncSpec
 from syncs.destinations.base import IdentityKind, Mode
+from syncs.identity_release import (
+    RETIRED_MARKER,
+    IdentityField,
+    identity_value_sql,
+    plans_removals,
+    release_shared_identities,
+)
 from syncs.masking import mask_row
 from syncs.settings import STATE_SCHEMA, models_schema
+from syncs.sql_text import literal, quote
 from syncs.state import sent_occurrences_sql
 
 S = STATE_SCHEMA
@@ -75,23 +84,7 @@ class Plan:
         return sum(self.skipped.values())
 
 
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@dataclass(frozen=True)
-class IdentityField:
-    name: str  # a destination field that identifies a member
-    fold_case: bool  # compared case-insensitively (the connector lower-cases it)
-
-
-IDENTITY_TRIM = " \t\n\r\x0b"  # ASCII whitespace every identity normalizer strips (`syncs.identity`)
 PLAN_TABLE_PREFIX = "plan__"
-RETIRED_MARKER = "#retired:"
 REMOVAL_ACTIONS = frozenset({"remove", "retire"})  # rows sent with their last sent fields
 
 
@@ -145,9 +138,9 @@ def build_plan(
     retiring = [IdentityField(name, fold_case=name not in case_sensitive_fields) for name in mapped_identity]
     sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring)
     con.execute(f"create or replace table {table} as {sql}")
-    if retiring and _plans_removals(con, table):
+    if retiring and plans_removals(con, table):
         normalized = {name: kind for name, kind in normalized_kinds.items() if name in mapped_identity}
-        _release_shared_identities(con, table, sync, retiring, normalized, sent_identity)
+        release_shared_identities(con, table, _state_sql(sync), retiring, normalized, sent_identity)
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
     mirror_members = _mirror_members(con, sync) if sync.mode is Mode.MIRROR else None
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
@@ -337,51 +330,12 @@ def _plan_sql(
         where p.action is not null{restrict}{"" if keep_unchanged else " and p.action <> 'unchanged'"}"""
 
 
-def _identity_value(fields_json: str, field: IdentityField) -> str:
-    """One identity field of a row's fields JSON as compared: without the ASCII whitespace around it and, unless
-    the connector keeps its case, lower-cased. Every identity-keyed connector normalizes at least that much
-    before sending (`syncs.identity`), so equal values here are equal in the destination."""
-    path = literal(f'$."{field.name}"')
-    value = f"trim(json_extract_string({fields_json}, {path}), {literal(IDENTITY_TRIM)})"
-    return f"lower({value})" if field.fold_case else value
-
-
-def _identity_sql(fields_json: str, retiring: list[IdentityField]) -> str:
-    """A row's whole identity (every identity field it maps) as one comparable text."""
-    return f"json_array({', '.join(_identity_value(fields_json, field) for field in retiring)})::varchar"
-
-
-# A key each identity kind's values share whenever a connector normalizes them to the same identifier: an email
-# without case, outer whitespace or dots (Gmail ignores dots in the local part), a phone's last seven characters
-# once the usual ASCII separators are gone (the same number in national or international format). Equal keys only
-# make candidates; a number written with other characters (`ext. 2`, a non-breaking space) only misses its pair.
-# `translate` of ASCII characters rather than a regular expression or non-ASCII ones: the key is computed for
-# every settled member (at 1M members, 0.3 s against 0.6-0.7 s).
-PHONE_SEPARATORS = " \t()-.+/"
-COARSE_IDENTITY_SQL: dict[str, str] = {
-    "email": f"replace(lower(trim({{value}}, {literal(IDENTITY_TRIM)})), '.', '')",
-    "phone": f"nullif(right(translate({{value}}, {literal(PHONE_SEPARATORS)}, ''), 7), '')",
-}
-
-
-def _match_key_sql(retiring: list[IdentityField], normalized: Mapping[str, IdentityKind]) -> str:
-    """`_identity_sql` of `row_fields`, with the coarse key of its kind for each field in `normalized`."""
-    values = []
-    for identity_field in retiring:
-        if identity_field.name in normalized:
-            value = f"json_extract_string(row_fields, {literal(f'$.{quote(identity_field.name)}')})"
-            values.append(COARSE_IDENTITY_SQL[normalized[identity_field.name]].format(value=value))
-        else:
-            values.append(_identity_value("row_fields", identity_field))
-    return f"json_array({', '.join(values)})::varchar"
-
-
 def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[IdentityField], field_count: int) -> str:
     """Rows removing the previous identity of members whose identity fields changed (`_identity_value`); a finer
     difference the destination ignores only costs a removal followed by the re-add of the same member, since
     retirements are sent before upserts. Retirements already written ahead come from the state instead."""
     differs = " or ".join(
-        f"{_identity_value('s.row_fields', field)} is distinct from {_identity_value('c.row_fields', field)}"
+        f"{identity_value_sql('s.row_fields', field)} is distinct from {identity_value_sql('c.row_fields', field)}"
         for field in retiring
     )
     key = f"s.row_key || {literal(RETIRED_MARKER)} || md5(s.row_fields)"
@@ -393,85 +347,6 @@ def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[Id
         from ({current}) c join ({state}) s on c.row_key = s.row_key
         where c.row_fields <> s.row_fields and not c.conflicting and ({differs})
           and {key} not in ({written_ahead})"""
-
-
-def _release_shared_identities(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    sync: SyncSpec,
-    retiring: list[IdentityField],
-    normalized: Mapping[str, IdentityKind],
-    sent_identity: Callable[[Mapping[str, Any]], str | None] | None,
-) -> None:
-    """Removals and retirements of an identity another member keeps become `release`: not sent, only dropped from
-    the sync's state. An identity-keyed destination holds one member per identity, so removing it for a customer
-    who left would also remove it for a customer who shares it (a household email) and stays.
-
-    The member keeping it must be settled in state with that identity and still hold it after this run: not
-    removed, and not retiring it (an unchanged member, or one changed in other fields), so the destination holds
-    the identity and that member's own removal later takes it out. An identity a member only gains in this run
-    is sent after the removals, which cannot undo it. The whole identity tuple must match: a removal sharing only
-    some identifiers (one email, two phones) is sent, since the destination may match on any of them.
-
-    Identities match when their identity fields are equal once trimmed and, unless case-sensitive, lower-cased.
-    For fields the connector normalizes further (`normalized`: Gmail dots, phone formats), that comparison would
-    miss members the destination holds as one, so pairs are found by a coarse key per kind
-    (`COARSE_IDENTITY_SQL`) and kept only when the connector sends the same identifiers for both
-    (`sent_identity`): a release is never wrong, and a pair the key misses is only a removal sent."""
-    if not normalized or sent_identity is None:
-        identity = _identity_sql("row_fields", retiring)
-        removed = f"select {identity} from {table} where action in ('remove', 'retire')"
-        kept = f"select {identity} from ({_kept_members_sql(table, sync)}) where {identity} in ({removed})"
-        con.execute(
-            f"update {table} set action = 'release' where action in ('remove', 'retire') and {identity} in ({kept})"
-        )
-        return
-    match = _match_key_sql(retiring, normalized)
-    no_identity = literal(json.dumps([None] * len(retiring), separators=(",", ":")))  # would pair with every other
-    pairs = con.execute(
-        f"""
-        with leaving as (
-            select row_key, row_fields, {match} as match from {table}
-            where action in ('remove', 'retire') and {match} <> {no_identity}
-        ),
-        kept as (
-            select distinct row_fields, {match} as match from ({_kept_members_sql(table, sync)})
-            where {match} in (select match from leaving)
-        )
-        select leaving.row_key, leaving.row_fields, kept.row_fields from leaving join kept using (match)"""
-    ).fetchall()
-    identities: dict[str, str | None] = {}
-
-    def identity_of(fields_json: str) -> str | None:
-        if fields_json not in identities:
-            identities[fields_json] = sent_identity(json.loads(fields_json))
-        return identities[fields_json]
-
-    def held_by_kept(leaving: str, kept: str) -> bool:
-        identity = identity_of(leaving)
-        return identity is not None and identity == identity_of(kept)
-
-    released = sorted({key for key, leaving, kept in pairs if held_by_kept(leaving, kept)})
-    if released:
-        con.execute(
-            f"update {table} set action = 'release' where action in ('remove', 'retire') "
-            "and row_key in (select unnest(?::varchar[]))",
-            [released],
-        )
-
-
-def _plans_removals(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute(f"select 1 from {table} where action in ('remove', 'retire') limit 1").fetchall())
-
-
-def _kept_members_sql(table: str, sync: SyncSpec) -> str:
-    """State rows of members settled in the destination that still hold their identity after this run: not
-    removed, and not retiring it."""
-    leaving = (
-        f"select row_key from {table} where action = 'remove' union all "
-        f"select split_part(row_key, {literal(RETIRED_MARKER)}, 1) from {table} where action = 'retire'"
-    )
-    return f"select * from ({_state_sql(sync)}) where row_hash <> '' and row_key not in ({leaving})"
 
 
 def _state_sql(sync: SyncSpec) -> str:

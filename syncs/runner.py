@@ -52,7 +52,8 @@ from syncs.destinations.base import (
     RunInfo,
 )
 from syncs.logs import get_logger, log_event
-from syncs.planner import REMOVAL_ACTIONS, Plan, literal, stream_sql
+from syncs.planner import REMOVAL_ACTIONS, Plan, stream_sql
+from syncs.sql_text import literal
 
 log = get_logger("runner")
 

@@ -456,7 +456,7 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
 
 def release_members(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
     """Settle the plan's `release` rows without a send: removals and retirements of an identity another member
-    keeps in the destination (`planner._release_shared_identities`). The member leaves the sync's state, its
+    keeps in the destination (`identity_release.release_shared_identities`). The member leaves the sync's state, its
     write-ahead entries and its row errors; the destination keeps the identity for the member that has it."""
     released = f"select row_key from {plan_table} where action = 'release'"
     with transaction(con):

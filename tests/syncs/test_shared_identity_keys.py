@@ -1,4 +1,4 @@
-"""The planner's coarse identity keys (`planner.COARSE_IDENTITY_SQL`) pair every two ways of writing an email or a
+"""The coarse identity keys (`identity_release.COARSE_IDENTITY_SQL`) pair every two ways of writing an email or a
 phone that the ad connectors send as the same identifier: Gmail addresses with other dots, case or outer spaces,
 and one number in national, international or punctuated form. A pair the key missed would be a household member's
 removal sent (the member stays out of the audience until its next change)."""
@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination
 from syncs.destinations.meta_custom_audiences import MetaCustomAudiencesDestination
-from syncs.planner import COARSE_IDENTITY_SQL, literal
+from syncs.identity_release import COARSE_IDENTITY_SQL
+from syncs.sql_text import literal
 
 LOCAL_PARTS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=2, max_size=12)
 US_NUMBERS = st.integers(min_value=2_000_000, max_value=9_999_999).map(str)
