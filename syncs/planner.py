@@ -192,9 +192,13 @@ def drop_plan(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
 
 
 def stream_sql(plan: Plan, actions: tuple[str, ...], *, json_rows: bool = False) -> str:
-    """The plan rows with the given actions, in a stable order, for the runner to stream. With `json_rows`,
-    each row also comes as the JSON text `{"key", "idempotency_key", "fields"}` (`json_row`), rendered in the
-    warehouse from the same fields JSON the plan hashes; only for plans whose fields are `json_exact`."""
+    """The plan rows with the given actions, for the runner to stream. With `json_rows`, each row also comes as
+    the JSON text `{"key", "idempotency_key", "fields"}` (`json_row`), rendered in the warehouse from the same
+    fields JSON the plan hashes; only for plans whose fields are `json_exact`.
+
+    Only an export is ordered (by row key, so a file compares line by line with the day before): a destination
+    does not care in which order members arrive, and sorting every planned row before the first batch streams
+    cost a 5M-row upsert 5 s of 29 s, and a 1M-row one 230 MiB of its 820 MiB peak."""
     fields = ", ".join(f"f_{i}" for i in range(len(plan.field_names)))
     wanted = ", ".join(literal(a) for a in actions)
     json_row = (
@@ -205,7 +209,7 @@ def stream_sql(plan: Plan, actions: tuple[str, ...], *, json_rows: bool = False)
     )
     return (
         f"select action, row_key, row_hash, idempotency_key, row_fields, {fields}{json_row} from {plan.table} "
-        f"where action in ({wanted}) order by action, row_key"
+        f"where action in ({wanted}){' order by row_key' if plan.mode is Mode.EXPORT else ''}"
     )
 
 

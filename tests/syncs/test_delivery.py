@@ -165,15 +165,20 @@ def test_retry_resends_only_rows_in_error(sync_env):
 
 
 def test_export_writes_a_full_file_each_run(sync_env):
+    """Each file holds the whole audience in row-key order, whether a row was added, changed or unchanged."""
     first = sync_env.run("audience_export")
     sync_env.sql("delete from analytics.audience where customer_id >= 'c00095'")
+    sync_env.sql("update analytics.audience set score = score + 1 where customer_id in ('c00003', 'c00060')")
+    sync_env.sql("insert into analytics.audience values ('b00001', 'b1@example.com', 'B', 7)")
     second = sync_env.run("audience_export")
 
-    assert (first.sent, second.sent, second.planned.remove, second.removed) == (100, 95, 5, 5)
+    assert (first.sent, second.sent, second.planned.remove, second.removed) == (100, 96, 5, 5)
+    assert (second.planned.add, second.planned.change) == (1, 2)
     assert len(second.export_paths) == 1 and second.export_paths != first.export_paths
     with Path(second.export_paths[0]).open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 95 and rows[0].keys() == {"customer_id", "score"}
+    assert len(rows) == 96 and rows[0].keys() == {"customer_id", "score"}
+    assert [row["customer_id"] for row in rows] == ["b00001"] + [f"c{i:05d}" for i in range(95)]
 
 
 def test_rows_settled_at_close_are_committed_in_chunks(sync_env, monkeypatch):

@@ -125,9 +125,9 @@ def test_each_pass_is_acknowledged_before_the_next_starts(sync_env, deliver):
     delivery, destination = deliver(slow_acknowledgement, identity_fields=frozenset({"email"}))
 
     assert (delivery.sent, delivery.removed) == (30, 40)  # 30 changed; 30 retired and 10 removed
-    removed, *retired = [batch.keys for batch in destination.batches[:4]]
-    assert removed == [f"c{i:05d}" for i in range(90, 100)]
-    assert all(key.startswith(f"c{i:05d}#retired:") for i, key in enumerate(itertools.chain(*retired)))
+    first_pass = sorted(itertools.chain(*(batch.keys for batch in destination.batches[:4])))
+    assert first_pass[30:] == [f"c{i:05d}" for i in range(90, 100)]
+    assert all(key.startswith(f"c{i:05d}#retired:") for i, key in enumerate(first_pass[:30]))
     ops = [op for op, _, _ in calls]
     assert ops == [Operation.REMOVE] * 4 + [Operation.UPSERT] * 3
     removals, upserts = calls[:4], calls[4:]
