@@ -1,8 +1,9 @@
 """Which kinds of warehouse column types a sync may map, checked against its destination before planning.
 
 A column no connector can carry (a list sent to an ESP, a blob in a webhook, an interval in a CSV) would otherwise
-fail every row of every run with the connector's own exception; it is a configuration problem, named with the
-sync's file, the mapped field, the column's type and a cast that fixes it.
+fail every row of every run with the connector's own exception, and a UHUGEINT or BIGNUM, which the runner's Arrow
+stream cannot hold, would reach the destination wrapped around (2^128 - 1 as -1); it is a configuration problem,
+named with the sync's file, the mapped field, the column's type and a cast that fixes it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from syncs.config import ConfigError, ConfigProblem, SyncSpec
 from syncs.destinations.base import Destination
 from syncs.settings import models_schema
 
-TypeFamily = Literal["scalar", "nested", "map", "union", "binary", "interval"]
+TypeFamily = Literal["scalar", "wide_integer", "nested", "map", "union", "binary", "interval"]
 
 _DESCRIPTIONS: dict[TypeFamily, str] = {
+    "wide_integer": "an integer wider than the signed 128 bits rows are streamed in (DuckDB's Arrow form of it wraps "
+    "around or is opaque)",
     "nested": "a list or struct",
     "map": "a map",
     "union": "a union",
@@ -25,6 +28,7 @@ _DESCRIPTIONS: dict[TypeFamily, str] = {
     "interval": "an interval",
 }
 _FIXES: dict[TypeFamily, str] = {
+    "wide_integer": "map it as text ({column}::varchar), or as {column}::decimal(38, 0) when its values fit",
     "nested": "select the scalar values you need in the model, or map JSON text: to_json({column})::varchar",
     "map": "select the values you need in the model, or map JSON text: to_json({column})::varchar",
     "union": "map one member of it, or its text: {column}::varchar",
@@ -46,6 +50,8 @@ def type_family(data_type: str) -> TypeFamily:
         return "binary"
     if upper == "INTERVAL":
         return "interval"
+    if upper in ("UHUGEINT", "BIGNUM", "VARINT"):
+        return "wide_integer"
     return "scalar"
 
 

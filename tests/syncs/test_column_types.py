@@ -41,7 +41,8 @@ models:
 COLUMNS = """
     ['gold', 'early'] as tags, {'tier': 'gold', 'points': i} as loyalty, map {'a': i} as counters,
     '\\xAA\\xBB'::blob as avatar, interval (i) day as tenure, time '09:30:00' as preferred_time,
-    case when i = 1 then 'nan'::double when i = 2 then 'infinity'::double else i / 2 end as score
+    case when i = 1 then 'nan'::double when i = 2 then 'infinity'::double else i / 2 end as score,
+    340282366920938463463374607431768211455::uhugeint - i::uhugeint as wide
 """
 
 
@@ -70,6 +71,9 @@ def with_odd_model(env: Any, column: str) -> Any:
         ("ENUM('a', 'b')", "scalar"),
         ("JSON", "scalar"),
         ('"NULL"', "scalar"),
+        ("UHUGEINT", "wide_integer"),
+        ("BIGNUM", "wide_integer"),
+        ("HUGEINT", "scalar"),
     ],
 )
 def test_type_families(data_type: str, family: str) -> None:
@@ -84,6 +88,9 @@ def test_type_families(data_type: str, family: str) -> None:
         ("counters", "odd_parquet", "to_json(counters)::varchar"),
         ("avatar", "odd_webhook", "hex(avatar)"),
         ("tenure", "odd_parquet", "epoch(tenure)"),
+        ("wide", "odd_webhook", "wide::varchar"),
+        ("wide", "odd_csv", "wide::varchar"),
+        ("wide", "odd_parquet", "wide::decimal(38, 0)"),
     ],
 )
 def test_a_column_the_destination_cannot_send_is_a_config_error(sync_env, column: str, sync: str, fix: str):
