@@ -51,6 +51,7 @@ from syncs.destinations.base import (
     RowOutcome,
     RunInfo,
 )
+from syncs.infinite_dates import python_values
 from syncs.logs import get_logger, log_event
 from syncs.planner import REMOVAL_ACTIONS, Plan, stream_sql
 from syncs.sql_text import literal
@@ -237,7 +238,7 @@ class Runner:
         """Column by column (one to_pylist per column), then one dict per row: half the cost of to_pylist()."""
         names = self.plan.field_names
         actions, sent_fields = table.column("action").to_pylist(), table.column("row_fields").to_pylist()
-        field_columns = [table.column(f"f_{i}").to_pylist() for i in range(len(names))]
+        field_columns = [python_values(table.column(f"f_{i}")) for i in range(len(names))]
         values = zip(*field_columns, strict=True) if names else itertools.repeat((), table.num_rows)
         return [
             OutboundRow(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from syncs.destinations.base import (
     SyncTarget,
     register,
 )
+from syncs.infinite_dates import csv_ready
 from syncs.settings import exports_dir
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -72,6 +73,7 @@ class _Spool:
     final: Path
     temp: Path
     writer: Any
+    prepare: Callable[[pa.Table], pa.Table]  # the batch as this format writes it
 
 
 @register
@@ -126,9 +128,9 @@ class FileExportDestination(Destination):
         if not self._spools:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            self._spools = [self._start(ext, table.schema) for ext in self.extensions]
+            self._spools = [self._start(ext, table) for ext in self.extensions]
         for spool in self._spools:
-            spool.writer.write_table(table)
+            spool.writer.write_table(spool.prepare(table))
         return []
 
     def close(self, *, success: bool) -> DeferredOutcome:
@@ -149,11 +151,12 @@ class FileExportDestination(Destination):
             return DeferredOutcome.success(destination_ref=stem)
         return DeferredOutcome.failure("export_aborted", "the run failed before the file was complete")
 
-    def _start(self, extension: str, schema: pa.Schema) -> _Spool:
+    def _start(self, extension: str, first: pa.Table) -> _Spool:
         final = self.folder / f"{self._stem}.{extension}"
         temp = final.with_name(f".{final.name}.partial")
-        writer = pa_csv.CSVWriter(temp, schema) if extension == "csv" else pq.ParquetWriter(temp, schema)
-        return _Spool(final, temp, writer)
+        if extension == "csv":
+            return _Spool(final, temp, pa_csv.CSVWriter(temp, csv_ready(first).schema), csv_ready)
+        return _Spool(final, temp, pq.ParquetWriter(temp, first.schema), _as_is)
 
     def _warehouse_typed(self, fields: pa.Table) -> pa.Table:
         """A batch streamed from the plan, written with the column types the warehouse gave it: the file's
@@ -180,6 +183,10 @@ class FileExportDestination(Destination):
                 [pa.field(f.name, pa.string()) if f.name in self._text_columns else f for f in inferred]
             )
         return pa.RecordBatch.from_pylist(records, schema=self._schema)
+
+
+def _as_is(table: pa.Table) -> pa.Table:
+    return table
 
 
 def _keys(rows: Sequence[OutboundRow]) -> list[str]:

@@ -1,0 +1,69 @@
+"""DuckDB's `infinity` and `-infinity` dates and timestamps in the Arrow batches the runner streams.
+
+A model may hold them (an open-ended `valid_to`, a lifetime plan's `ends_at`). Arrow carries them as the extreme
+values of the column's storage, which Python's date types cannot hold (building a row raises OverflowError) and
+pyarrow's CSV writer prints as `<value out of range: ...>`. Rows and CSV cells get the text DuckDB itself writes
+for them, `infinity` and `-infinity`; Parquet keeps the stored value, as DuckDB's own Parquet writer does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+INFINITY = "infinity"
+NEGATIVE_INFINITY = "-infinity"
+_DATE_INFINITY = 2**31 - 1
+_TIMESTAMP_INFINITY = 2**63 - 1
+
+
+def _is_dated(column: pa.ChunkedArray | pa.Array) -> bool:
+    return pa.types.is_date32(column.type) or pa.types.is_timestamp(column.type)
+
+
+def _infinities(column: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray, pa.ChunkedArray] | None:
+    """Masks of the infinite and minus-infinite values of a date or timestamp column, or None when it has none."""
+    if not _is_dated(column):
+        return None
+    storage = pc.cast(column, pa.int32() if pa.types.is_date32(column.type) else pa.int64())
+    infinity = _DATE_INFINITY if pa.types.is_date32(column.type) else _TIMESTAMP_INFINITY
+    positive, negative = pc.equal(storage, infinity), pc.equal(storage, -infinity)
+    if not (pc.any(positive).as_py() or pc.any(negative).as_py()):
+        return None
+    return positive, negative
+
+
+def _without_infinities(column: pa.ChunkedArray, masks: tuple[pa.ChunkedArray, pa.ChunkedArray]) -> pa.ChunkedArray:
+    return pc.if_else(pc.or_(*masks), pa.scalar(None, column.type), column)
+
+
+def python_values(column: pa.ChunkedArray) -> list[Any]:
+    """`column.to_pylist()`, with infinite dates and timestamps as the text `infinity` / `-infinity`."""
+    masks = _infinities(column)
+    if masks is None:
+        return column.to_pylist()
+    positive, negative = masks
+    finite = _without_infinities(column, masks).to_pylist()
+    return [
+        INFINITY if up else NEGATIVE_INFINITY if down else value
+        for value, up, down in zip(finite, positive.to_pylist(), negative.to_pylist(), strict=True)
+    ]
+
+
+def csv_ready(table: pa.Table) -> pa.Table:
+    """The table with every date and timestamp column as text (the same text pyarrow's CSV writer prints), its
+    infinities as `infinity` / `-infinity`. Every batch converts, so the file's columns never change type."""
+    for index, column in enumerate(table.columns):
+        if not _is_dated(column):
+            continue
+        masks = _infinities(column)
+        if masks is None:
+            text = pc.cast(column, pa.string())
+        else:
+            positive, negative = masks
+            finite = pc.cast(_without_infinities(column, masks), pa.string())
+            text = pc.if_else(positive, INFINITY, pc.if_else(negative, NEGATIVE_INFINITY, finite))
+        table = table.set_column(index, table.schema.field(index).with_type(pa.string()), text)
+    return table

@@ -1,0 +1,91 @@
+"""DuckDB's infinite dates and timestamps leave the warehouse as `infinity` / `-infinity`: in the rows connectors
+read, in CSV cells and in JSON, instead of an OverflowError for the whole batch or `<value out of range>`."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syncs.infinite_dates import csv_ready, python_values
+
+DATED_YAML = """
+models:
+  - name: dated
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: dated_webhook
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              target: {topic: dated}
+              mapping: {email: email, ends_on: ends_on, ends_at: ends_at}
+            - name: dated_export
+              destination: files
+              mode: export
+              primary_key: customer_id
+              target: {name: dated, format: both}
+              mapping: {customer_id: customer_id, ends_on: ends_on, ends_at: ends_at}
+"""
+DATED_ROWS = """
+create table analytics.dated as select * from (values
+    ('c1', 'c1@example.com', 'infinity'::date, '-infinity'::timestamp),
+    ('c2', 'c2@example.com', '2027-03-01'::date, '2027-03-01 09:30:00'::timestamp),
+    ('c3', 'c3@example.com', null, 'infinity'::timestamp)
+) rows(customer_id, email, ends_on, ends_at)
+"""
+
+
+def arrow(sql: str) -> pa.Table:
+    result = duckdb.sql(sql).arrow()
+    return result.read_all() if isinstance(result, pa.RecordBatchReader) else result
+
+
+def test_python_values_name_infinities_and_keep_the_rest() -> None:
+    table = arrow(
+        "select * from (values ('infinity'::date, '2024-01-01 10:00'::timestamptz), ('2024-01-02'::date, "
+        "'-infinity'::timestamptz), (null, null)) v(d, ts)"
+    )
+    assert python_values(table.column("d")) == ["infinity", date(2024, 1, 2), None]
+    stamps = python_values(table.column("ts"))
+    assert stamps[1:] == ["-infinity", None]
+    assert isinstance(stamps[0], datetime) and stamps[0].replace(tzinfo=None) == datetime(2024, 1, 1, 10)
+
+
+def test_csv_ready_writes_dates_as_the_csv_writer_would() -> None:
+    table = arrow("select '2024-01-02'::date d, '2024-01-01 10:00:00.5'::timestamp ts, 7 n")
+    ready = csv_ready(table)
+    assert ready.column("d").to_pylist() == ["2024-01-02"]
+    assert ready.column("ts").to_pylist() == ["2024-01-01 10:00:00.500000"]
+    assert ready.column("n").type == table.column("n").type
+
+
+def test_infinite_dates_reach_json_destinations_and_both_export_formats(sync_env) -> None:
+    (sync_env.dbt_project_dir / "models" / "_dated.yml").write_text(DATED_YAML)
+    sync_env.sql(DATED_ROWS)
+
+    sent = sync_env.run("dated_webhook")
+    exported = sync_env.run("dated_export")
+
+    assert (sent.status, sent.sent, exported.status, exported.sent) == ("success", 3, "success", 3)
+    fields = {d["key"]: d["fields"] for d in sync_env.webhook().deliveries}
+    assert (fields["c1"]["ends_on"], fields["c1"]["ends_at"]) == ("infinity", "-infinity")
+    assert (fields["c2"]["ends_on"], fields["c2"]["ends_at"]) == ("2027-03-01", "2027-03-01T09:30:00")
+    assert (fields["c3"]["ends_on"], fields["c3"]["ends_at"]) == (None, "infinity")
+    csv_path, parquet_path = sorted(exported.export_paths)
+    with Path(csv_path).open() as handle:
+        cells = [(row["ends_on"], row["ends_at"]) for row in csv.DictReader(handle)]
+    assert cells == [("infinity", "-infinity"), ("2027-03-01", "2027-03-01 09:30:00.000000"), ("", "infinity")]
+    # Parquet keeps the stored value, as DuckDB's own writer does: DuckDB reads it back as infinity.
+    assert duckdb.sql(f"select ends_on, ends_at::varchar from '{parquet_path}' order by customer_id").fetchall() == [
+        (date.max, "-infinity"),
+        (date(2027, 3, 1), "2027-03-01 09:30:00"),
+        (None, "infinity"),
+    ]
+    assert pq.read_schema(parquet_path).field("ends_on").type == pa.date32()
