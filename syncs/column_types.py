@@ -2,7 +2,8 @@
 
 A column no connector can carry (a list sent to an ESP, a blob in a webhook, an interval in a CSV) would otherwise
 fail every row of every run with the connector's own exception, and a UHUGEINT or BIGNUM, which the runner's Arrow
-stream cannot hold, would reach the destination wrapped around (2^128 - 1 as -1); it is a configuration problem,
+stream cannot hold, would reach the destination wrapped around (2^128 - 1 as -1), and a TIME WITH TIME ZONE without
+its offset; it is a configuration problem,
 named with the sync's file, the mapped field, the column's type and a cast that fixes it.
 """
 
@@ -16,11 +17,12 @@ from syncs.config import ConfigError, ConfigProblem, SyncSpec
 from syncs.destinations.base import Destination
 from syncs.settings import models_schema
 
-TypeFamily = Literal["scalar", "wide_integer", "nested", "map", "union", "binary", "interval"]
+TypeFamily = Literal["scalar", "wide_integer", "zoned_time", "nested", "map", "union", "binary", "interval"]
 
 _DESCRIPTIONS: dict[TypeFamily, str] = {
     "wide_integer": "an integer wider than the signed 128 bits rows are streamed in (DuckDB's Arrow form of it wraps "
     "around or is opaque)",
+    "zoned_time": "a time of day with an offset, which the runner's Arrow stream drops (10:00+02 arrives as 10:00)",
     "nested": "a list or struct",
     "map": "a map",
     "union": "a union",
@@ -29,6 +31,7 @@ _DESCRIPTIONS: dict[TypeFamily, str] = {
 }
 _FIXES: dict[TypeFamily, str] = {
     "wide_integer": "map it as text ({column}::varchar), or as {column}::decimal(38, 0) when its values fit",
+    "zoned_time": "map it as text, which keeps the offset: {column}::varchar",
     "nested": "select the scalar values you need in the model, or map JSON text: to_json({column})::varchar",
     "map": "select the values you need in the model, or map JSON text: to_json({column})::varchar",
     "union": "map one member of it, or its text: {column}::varchar",
@@ -52,6 +55,8 @@ def type_family(data_type: str) -> TypeFamily:
         return "interval"
     if upper in ("UHUGEINT", "BIGNUM", "VARINT"):
         return "wide_integer"
+    if upper in ("TIME WITH TIME ZONE", "TIMETZ"):
+        return "zoned_time"
     return "scalar"
 
 

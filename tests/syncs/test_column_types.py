@@ -42,7 +42,7 @@ COLUMNS = """
     ['gold', 'early'] as tags, {'tier': 'gold', 'points': i} as loyalty, map {'a': i} as counters,
     '\\xAA\\xBB'::blob as avatar, interval (i) day as tenure, time '09:30:00' as preferred_time,
     case when i = 1 then 'nan'::double when i = 2 then 'infinity'::double else i / 2 end as score,
-    340282366920938463463374607431768211455::uhugeint - i::uhugeint as wide
+    340282366920938463463374607431768211455::uhugeint - i::uhugeint as wide, '09:30:00+02'::timetz as call_window
 """
 
 
@@ -66,7 +66,7 @@ def with_odd_model(env: Any, column: str) -> Any:
         ("BLOB", "binary"),
         ("BIT", "binary"),
         ("INTERVAL", "interval"),
-        ("TIME WITH TIME ZONE", "scalar"),
+        ("TIME WITH TIME ZONE", "zoned_time"),
         ("DECIMAL(10,2)", "scalar"),
         ("ENUM('a', 'b')", "scalar"),
         ("JSON", "scalar"),
@@ -91,6 +91,7 @@ def test_type_families(data_type: str, family: str) -> None:
         ("wide", "odd_webhook", "wide::varchar"),
         ("wide", "odd_csv", "wide::varchar"),
         ("wide", "odd_parquet", "wide::decimal(38, 0)"),
+        ("call_window", "odd_webhook", "call_window::varchar"),
     ],
 )
 def test_a_column_the_destination_cannot_send_is_a_config_error(sync_env, column: str, sync: str, fix: str):
