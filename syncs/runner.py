@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncs import state
+from syncs.arrow_values import python_values
 from syncs.committer import CommitScope, StateCommitter
 from syncs.destinations.base import (
     AcknowledgedRows,
@@ -51,7 +52,6 @@ from syncs.destinations.base import (
     RowOutcome,
     RunInfo,
 )
-from syncs.infinite_dates import python_values
 from syncs.logs import get_logger, log_event
 from syncs.planner import REMOVAL_ACTIONS, Plan, stream_sql
 from syncs.sql_text import literal

@@ -28,6 +28,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pydantic import field_validator
 
+from syncs.arrow_values import csv_ready
 from syncs.destinations.base import (
     DeferredOutcome,
     Destination,
@@ -41,7 +42,6 @@ from syncs.destinations.base import (
     SyncTarget,
     register,
 )
-from syncs.infinite_dates import csv_ready
 from syncs.settings import exports_dir
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

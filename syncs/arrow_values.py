@@ -1,9 +1,13 @@
-"""DuckDB's `infinity` and `-infinity` dates and timestamps in the Arrow batches the runner streams.
+"""Python values (and CSV text) of the Arrow columns the runner streams from DuckDB, where Arrow's form of a
+value is not what a destination should get.
 
-A model may hold them (an open-ended `valid_to`, a lifetime plan's `ends_at`). Arrow carries them as the extreme
-values of the column's storage, which Python's date types cannot hold (building a row raises OverflowError) and
-pyarrow's CSV writer prints as `<value out of range: ...>`. Rows and CSV cells get the text DuckDB itself writes
-for them, `infinity` and `-infinity`; Parquet keeps the stored value, as DuckDB's own Parquet writer does.
+A HUGEINT (what `sum()` of integers returns) arrives as a 128-bit decimal with no fraction: it becomes a Python
+int again, so a JSON destination gets the same number whether the row was rendered in the warehouse or in Python.
+DuckDB's `infinity` and `-infinity` dates and timestamps (an open-ended `valid_to`, a lifetime plan's `ends_at`)
+arrive as the extreme values of the column's storage, which Python's date types cannot hold (building a row
+raises OverflowError) and pyarrow's CSV writer prints as `<value out of range: ...>`. Rows and CSV cells get the
+text DuckDB's own JSON and CSV writers use for them, `infinity` and `-infinity`; Parquet keeps the stored value,
+as DuckDB's own Parquet writer does.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ INFINITY = "infinity"
 NEGATIVE_INFINITY = "-infinity"
 _DATE_INFINITY = 2**31 - 1
 _TIMESTAMP_INFINITY = 2**63 - 1
+HUGEINT_ARROW_TYPE = pa.decimal128(38, 0)  # also DECIMAL(38, 0), whose values are whole numbers too
 
 
 def _is_dated(column: pa.ChunkedArray | pa.Array) -> bool:
@@ -40,7 +45,10 @@ def _without_infinities(column: pa.ChunkedArray, masks: tuple[pa.ChunkedArray, p
 
 
 def python_values(column: pa.ChunkedArray) -> list[Any]:
-    """`column.to_pylist()`, with infinite dates and timestamps as the text `infinity` / `-infinity`."""
+    """`column.to_pylist()`, with whole 128-bit decimals as ints and infinite dates and timestamps as the text
+    `infinity` / `-infinity`."""
+    if column.type == HUGEINT_ARROW_TYPE:
+        return [None if value is None else int(value) for value in column.to_pylist()]
     masks = _infinities(column)
     if masks is None:
         return column.to_pylist()

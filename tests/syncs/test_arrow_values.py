@@ -1,5 +1,6 @@
-"""DuckDB's infinite dates and timestamps leave the warehouse as `infinity` / `-infinity`: in the rows connectors
-read, in CSV cells and in JSON, instead of an OverflowError for the whole batch or `<value out of range>`."""
+"""Values whose Arrow form differs from what a destination should get: DuckDB's infinite dates and timestamps
+leave the warehouse as `infinity` / `-infinity` (in the rows connectors read, in CSV cells and in JSON) instead of
+an OverflowError for the whole batch or `<value out of range>`; a HUGEINT stays a number."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syncs.infinite_dates import csv_ready, python_values
+from syncs.arrow_values import csv_ready, python_values
 
 DATED_YAML = """
 models:
@@ -26,6 +27,18 @@ models:
               primary_key: customer_id
               target: {topic: dated}
               mapping: {email: email, ends_on: ends_on, ends_at: ends_at}
+            - name: totals_webhook
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              target: {topic: totals}
+              mapping: {email: email, orders: orders}
+            - name: totals_and_dates_webhook
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              target: {topic: totals_and_dates}
+              mapping: {email: email, orders: orders, ends_at: ends_at}
             - name: dated_export
               destination: files
               mode: export
@@ -38,7 +51,11 @@ create table analytics.dated as select * from (values
     ('c1', 'c1@example.com', 'infinity'::date, '-infinity'::timestamp),
     ('c2', 'c2@example.com', '2027-03-01'::date, '2027-03-01 09:30:00'::timestamp),
     ('c3', 'c3@example.com', null, 'infinity'::timestamp)
-) rows(customer_id, email, ends_on, ends_at)
+) rows(customer_id, email, ends_on, ends_at);
+create table analytics.dated_orders as select 'c1' as customer_id, 5 as quantity from range(3);
+create or replace table analytics.dated as
+select d.*, (select sum(quantity) from analytics.dated_orders o where o.customer_id = d.customer_id) as orders
+from analytics.dated d
 """
 
 
@@ -89,3 +106,18 @@ def test_infinite_dates_reach_json_destinations_and_both_export_formats(sync_env
         (None, "infinity"),
     ]
     assert pq.read_schema(parquet_path).field("ends_on").type == pa.date32()
+
+
+def test_a_hugeint_goes_out_as_the_same_number_on_both_rendering_paths(sync_env) -> None:
+    """`sum()` of integers is a HUGEINT: a JSON number whether the warehouse renders the row (only exact types
+    mapped) or Python does (a timestamp mapped too)."""
+    (sync_env.dbt_project_dir / "models" / "_dated.yml").write_text(DATED_YAML)
+    sync_env.sql(DATED_ROWS)
+    assert sync_env.sql("select typeof(orders) from analytics.dated limit 1") == [("HUGEINT",)]
+
+    assert sync_env.run("totals_webhook").sent == 3
+    assert sync_env.run("totals_and_dates_webhook").sent == 3
+
+    by_topic = {(d["topic"], d["key"]): d["fields"]["orders"] for d in sync_env.webhook().deliveries}
+    for topic in ("totals", "totals_and_dates"):
+        assert (by_topic[(topic, "c1")], by_topic[(topic, "c2")]) == (15, None)
