@@ -196,9 +196,9 @@ def stream_sql(plan: Plan, actions: tuple[str, ...], *, json_rows: bool = False)
     the JSON text `{"key", "idempotency_key", "fields"}` (`json_row`), rendered in the warehouse from the same
     fields JSON the plan hashes; only for plans whose fields are `json_exact`.
 
-    Only an export is ordered (by row key, so a file compares line by line with the day before): a destination
-    does not care in which order members arrive, and sorting every planned row before the first batch streams
-    cost a 5M-row upsert 5 s of 29 s, and a 1M-row one 230 MiB of its 820 MiB peak."""
+    Only an export is ordered (by row key, the primary key as text, so a file compares line by line with the day
+    before): a destination does not care in which order members arrive, and sorting every planned row before the
+    first batch streams cost a 5M-row upsert 5 s of 29 s, and a 1M-row one 230 MiB of its 820 MiB peak."""
     fields = ", ".join(f"f_{i}" for i in range(len(plan.field_names)))
     wanted = ", ".join(literal(a) for a in actions)
     json_row = (
