@@ -27,6 +27,12 @@ models:
               primary_key: customer_id
               target: {topic: dated}
               mapping: {email: email, ends_on: ends_on, ends_at: ends_at}
+            - name: end_dates_webhook
+              destination: hooks
+              mode: upsert
+              primary_key: customer_id
+              target: {topic: end_dates}
+              mapping: {email: email, ends_on: ends_on}
             - name: totals_webhook
               destination: hooks
               mode: upsert
@@ -121,3 +127,14 @@ def test_a_hugeint_goes_out_as_the_same_number_on_both_rendering_paths(sync_env)
     by_topic = {(d["topic"], d["key"]): d["fields"]["orders"] for d in sync_env.webhook().deliveries}
     for topic in ("totals", "totals_and_dates"):
         assert (by_topic[(topic, "c1")], by_topic[(topic, "c2")]) == (15, None)
+
+
+def test_an_infinite_date_reads_the_same_when_the_warehouse_renders_the_row(sync_env) -> None:
+    """Only JSON-exact types mapped: DuckDB renders the rows, and writes the same text for infinity."""
+    (sync_env.dbt_project_dir / "models" / "_dated.yml").write_text(DATED_YAML)
+    sync_env.sql(DATED_ROWS)
+
+    assert sync_env.run("end_dates_webhook").sent == 3
+
+    fields = {d["key"]: d["fields"]["ends_on"] for d in sync_env.webhook().deliveries}
+    assert fields == {"c1": "infinity", "c2": "2027-03-01", "c3": None}
