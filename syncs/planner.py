@@ -19,6 +19,7 @@ identity another member keeps becomes `release` instead (`syncs.identity_release
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from typing import Any
 
 import duckdb
 
+from syncs.arrow_values import python_values
 from syncs.config import ConfigError, ConfigProblem, SyncSpec
 from syncs.destinations.base import IdentityKind, Mode
 from syncs.identity_release import (
@@ -407,14 +409,22 @@ def _mirror_members(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:
 
 
 def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]:
-    """A masked sample of the rows the run would send, removals included."""
+    """A masked sample of the rows the run would send, removals included, with their values as the runner hands
+    them to connectors (read through Arrow, like the run: an infinite date shows as `infinity`)."""
     actions = SENT_ACTIONS[plan.mode]
     if plan.mode is not Mode.EXPORT:
         actions = tuple(a for a in actions if a != "unchanged")
-    cursor = con.execute(f"{stream_sql(plan, actions)} limit {PREVIEW_ROWS}")
+    reader = con.cursor()
+    try:
+        sample = reader.sql(f"{stream_sql(plan, actions)} limit {PREVIEW_ROWS}").to_arrow_table()
+    finally:
+        reader.close()
+    columns = [python_values(sample.column(f"f_{i}")) for i in range(len(plan.field_names))]
+    entries = zip(sample.column("action").to_pylist(), sample.column("row_key").to_pylist(), strict=True)
+    values = zip(*columns, strict=True) if columns else itertools.repeat((), sample.num_rows)
+    row_fields = sample.column("row_fields").to_pylist()
     preview = []
-    for action, row_key, _hash, _idem, row_fields, *values in cursor.fetchall():
-        removal = action in REMOVAL_ACTIONS
-        fields = json.loads(row_fields) if removal else dict(zip(plan.field_names, values, strict=True))
+    for (action, row_key), sent, row in zip(entries, row_fields, values, strict=True):
+        fields = json.loads(sent) if action in REMOVAL_ACTIONS else dict(zip(plan.field_names, row, strict=True))
         preview.append({"action": action, "key": row_key, "fields": mask_row(fields)})
     return preview

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syncs.arrow_values import csv_ready, python_values
+from syncs.engine import plan_sync
 
 DATED_YAML = """
 models:
@@ -138,3 +139,15 @@ def test_an_infinite_date_reads_the_same_when_the_warehouse_renders_the_row(sync
 
     fields = {d["key"]: d["fields"]["ends_on"] for d in sync_env.webhook().deliveries}
     assert fields == {"c1": "infinity", "c2": "2027-03-01", "c3": None}
+
+
+def test_the_preview_shows_the_values_the_run_sends(sync_env) -> None:
+    """The dry-run preview reads the plan through Arrow like the run: infinity, not DuckDB's 9999-12-31."""
+    (sync_env.dbt_project_dir / "models" / "_dated.yml").write_text(DATED_YAML)
+    sync_env.sql(DATED_ROWS)
+
+    plan = plan_sync("totals_and_dates_webhook", project=sync_env.project(), warehouse=sync_env.warehouse)
+
+    preview = {row["key"]: row["fields"] for row in plan.preview}
+    assert (preview["c1"]["ends_at"], preview["c1"]["orders"]) == ("-infinity", 15)
+    assert preview["c3"]["ends_at"] == "infinity" and preview["c1"]["email"] == "c***@e***.com"
