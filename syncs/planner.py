@@ -80,6 +80,16 @@ class Plan:
     # Whether every mapped field has a type whose warehouse JSON is exactly what Python's json module writes
     # (text, integers, booleans, dates), so rows may be rendered as JSON in the warehouse (`stream_sql`).
     json_exact: bool = False
+    # Destination field names in the order the sync's mapping declares them: the order rows hand their fields to
+    # connectors (an export's columns, a mail drop's personalization); empty means `field_names`' order.
+    mapping_order: list[str] = field(default_factory=list)
+
+    @property
+    def declared_fields(self) -> list[tuple[str, str]]:
+        """(destination field, plan table column) pairs in mapping order. The plan table keeps the fields sorted
+        by name, the order the row hash is computed in, so reordering a mapping never re-sends an audience."""
+        column = {name: f"f_{i}" for i, name in enumerate(self.field_names)}
+        return [(name, column[name]) for name in self.mapping_order or self.field_names]
 
     @property
     def skipped_total(self) -> int:
@@ -147,6 +157,7 @@ def build_plan(
     mirror_members = _mirror_members(con, sync) if sync.mode is Mode.MIRROR else None
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, mirror_members, skipped)
+    plan.mapping_order = list(sync.mapping)
     plan.preview = _preview(con, plan)
     plan.json_exact = _json_exact(con, plan)
     return plan
@@ -419,12 +430,13 @@ def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]
         sample = reader.sql(f"{stream_sql(plan, actions)} limit {PREVIEW_ROWS}").to_arrow_table()
     finally:
         reader.close()
-    columns = [python_values(sample.column(f"f_{i}")) for i in range(len(plan.field_names))]
+    names = [name for name, _ in plan.declared_fields]
+    columns = [python_values(sample.column(column)) for _, column in plan.declared_fields]
     entries = zip(sample.column("action").to_pylist(), sample.column("row_key").to_pylist(), strict=True)
     values = zip(*columns, strict=True) if columns else itertools.repeat((), sample.num_rows)
     row_fields = sample.column("row_fields").to_pylist()
     preview = []
     for (action, row_key), sent, row in zip(entries, row_fields, values, strict=True):
-        fields = json.loads(sent) if action in REMOVAL_ACTIONS else dict(zip(plan.field_names, row, strict=True))
+        fields = json.loads(sent) if action in REMOVAL_ACTIONS else dict(zip(names, row, strict=True))
         preview.append({"action": action, "key": row_key, "fields": mask_row(fields)})
     return preview

@@ -226,19 +226,19 @@ class Runner:
         keys = table.column("row_key").to_pylist()
         idempotency_keys = table.column("idempotency_key").to_pylist()
         json_rows = table.column("json_row").to_pylist() if "json_row" in table.column_names else None
-        names = self.plan.field_names
         fields = None
         if op is not Operation.REMOVE:
-            fields = table.select([f"f_{i}" for i in range(len(names))]).rename_columns(names)
+            declared = self.plan.declared_fields
+            fields = table.select([column for _, column in declared]).rename_columns([name for name, _ in declared])
         build = partial(self._rows, table, keys, idempotency_keys)
         rows = OutboundBatch(keys, idempotency_keys, build, json_rows, fields)
         return _Batch(op, rows, table.select(PLAN_ENTRY_COLUMNS))
 
     def _rows(self, table: pa.Table, keys: list[str], idempotency_keys: list[str | None]) -> list[OutboundRow]:
         """Column by column (one to_pylist per column), then one dict per row: half the cost of to_pylist()."""
-        names = self.plan.field_names
+        names = [name for name, _ in self.plan.declared_fields]
         actions, sent_fields = table.column("action").to_pylist(), table.column("row_fields").to_pylist()
-        field_columns = [python_values(table.column(f"f_{i}")) for i in range(len(names))]
+        field_columns = [python_values(table.column(column)) for _, column in self.plan.declared_fields]
         values = zip(*field_columns, strict=True) if names else itertools.repeat((), table.num_rows)
         return [
             OutboundRow(

@@ -255,13 +255,16 @@ def test_an_export_file_keeps_the_warehouse_column_types(sync_env, monkeypatch):
     assert (result.status, result.sent, result.failed) == ("success", 100, 0)
     csv_path, parquet_path = sorted(result.export_paths)
     exported = pq.read_table(parquet_path)
+    assert exported.column_names == ["customer_id", "clv", "visits", "first_order"]  # the mapping's order
     types = {name: exported.schema.field(name).type for name in ("clv", "visits", "first_order")}
     assert types == {"clv": pa.decimal128(18, 2), "visits": pa.uint64(), "first_order": pa.date32()}
     by_id = {row["customer_id"]: row for row in exported.to_pylist()}
     assert by_id["c00099"]["clv"] == Decimal("1212873.75") and by_id["c00099"]["visits"] == 2**64 - 1
     assert (by_id["c00001"]["first_order"], by_id["c00050"]["first_order"]) == (None, date(2024, 2, 20))
     with Path(csv_path).open() as handle:
-        last = list(csv.DictReader(handle))[-1]
+        reader = csv.DictReader(handle)
+        last = list(reader)[-1]
+    assert reader.fieldnames == ["customer_id", "clv", "visits", "first_order"]
     assert (last["customer_id"], last["clv"], last["visits"]) == ("c00099", "1212873.75", str(2**64 - 1))
 
 
