@@ -430,8 +430,9 @@ def _preview(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[dict[str, Any]]
         sample = reader.sql(f"{stream_sql(plan, actions)} limit {PREVIEW_ROWS}").to_arrow_table()
     finally:
         reader.close()
-    names = [name for name, _ in plan.declared_fields]
-    columns = [python_values(sample.column(column)) for _, column in plan.declared_fields]
+    declared = plan.declared_fields
+    names = [name for name, _ in declared]
+    columns = [python_values(sample.column(column)) for _, column in declared]
     entries = zip(sample.column("action").to_pylist(), sample.column("row_key").to_pylist(), strict=True)
     values = zip(*columns, strict=True) if columns else itertools.repeat((), sample.num_rows)
     row_fields = sample.column("row_fields").to_pylist()

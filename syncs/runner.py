@@ -113,6 +113,10 @@ class Runner:
         self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
         self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
         self._committer: StateCommitter | None = None
+        # The rows' fields in mapping order, as destination names and plan columns, for every batch.
+        declared = plan.declared_fields
+        self._field_names = [name for name, _ in declared]
+        self._field_columns = [column for _, column in declared]
 
     def deliver(self) -> Delivery:
         written_ahead_at = None
@@ -228,17 +232,16 @@ class Runner:
         json_rows = table.column("json_row").to_pylist() if "json_row" in table.column_names else None
         fields = None
         if op is not Operation.REMOVE:
-            declared = self.plan.declared_fields
-            fields = table.select([column for _, column in declared]).rename_columns([name for name, _ in declared])
+            fields = table.select(self._field_columns).rename_columns(self._field_names)
         build = partial(self._rows, table, keys, idempotency_keys)
         rows = OutboundBatch(keys, idempotency_keys, build, json_rows, fields)
         return _Batch(op, rows, table.select(PLAN_ENTRY_COLUMNS))
 
     def _rows(self, table: pa.Table, keys: list[str], idempotency_keys: list[str | None]) -> list[OutboundRow]:
         """Column by column (one to_pylist per column), then one dict per row: half the cost of to_pylist()."""
-        names = [name for name, _ in self.plan.declared_fields]
+        names = self._field_names
         actions, sent_fields = table.column("action").to_pylist(), table.column("row_fields").to_pylist()
-        field_columns = [python_values(table.column(column)) for _, column in self.plan.declared_fields]
+        field_columns = [python_values(table.column(column)) for column in self._field_columns]
         values = zip(*field_columns, strict=True) if names else itertools.repeat((), table.num_rows)
         return [
             OutboundRow(
