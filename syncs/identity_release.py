@@ -32,12 +32,16 @@ class IdentityField:
 IDENTITY_TRIM = " \t\n\r\x0b"  # ASCII whitespace every identity normalizer strips (`syncs.identity`)
 
 
+def _field_sql(fields_json: str, name: str) -> str:
+    """One field of a row's fields JSON, as text."""
+    return f"json_extract_string({fields_json}, {literal(f'$.{quote(name)}')})"
+
+
 def identity_value_sql(fields_json: str, field: IdentityField) -> str:
     """One identity field of a row's fields JSON as compared: without the ASCII whitespace around it and, unless
     the connector keeps its case, lower-cased. Every identity-keyed connector normalizes at least that much
     before sending (`syncs.identity`), so equal values here are equal in the destination."""
-    path = literal(f'$."{field.name}"')
-    value = f"trim(json_extract_string({fields_json}, {path}), {literal(IDENTITY_TRIM)})"
+    value = f"trim({_field_sql(fields_json, field.name)}, {literal(IDENTITY_TRIM)})"
     return f"lower({value})" if field.fold_case else value
 
 
@@ -64,7 +68,7 @@ def _match_key_sql(retiring: list[IdentityField], normalized: Mapping[str, Ident
     values = []
     for identity_field in retiring:
         if identity_field.name in normalized:
-            value = f"json_extract_string(row_fields, {literal(f'$.{quote(identity_field.name)}')})"
+            value = _field_sql("row_fields", identity_field.name)
             values.append(COARSE_IDENTITY_SQL[normalized[identity_field.name]].format(value=value))
         else:
             values.append(identity_value_sql("row_fields", identity_field))
