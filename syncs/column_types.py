@@ -1,10 +1,10 @@
 """Which kinds of warehouse column types a sync may map, checked against its destination before planning.
 
 A column no connector can carry (a list sent to an ESP, a blob in a webhook, an interval in a CSV) would otherwise
-fail every row of every run with the connector's own exception, and a UHUGEINT or BIGNUM, which the runner's Arrow
+fail every row of every run with the connector's own exception; a UHUGEINT or BIGNUM, which the runner's Arrow
 stream cannot hold, would reach the destination wrapped around (2^128 - 1 as -1), and a TIME WITH TIME ZONE without
-its offset; it is a configuration problem,
-named with the sync's file, the mapped field, the column's type and a cast that fixes it.
+its offset. Each is a configuration problem, named with the sync's file, the mapped field, the column's type and a
+cast that fixes it.
 """
 
 from __future__ import annotations

@@ -348,7 +348,7 @@ def _plan_sql(
 
 
 def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[IdentityField], field_count: int) -> str:
-    """Rows removing the previous identity of members whose identity fields changed (`_identity_value`); a finer
+    """Rows removing the previous identity of members whose identity fields changed (`identity_value_sql`); a finer
     difference the destination ignores only costs a removal followed by the re-add of the same member, since
     retirements are sent before upserts. Retirements already written ahead come from the state instead."""
     differs = " or ".join(

@@ -220,7 +220,8 @@ class Destination(ABC):
     case_sensitive_identity_fields: ClassVar[frozenset[str]] = frozenset()
     # Identity fields the connector normalizes beyond trim and case (Gmail dots, phone formats), by kind ("email"
     # or "phone"). With `sent_identity`, the planner finds members the destination holds as one although their
-    # warehouse values differ, so one's removal does not take the other out (`planner.SharedIdentityRules`).
+    # warehouse values differ, so one's removal does not take the other out
+    # (`identity_release.release_shared_identities`).
     normalized_identity_kinds: ClassVar[Mapping[str, IdentityKind]] = MappingProxyType({})
 
     @classmethod
