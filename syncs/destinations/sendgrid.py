@@ -2,11 +2,14 @@
 
 - upsert: `PUT /v3/marketing/contacts` (at most 30,000 contacts and 6 MB per request: larger batches are
   split) answers 202 with a `job_id`; the import job is polled at `GET /v3/marketing/contacts/imports/{id}`
-  until it completes (bounded by `poll_timeout_seconds`). Rows the job rejected are read from the job's
-  `errors_url` (a CSV of email and error) and fail individually.
-- remove (mirror): contact ids come from `POST /v3/marketing/contacts/search/emails`, then
-  `DELETE /v3/marketing/lists/{list_id}/contacts?contact_ids=...` removes them from the list only (the
-  contact stays in the account for other lists). Unknown emails count as removed.
+  until it finishes (bounded by `poll_timeout_seconds`; a job still pending then fails its rows, retryable).
+  A job finishes `completed` (no errors), `errored` (some contacts rejected) or `failed` (all rejected, or
+  unprocessable). The rejected contacts are read from the job's `errors_url` (a CSV of email and error) and
+  fail individually and permanently; the others of a `failed` job fail retryable.
+- remove (mirror): per 100 addresses (the search's limit), contact ids come from
+  `POST /v3/marketing/contacts/search/emails`, then `DELETE /v3/marketing/lists/{list_id}/contacts?contact_ids=...`
+  removes them from the list only (the contact stays in the account for other lists). An address the search
+  does not find is no contact and counts as removed; the addresses of a search that failed fail, retryable.
 
 Every request, polls included, goes through the rate-limited, retrying client.
 Fields: `email` (required), `first_name`, `last_name`, `phone_number`, `address_line_1`, `city`,
@@ -19,12 +22,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from syncs import identity
 from syncs.destinations._support import (
+    chunks,
     fail_all,
     fail_batch_for_error,
     fail_batch_for_response,
@@ -56,7 +62,11 @@ RESERVED_FIELDS = (
     "postal_code",
     "country",
 )
-REMOVE_CHUNK = 100  # contact ids per DELETE, keeping the query string short
+REMOVE_CHUNK = 100  # addresses per contact search (the API's limit), hence at most 100 contact ids per DELETE
+FINISHED = frozenset({"completed", "errored", "failed"})  # import job states; `pending` is the other
+SEARCH_PATH = "/v3/marketing/contacts/search/emails"
+T = TypeVar("T")
+_PLAIN_TEXT = re.compile(r"[A-Za-z][A-Za-z _,.;:'()/-]{0,119}")
 
 
 class _Failed(Exception):
@@ -109,63 +119,66 @@ class SendGridDestination(Destination):
         if op is not Operation.REMOVE:  # a removal sends the address only
             valid, not_finite = split_non_finite(valid, lambda pair: pair[0])
             outcomes += not_finite
-        try:
-            if op is Operation.REMOVE:
-                outcomes += self._remove(valid)
-            else:
-                for part in _parts([(row, _contact(row, address)) for row, address in valid]):
-                    outcomes += self._upsert(part)
-        except _Failed as failed:
-            outcomes += failed.outcomes
-        return outcomes
+        if op is Operation.REMOVE:
+            return outcomes + _each(chunks(valid, REMOVE_CHUNK), self._remove)
+        return outcomes + _each(_parts([(row, _contact(row, address)) for row, address in valid]), self._upsert)
 
     def _upsert(self, part: list[tuple[OutboundRow, dict[str, Any]]]) -> list[RowOutcome]:
         rows = [row for row, _ in part]
         body = {"list_ids": [self.target.list_id], "contacts": [contact for _, contact in part]}
         job_id = self._call("PUT", "/v3/marketing/contacts", rows, json=body)["job_id"]
         job = self._wait(job_id, rows)
-        if job.get("status") != "completed":
-            return fail_all(rows, f"job_{job.get('status', 'pending')}", "the contact import did not complete")
-        rejected = self._rejected_emails(job, rows)
-        return [
-            RowOutcome.failure(row.key, "contact_rejected", "SendGrid rejected this contact", permanent=True)
-            if contact["email"] in rejected
-            else RowOutcome.success(row.key, destination_ref=job_id)
-            for row, contact in part
-        ]
+        status = job.get("status", "pending")
+        if status not in FINISHED:
+            return fail_all(rows, f"job_{status}", "the contact import did not finish in time")
+        rejected = self._rejections(job, rows)
+        outcomes = []
+        for row, contact in part:
+            if (reason := rejected.get(contact["email"])) is not None:
+                message = _rejection_message(reason, contact)
+                outcomes.append(RowOutcome.failure(row.key, "contact_rejected", message, permanent=True))
+            elif status == "failed":  # unprocessable, or rejected without a line in errors_url
+                outcomes.append(RowOutcome.failure(row.key, "job_failed", "the contact import failed"))
+            else:
+                outcomes.append(RowOutcome.success(row.key, destination_ref=job_id))
+        return outcomes
 
     def _wait(self, job_id: str, rows: list[OutboundRow]) -> dict[str, Any]:
         deadline = time.monotonic() + self.settings.poll_timeout_seconds
         while True:
             job = self._call("GET", f"/v3/marketing/contacts/imports/{job_id}", rows)
-            if job.get("status") in ("completed", "errored", "failed") or time.monotonic() >= deadline:
+            if job.get("status") in FINISHED or time.monotonic() >= deadline:
                 return job
             time.sleep(self.settings.poll_interval_seconds)
 
-    def _rejected_emails(self, job: dict[str, Any], rows: list[OutboundRow]) -> set[str]:
+    def _rejections(self, job: dict[str, Any], rows: list[OutboundRow]) -> dict[str, str]:
+        """SendGrid's reason for each contact the job's `errors_url` CSV lists, by email."""
         results = job.get("results") or {}
         if not results.get("errored_count") or not results.get("errors_url"):
-            return set()
+            return {}
         text = self._request("GET", results["errors_url"], rows).text
-        return {line["email"].strip().lower() for line in csv.DictReader(io.StringIO(text)) if line.get("email")}
+        return {
+            line["email"].strip().lower(): (line.get("error") or "").strip()
+            for line in csv.DictReader(io.StringIO(text))
+            if line.get("email")
+        }
 
-    def _remove(self, valid: list[tuple[OutboundRow, str]]) -> list[RowOutcome]:
-        if not valid:
-            return []
-        rows = [row for row, _ in valid]
-        found = self._call("POST", "/v3/marketing/contacts/search/emails", rows, json={"emails": [a for _, a in valid]})
+    def _remove(self, chunk: Sequence[tuple[OutboundRow, str]]) -> list[RowOutcome]:
+        rows = [row for row, _ in chunk]
+        try:
+            found = self._call("POST", SEARCH_PATH, rows, json={"emails": [address for _, address in chunk]})
+        except _Failed as failed:  # whatever the status, these may still be members: never report them removed
+            raise _Failed([replace(outcome, permanent=False) for outcome in failed.outcomes]) from None
         ids = {
             email.lower(): item["contact"]["id"]
             for email, item in (found.get("result") or {}).items()
             if "contact" in item
         }
-        known = sorted({ids[a] for _, a in valid if a in ids})
-        for start in range(0, len(known), REMOVE_CHUNK):
-            chunk = ",".join(known[start : start + REMOVE_CHUNK])
-            self._call(
-                "DELETE", f"/v3/marketing/lists/{self.target.list_id}/contacts", rows, params={"contact_ids": chunk}
-            )
-        return [RowOutcome.success(row.key, destination_ref=ids.get(address)) for row, address in valid]
+        known = sorted({ids[address] for _, address in chunk if address in ids})
+        if known:
+            path = f"/v3/marketing/lists/{self.target.list_id}/contacts"
+            self._call("DELETE", path, rows, params={"contact_ids": ",".join(known)})
+        return [RowOutcome.success(row.key, destination_ref=ids.get(address)) for row, address in chunk]
 
     def _call(self, method: str, path: str, rows: list[OutboundRow], **kwargs: Any) -> dict[str, Any]:
         response = self._request(method, path, rows, **kwargs)
@@ -177,7 +190,7 @@ class SendGridDestination(Destination):
             response = self.http.request(method, path, **kwargs)
         except DestinationHTTPError as error:
             raise _Failed(fail_batch_for_error(rows, error)) from None
-        if response.status_code == 404 and path.endswith("/search/emails"):
+        if response.status_code == 404 and path == SEARCH_PATH:
             return _Empty()
         if not response.ok:
             raise _Failed(fail_batch_for_response(rows, response, f"SendGrid {method}"))
@@ -196,6 +209,25 @@ class _Empty:
     @staticmethod
     def json() -> dict[str, Any]:
         return {}
+
+
+def _each(requests: Iterable[T], send: Callable[[T], list[RowOutcome]]) -> list[RowOutcome]:
+    """The outcomes of sending each request in turn; a request that fails fails its own rows only."""
+    outcomes: list[RowOutcome] = []
+    for request in requests:
+        try:
+            outcomes += send(request)
+        except _Failed as failed:
+            outcomes += failed.outcomes
+    return outcomes
+
+
+def _rejection_message(error: str, contact: dict[str, Any]) -> str:
+    """SendGrid's reason, kept only when it reads as fixed text and repeats none of the contact's values (PII)."""
+    values = [*contact.values(), *(contact.get("custom_fields") or {}).values()]
+    echoed = any(len(text) > 1 and text in error.lower() for text in (str(v).strip().lower() for v in values))
+    keep = _PLAIN_TEXT.fullmatch(error) and not echoed
+    return "SendGrid rejected this contact" + (f": {error}" if keep else "")
 
 
 def _contact(row: OutboundRow, address: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncs.destinations.base import Operation, OutboundRow
-from syncs.destinations.sendgrid import SendGridDestination, _parts
+from syncs.destinations.sendgrid import SendGridDestination, _parts, _rejection_message
 from syncs.sandbox.apps.credentials import SENDGRID_API_KEY
 
 
@@ -33,12 +33,46 @@ def test_upsert_waits_for_the_import_job(clean_sandbox: Any) -> None:
     assert all(job["polls"] >= 2 for job in app.jobs.values())
 
 
-def test_rows_the_job_rejects_fail_individually(clean_sandbox: Any) -> None:
-    rows = [*people(2), OutboundRow("odd", {"email": "a" * 65 + "@example.com"}), OutboundRow("bad", {"email": "x"})]
+ODD = "a" * 65 + "@example.com"  # shaped like an address, but SendGrid refuses a local part over 64 characters
+
+
+def test_an_errored_job_fails_only_the_contacts_it_rejects(clean_sandbox: Any) -> None:
+    """`errored` is SendGrid's "finished with some errors": the others of the batch are in the list."""
+    rows = [*people(4), OutboundRow("odd", {"email": ODD}), OutboundRow("bad", {"email": "x"})]
     outcomes = {o.key: o for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows)}
-    assert outcomes["c0"].ok and outcomes["c1"].ok
-    assert (outcomes["odd"].code, outcomes["odd"].permanent) == ("contact_rejected", True)
+    app = clean_sandbox.app("sendgrid")
+    assert [job["status"] for job in app.jobs.values()] == ["errored"]
+    assert all(outcomes[f"c{i}"].ok for i in range(4))
+    assert app.list_members("renewals") == {f"person{i}@example.com" for i in range(4)}
+    odd = outcomes["odd"]
+    assert (odd.code, odd.permanent, odd.message) == (
+        "contact_rejected",
+        True,
+        "SendGrid rejected this contact: invalid email",
+    )
     assert (outcomes["bad"].code, outcomes["bad"].permanent) == ("invalid_email", True)
+
+
+def test_a_failed_job_fails_each_contact_with_its_reason(clean_sandbox: Any) -> None:
+    rows = [OutboundRow("odd", {"email": ODD}), OutboundRow("odder", {"email": "b" + ODD})]
+    outcomes = sendgrid(clean_sandbox).write(Operation.UPSERT, rows)
+    assert [job["status"] for job in clean_sandbox.app("sendgrid").jobs.values()] == ["failed"]
+    assert {(o.code, o.permanent, o.message) for o in outcomes} == {
+        ("contact_rejected", True, "SendGrid rejected this contact: invalid email")
+    }
+
+
+def test_a_job_pending_at_the_deadline_fails_retryable(clean_sandbox: Any) -> None:
+    outcomes = sendgrid(clean_sandbox, poll_timeout_seconds=0).write(Operation.UPSERT, people(2))
+    assert {(o.code, o.permanent) for o in outcomes} == {("job_pending", False)}
+
+
+def test_a_rejection_reason_that_echoes_values_is_left_out() -> None:
+    contact = {"email": "ann@example.com", "first_name": "Annabel", "custom_fields": {"e1_T": "Gold"}}
+    assert _rejection_message("invalid email", contact) == "SendGrid rejected this contact: invalid email"
+    for echoed in ("ann@example.com is invalid", "phone 4155552671 is invalid", "first_name 'Annabel' too long",
+                   "tier Gold is not allowed"):  # fmt: skip
+        assert _rejection_message(echoed, contact) == "SendGrid rejected this contact"
 
 
 def test_an_infinite_custom_field_fails_its_row_only(clean_sandbox: Any) -> None:
@@ -57,6 +91,25 @@ def test_removal_takes_contacts_off_the_list_only(clean_sandbox: Any) -> None:
     app = clean_sandbox.app("sendgrid")
     assert app.list_members("renewals") == {"person1@example.com", "person2@example.com"}
     assert "person0@example.com" in app.contacts
+
+
+def test_a_large_removal_searches_100_addresses_at_a_time(clean_sandbox: Any) -> None:
+    """The search takes at most 100 addresses (the sandbox answers more with a 400, as SendGrid does)."""
+    dest = sendgrid(clean_sandbox, requests_per_second=50)
+    dest.write(Operation.UPSERT, people(250))
+    gone = [*people(250), OutboundRow("never", {"email": "never@example.com"})]
+    assert all(o.ok for o in dest.write(Operation.REMOVE, gone))
+    assert clean_sandbox.app("sendgrid").list_members("renewals") == set()
+
+
+def test_addresses_a_failed_search_did_not_answer_are_not_reported_removed(clean_sandbox: Any) -> None:
+    dest = sendgrid(clean_sandbox, requests_per_second=50)
+    dest.write(Operation.UPSERT, people(149))
+    outcomes = {o.key: o for o in dest.write(Operation.REMOVE, [*people(149), OutboundRow("odd", {"email": ODD})])}
+    assert all(outcomes[f"c{i}"].ok for i in range(100))
+    unanswered = [outcomes[f"c{i}"] for i in range(100, 149)] + [outcomes["odd"]]  # the chunk SendGrid refused
+    assert {(o.code, o.permanent) for o in unanswered} == {("http_400", False)}
+    assert clean_sandbox.app("sendgrid").list_members("renewals") == {f"person{i}@example.com" for i in range(100, 149)}
 
 
 def test_large_batches_split_at_30000_contacts_and_6_mb() -> None:

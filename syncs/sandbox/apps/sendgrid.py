@@ -2,7 +2,9 @@
 
 Enforced: Bearer API key, at most 30,000 contacts and 6 MB per upsert, `X-RateLimit-*` headers, per-contact
 errors for invalid emails (reported through the job's `errors_url` CSV), and jobs that stay `pending` for
-one poll before `completed`, so clients must poll.
+one poll, so clients must poll, then finish `completed` (no errors), `errored` (some) or `failed` (all).
+Contact search by emails takes at most 100 addresses, all valid (else 400), answers `contact not found` for
+the addresses it does not know, and 404 when it knows none.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from syncs.sandbox.server import Request, Response, SandboxApp, route
 
 MAX_CONTACTS = 30_000
 MAX_BODY_BYTES = 6 * 1024 * 1024
+MAX_SEARCH_EMAILS = 100
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def valid_email(email: str) -> bool:
+    return bool(EMAIL.match(email)) and len(email.partition("@")[0]) <= 64  # RFC 5321 local-part limit
 
 
 def sendgrid_error(status: int, message: str, field: str | None = None) -> Response:
@@ -74,7 +81,7 @@ class SendGridApp(SandboxApp):
         with self.lock:
             for contact in contacts:
                 email = str(contact.get("email") or "").lower()
-                if not EMAIL.match(email) or len(email.partition("@")[0]) > 64:  # RFC 5321 local-part limit
+                if not valid_email(email):
                     errors.append((email, "invalid email"))
                     continue
                 stored = self.contacts.setdefault(email, {"id": str(uuid.uuid4()), "list_ids": set()})
@@ -107,9 +114,9 @@ class SendGridApp(SandboxApp):
                 return sendgrid_error(404, "job not found")
             job["polls"] += 1
             if job["polls"] > 1:
-                job["status"] = "completed"
+                job["status"] = _finished_status(job["results"])
             answer = {k: v for k, v in job.items() if k != "polls"}
-            if job["status"] == "completed" and job["results"]["errored_count"]:
+            if job["status"] != "pending" and job["results"]["errored_count"]:
                 answer["results"] = {
                     **job["results"],
                     "errors_url": f"http://{host}{self.prefix}/_errors/{job['id']}.csv",
@@ -130,14 +137,18 @@ class SendGridApp(SandboxApp):
         if (refusal := self._refusal(request)) is not None:
             return refusal
         emails = (request.json() or {}).get("emails") or []
+        if len(emails) > MAX_SEARCH_EMAILS:
+            return sendgrid_error(400, f"at most {MAX_SEARCH_EMAILS} emails per search", "emails")
+        if not all(isinstance(e, str) and valid_email(e.lower()) for e in emails):
+            return sendgrid_error(400, "invalid email address", "emails")
         with self.lock:
-            result = {
-                e: {"contact": {"id": self.contacts[e.lower()]["id"], "email": e.lower()}}
-                for e in emails
-                if e.lower() in self.contacts
-            }
-        if not result:
+            found = {e.lower(): self.contacts.get(e.lower()) for e in emails}
+        if not any(found.values()):
             return sendgrid_error(404, "no contacts found")
+        result = {
+            e: {"contact": {"id": contact["id"], "email": e}} if contact else {"error": "contact not found"}
+            for e, contact in found.items()
+        }
         return self._limited(Response(200, {"result": result}))
 
     @route("DELETE", r"/v3/marketing/lists/(?P<list_id>[^/]+)/contacts")
@@ -152,3 +163,9 @@ class SendGridApp(SandboxApp):
                 if contact["id"] in ids:
                     contact["list_ids"].discard(request.params["list_id"])
         return self._limited(Response(202, {"job_id": str(uuid.uuid4())}))
+
+
+def _finished_status(results: dict[str, int]) -> str:
+    if not results["errored_count"]:
+        return "completed"
+    return "failed" if results["errored_count"] == results["requested_count"] else "errored"
