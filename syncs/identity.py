@@ -228,17 +228,55 @@ USPS_ABBREVIATIONS = {
 }
 
 
+# Publication 28 Appendix B: the two-letter codes of the states, DC and the territories.
+USPS_STATES = {
+    "ALABAMA": "AL", "ALASKA": "AK", "ARIZONA": "AZ", "ARKANSAS": "AR", "CALIFORNIA": "CA", "COLORADO": "CO",
+    "CONNECTICUT": "CT", "DELAWARE": "DE", "DISTRICT OF COLUMBIA": "DC", "FLORIDA": "FL", "GEORGIA": "GA",
+    "HAWAII": "HI", "IDAHO": "ID", "ILLINOIS": "IL", "INDIANA": "IN", "IOWA": "IA", "KANSAS": "KS", "KENTUCKY": "KY",
+    "LOUISIANA": "LA", "MAINE": "ME", "MARYLAND": "MD", "MASSACHUSETTS": "MA", "MICHIGAN": "MI", "MINNESOTA": "MN",
+    "MISSISSIPPI": "MS", "MISSOURI": "MO", "MONTANA": "MT", "NEBRASKA": "NE", "NEVADA": "NV", "NEW HAMPSHIRE": "NH",
+    "NEW JERSEY": "NJ", "NEW MEXICO": "NM", "NEW YORK": "NY", "NORTH CAROLINA": "NC", "NORTH DAKOTA": "ND",
+    "OHIO": "OH", "OKLAHOMA": "OK", "OREGON": "OR", "PENNSYLVANIA": "PA", "RHODE ISLAND": "RI",
+    "SOUTH CAROLINA": "SC", "SOUTH DAKOTA": "SD", "TENNESSEE": "TN", "TEXAS": "TX", "UTAH": "UT", "VERMONT": "VT",
+    "VIRGINIA": "VA", "WASHINGTON": "WA", "WEST VIRGINIA": "WV", "WISCONSIN": "WI", "WYOMING": "WY",
+    "AMERICAN SAMOA": "AS", "GUAM": "GU", "NORTHERN MARIANA ISLANDS": "MP", "PUERTO RICO": "PR",
+    "VIRGIN ISLANDS": "VI",
+}  # fmt: skip
+# The punctuation Publication 28 keeps on a delivery line: the hyphen of a hyphenated primary number (Queens
+# `112-10`, Hawaii `94-1234`; Appendix D1) and the slash of a fractional address (`123 1/2`).
+_USPS_KEPT = re.compile(r"(^\d+(?:-\d+)+\b|\b\d+/\d+\b)")
+
+
+def _usps_plain(text: str) -> str:
+    """Upper case, any character but a letter or digit replaced by a space, spaces collapsed."""
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.upper()).split())
+
+
+def usps_text(value: object) -> str | None:
+    """Recipient name or city: upper case, no punctuation, spaces collapsed; no abbreviations (MARY STREET)."""
+    return _usps_plain(_text(value)) or None
+
+
 def usps_line(value: object) -> str | None:
-    """Upper case, punctuation removed, spaces collapsed, standard abbreviations (STREET -> ST)."""
-    text = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in _text(value).upper())
-    words = [USPS_ABBREVIATIONS.get(word, word) for word in text.split()]
-    return " ".join(words) or None
+    """Delivery address line: upper case, standard abbreviations (STREET -> ST), punctuation removed except the
+    hyphen of a hyphenated primary number and the slash of a fraction."""
+    parts = _USPS_KEPT.split(" ".join(_text(value).upper().split()))  # the kept marks at odd positions
+    text = " ".join(part if i % 2 else _usps_plain(part) for i, part in enumerate(parts))
+    return " ".join(USPS_ABBREVIATIONS.get(word, word) for word in text.split()) or None
+
+
+def usps_state(value: object, country: object = "US") -> str | None:
+    """Upper case, spaces collapsed; in the US a state (or DC, a territory) written out becomes its code."""
+    text = usps_text(value)
+    if text and (country_code(country) or "us") == "us":
+        return USPS_STATES.get(text, text)
+    return text
 
 
 def usps_zip(value: object, country: object = "US") -> str | None:
     """US: `12345` or ZIP+4 `12345-6789` (the only punctuation kept); elsewhere upper case, spaces collapsed."""
     if (country_code(country) or "us") != "us":
-        return usps_line(value)
+        return _usps_plain(_text(value)) or None
     digits = re.sub(r"\D", "", _text(value))
     if len(digits) == 5:
         return digits

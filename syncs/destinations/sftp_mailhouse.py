@@ -17,8 +17,12 @@ of the run fails with a retryable `drop_check_failed` and nothing is uploaded. T
 deletes them on pickup defeats it.
 
 CSV columns: key, full_name, address_line1, address_line2, city, state, postal_code, country, offer_code,
-then every other mapped field (personalization) in mapping order. Values are upper-cased with USPS
-abbreviations and no punctuation except the ZIP+4 hyphen.
+then every other mapped field (personalization) in mapping order. USPS style (Publication 28): the address in upper
+case without punctuation, bar the ZIP+4 hyphen and, in the delivery lines, the hyphen of a hyphenated house number
+and the slash of a fraction; standard abbreviations in the delivery lines only (names and cities keep their words);
+a US state spelled out becomes its code. Offer code and personalization go as written, except that a cell a
+spreadsheet would take for a formula gets a leading apostrophe (CSV injection: a mail house may open the drop in a
+spreadsheet).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ REQUIRED = frozenset({"full_name", "address_line1", "city", "state", "postal_cod
 # Countries whose postal addresses carry a state/province/region; elsewhere (GB, DE, FR...) it stays blank.
 STATE_REQUIRED_COUNTRIES = frozenset({"us", "ca", "au", "br", "mx"})
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
 class SftpMailhouseSettings(DestinationSettings):
@@ -163,11 +169,11 @@ class SftpMailhouseDestination(Destination):
         fields = row.fields
         country = identity.country_code(fields.get("country")) or "us"
         values = {
-            "full_name": identity.usps_line(fields.get("full_name")),
+            "full_name": identity.usps_text(fields.get("full_name")),
             "address_line1": identity.usps_line(fields.get("address_line1")),
             "address_line2": identity.usps_line(fields.get("address_line2")),
-            "city": identity.usps_line(fields.get("city")),
-            "state": identity.usps_line(fields.get("state")),
+            "city": identity.usps_text(fields.get("city")),
+            "state": identity.usps_state(fields.get("state"), country),
             "postal_code": identity.usps_zip(fields.get("postal_code"), country),
             "country": country.upper(),
         }
@@ -181,9 +187,10 @@ class SftpMailhouseDestination(Destination):
         extras = [k for k in fields if k not in values]
         if not self._columns:
             self._columns = ["key", *ADDRESS_COLUMNS, "offer_code", *extras]
-        personal = {k: identity.usps_line(v) or "" for k, v in fields.items() if k in extras}
+        personal = {k: "" if v is None else str(v) for k, v in fields.items() if k in extras}
         record = {"key": row.key, **{k: v or "" for k, v in values.items()}, "offer_code": self.target.offer_code or ""}
-        return [str(record.get(column, personal.get(column, ""))) for column in self._columns]
+        cells = [record.get(column, personal.get(column, "")) for column in self._columns]
+        return [cells[0], *map(_formula_safe, cells[1:])]  # the key as it is: earlier drops are matched on it
 
     def _spool_writer(self, row: OutboundRow) -> Any:
         if self._spool is None:
@@ -345,6 +352,10 @@ def _manifest(checksum: str, file_name: str, rows: int, columns: list[str], camp
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return json.dumps(manifest, indent=2).encode()
+
+
+def _formula_safe(cell: str) -> str:
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(cell) else cell
 
 
 def _safe(run_id: str) -> str:

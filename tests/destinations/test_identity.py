@@ -110,3 +110,33 @@ def test_gender_and_birth_year() -> None:
 def test_mailchimp_subscriber_hash_is_md5_of_lower_case() -> None:
     # Mailchimp's documented example: md5("urist.mcvankab@freddiesjokes.com").
     assert identity.subscriber_hash("Urist.McVankab@FreddiesJokes.com") == "62eeb292278cc15f5817cb78f7790b08"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("123 North Main Street, Apt. 4", "123 N MAIN ST APT 4"),
+        ("123 1/2 Main Street", "123 1/2 MAIN ST"),  # a fraction is part of the primary number
+        ("123-45 Queens Blvd", "123-45 QUEENS BLVD"),  # hyphenated primary numbers keep the hyphen
+        ("94-1234 Kahala St.", "94-1234 KAHALA ST"),
+        ("Suite 4-B, 12/A", "STE 4 B 12 A"),  # elsewhere hyphens and slashes go
+        (" ", None),
+    ],
+)
+def test_usps_delivery_lines(raw: str, expected: str | None) -> None:
+    assert identity.usps_line(raw) == expected
+
+
+def test_usps_names_cities_and_states_keep_their_words_without_punctuation() -> None:
+    names = ["Mary Street", "John  West", "Ann Court", "Ann O'Neil"]
+    assert [identity.usps_text(n) for n in names] == ["MARY STREET", "JOHN WEST", "ANN COURT", "ANN O NEIL"]
+    assert identity.usps_text("St. Paul") == "ST PAUL"
+    assert [identity.usps_state(s) for s in ("West  Virginia", "mn", "Minn.")] == ["WV", "MN", "MINN"]
+    assert identity.usps_state("British Columbia", "CA") == "BRITISH COLUMBIA"
+    assert identity.usps_state("Georgia", "GE") == "GEORGIA"  # only US state names become codes
+
+
+def test_usps_postal_codes() -> None:
+    assert identity.usps_zip("55101 1234") == "55101-1234"
+    assert identity.usps_zip("5510") is None
+    assert identity.usps_zip("k1a-0b1", "CA") == "K1A 0B1"

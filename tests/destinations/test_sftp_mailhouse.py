@@ -105,11 +105,42 @@ def test_drop_is_usps_style_csv_with_manifest(sftp_server: SftpSandbox) -> None:
         "postal_code": "55101-1234",
         "country": "US",
         "offer_code": "WINBACK20",
-        "first_name": "ANN",
+        "first_name": "Ann",
     }
     manifest = json.loads((folder / "winback_run-1.manifest.json").read_text())
     assert manifest["rows"] == 2 and manifest["sha256"] == hashlib.sha256(content).hexdigest()
     assert sftp_server.stats["renames"] == 2  # both files arrived under a temporary name first
+
+
+def test_usps_style_applies_to_the_delivery_lines_only(sftp_server: SftpSandbox) -> None:
+    """Street abbreviations and punctuation stripping belong to the delivery lines: names, the state and the
+    personalization keep their words, house numbers keep their fraction slash or Queens-style hyphen."""
+    rows = [
+        person(1, full_name="Mary Street", address_line1="123 1/2 Main Street", state="West Virginia", amount=""),
+        person(2, full_name="John West", address_line1="123-45 Queens Blvd", state="NY", amount=None),
+        person(3, full_name="Ann  Court", address_line2="Apt. 4-B", first_name="Ann-Marie", amount="12.50"),
+    ]
+    drop(mailhouse(sftp_server), rows)
+    csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
+    assert [(r["full_name"], r["address_line1"], r["address_line2"], r["state"]) for r in csv_rows] == [
+        ("MARY STREET", "123 1/2 MAIN ST", "", "WV"),
+        ("JOHN WEST", "123-45 QUEENS BLVD", "", "NY"),
+        ("ANN COURT", "123 N MAIN ST APT 4", "APT 4 B", "MN"),
+    ]
+    assert [(r["first_name"], r["amount"]) for r in csv_rows] == [("Ann", ""), ("Ann", ""), ("Ann-Marie", "12.50")]
+
+
+def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(sftp_server: SftpSandbox) -> None:
+    rows = [
+        person(1, full_name="=Hyperlink(A1)", first_name="@SUM(1+1)", amount="-12.50"),
+        person(2, first_name="-2+3+cmd|' /C calc'!A0", amount="+1"),
+    ]
+    drop(mailhouse(sftp_server), rows)
+    csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
+    assert [(r["full_name"], r["first_name"], r["amount"]) for r in csv_rows] == [
+        ("HYPERLINK A1", "'@SUM(1+1)", "-12.50"),  # the name loses its punctuation, USPS style
+        ("ANN O NEIL 2", "'-2+3+cmd|' /C calc'!A0", "+1"),
+    ]
 
 
 def test_outcomes_wait_for_the_rename(sftp_server: SftpSandbox) -> None:
