@@ -1,5 +1,7 @@
 -- Invariant 1 (DESIGN.md): no globally suppressed or non-consenting customer appears in an audience row destined
--- for a channel (seg_*.channel) or in message_queue. Returns the offending rows; any row fails the test.
+-- for a channel (seg_*.channel) or in message_queue, and no email goes to an address that unsubscribed, bounced
+-- or complained, whichever customer the suppression was recorded against (read from the suppressions
+-- themselves, not from dim_customers). Returns the offending rows; any row fails the test.
 -- Every seg_* model must be listed below: compilation stops when one is missing, so a new audience cannot skip it.
 -- In Dagster the test is a blocking check on message_queue (a test reading several models needs its asset named).
 {{ config(meta={'dagster': {'ref': {'name': 'message_queue'}}}) }}
@@ -57,6 +59,31 @@ violations as (
             end,
             false
         )
+),
+
+suppressed_addresses as (
+    select distinct coalesce(suppressions.email_normalized, suppressed_customer.email_normalized) as email_normalized
+    from {{ ref('stg_consent__suppressions') }} as suppressions
+    left join {{ ref('stg_crm__customers') }} as suppressed_customer
+        on suppressions.customer_id = suppressed_customer.customer_id
+    where suppressions.suppression_reason in ('unsubscribed', 'hard_bounced', 'complained')
+        and suppressions.suppressed_at < {{ days_after_as_of(1) }}
+),
+
+emailed_at_a_suppressed_address as (
+    select recipients.source_model, recipients.customer_id, recipients.channel, 'email address suppressed' as violation
+    from recipients
+    inner join {{ ref('stg_crm__customers') }} as crm on crm.customer_id = recipients.customer_id
+    inner join suppressed_addresses on suppressed_addresses.email_normalized = crm.email_normalized
+    where recipients.channel = 'email'
+        and not exists (
+            select 1 from violations
+            where violations.source_model = recipients.source_model
+                and violations.customer_id = recipients.customer_id
+                and violations.channel = 'email'
+        )
 )
 
 select * from violations
+union all
+select * from emailed_at_a_suppressed_address

@@ -221,17 +221,56 @@ PLANTED_ROWS = (
     )
     from analytics.message_queue limit 1
     """,
+    # an unsubscribe recorded against another customer with the same address as an emailable audience member,
+    # which the built dim_customers has not seen: the test reads the suppressions themselves
+    """
+    insert into raw.crm_customers
+    select * replace ('planted-household-member' as customer_id)
+    from raw.crm_customers
+    where customer_id = (
+        select min(customer_id) from analytics.seg_trial_ending_low_usage
+        where channel = 'email' and customer_id in (select customer_id from analytics.dim_customers where can_email)
+    )
+    """,
+    """
+    insert into raw.suppressions (suppression_id, customer_id, email, reason, source, created_at, _loaded_at)
+    values ('sup-planted', 'planted-household-member', null, 'unsubscribe', 'esp', timestamp '2026-01-01', now())
+    """,
 )
 
 
 def test_invariant_test_fails_on_planted_bad_rows(warehouse_copy: Path, tmp_path: Path) -> None:
-    """One bad audience row and one bad queue row: the singular test reports exactly those two."""
+    """A bad audience row, a bad queue row and an audience member whose address unsubscribed under another
+    customer: the singular test reports those, and nothing else."""
     with duckdb.connect(str(warehouse_copy)) as con:
         for statement in PLANTED_ROWS:
             con.execute(statement)
-    result = dbt("test", "--select", INVARIANT_TEST, warehouse=warehouse_copy, target_path=tmp_path / "target")
+        [(sharer,)] = con.sql(
+            "select customer_id from raw.crm_customers where email = "
+            "(select email from raw.crm_customers where customer_id = 'planted-household-member') "
+            "and customer_id <> 'planted-household-member'"
+        ).fetchall()
+    result = dbt(
+        "test", "--select", INVARIANT_TEST, "--store-failures",
+        warehouse=warehouse_copy, target_path=tmp_path / "target",
+    )  # fmt: skip
     assert result.returncode != 0, result.stdout[-4000:]
-    assert f"FAIL 2 {INVARIANT_TEST}" in result.stdout, result.stdout[-4000:]
+    found = query(
+        warehouse_copy,
+        f"select source_model, customer_id, violation from analytics_dbt_test__audit.{INVARIANT_TEST}",
+    )
+    planted_audience_row = query(
+        warehouse_copy,
+        "select customer_id from analytics.seg_trial_ending_low_usage where email = 'planted@example.com'",
+    )
+    assert len(planted_audience_row) == 1
+    other = [row for row in found if row[2] != "email address suppressed"]
+    assert {row[:2] for row in other} >= {("seg_trial_ending_low_usage", planted_audience_row[0][0])}
+    assert any(row[0] == "message_queue" and row[2] == "globally suppressed" for row in other)
+    assert len(other) == 2, found
+    shared = [row for row in found if row[2] == "email address suppressed"]
+    assert shared and {row[1] for row in shared} == {sharer}, found
+    assert ("seg_trial_ending_low_usage", sharer, "email address suppressed") in shared
 
 
 CHANNEL_LIST_TEST = "channel_list_message_catalog_channel_candidates"
@@ -301,3 +340,36 @@ def test_sync_declarations_load_and_cover_every_destination_type() -> None:
     send_once = [s for s in marketing_syncs if s.mode == "send_once"]
     assert send_once and all(s.primary_key == ["occurrence_key"] for s in send_once)
     assert all(s.description and s.owner for s in marketing_syncs)
+
+
+def test_no_row_is_sent_once_through_two_syncs_of_one_channel(built_warehouse: Path) -> None:
+    """send_once deduplicates per sync, so two send_once syncs of one channel on one model must split its rows
+    between them (their `where`s); a row both select is one message delivered twice (two win-back postcards)."""
+    from syncs.config import load_project
+
+    project = load_project(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "destinations.yml")
+    groups: dict[tuple[str, str], list] = {}
+    for spec in project.syncs.values():
+        if spec.mode == "send_once":
+            groups.setdefault((spec.model, spec.channel), []).append(spec)
+    shared = {key: specs for key, specs in groups.items() if len(specs) > 1}
+    assert ("seg_lapsed_high_value_direct_mail", "direct_mail") in shared
+    for (model, _), specs in shared.items():
+        selected = ", ".join(f"coalesce(({s.where or 'true'}), false)::int as {s.name}" for s in specs)
+        rows = query(built_warehouse, f"select {selected} from analytics.{model}")
+        assert rows and all(sum(row) <= 1 for row in rows), [s.name for s in specs]
+        assert all(any(row[i] for row in rows) for i in range(len(specs))), "each sync keeps some rows"
+
+
+def test_the_models_clock_is_utc_on_a_host_in_another_zone(built_warehouse: Path, tmp_path: Path) -> None:
+    """current_date anchors "today" when no as-of date is given, and message_decisions compares it with dbt's
+    run_started_at (UTC): on a host in Los Angeles the two named different days for eight hours a day."""
+    cmd = [
+        "dbt", "show", "--inline", "select current_setting('TimeZone') as zone", "--output", "json",
+        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(tmp_path / "target"),
+    ]  # fmt: skip
+    env = {**os.environ, "TIDINGS_WAREHOUSE": str(built_warehouse), "TZ": "America/Los_Angeles"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert '"zone": "UTC"' in result.stdout, result.stdout[-3000:]

@@ -1,6 +1,9 @@
 -- Suppressions matched to customers by id or, for rows the ESP keyed only by address, by normalized email,
 -- then rolled up to one row per suppressed customer. suppression_reason keeps the strongest reason:
 -- erased > complained > hard_bounced > unsubscribed. do_not_mail only blocks direct mail.
+-- An unsubscribe, hard bounce or complaint is about an email address, also when it is recorded against a
+-- customer: other customers with that address (a shared household address, an address that changed hands) are
+-- not emailed at it either (is_email_address_suppressed), though their other channels stay open.
 with suppressions as (
     select * from {{ ref('stg_consent__suppressions') }}
     where suppressed_at < {{ days_after_as_of(1) }}
@@ -26,10 +29,27 @@ matched_by_email as (
     where suppressions.customer_id is null
 ),
 
+-- The address a customer-keyed address-level suppression names: the row's own, else the customer's.
+suppressed_addresses as (
+    select distinct coalesce(suppressions.email_normalized, customers.email_normalized) as email_normalized
+    from suppressions
+    inner join customers on suppressions.customer_id = customers.customer_id
+    where suppressions.suppression_reason in ('unsubscribed', 'hard_bounced', 'complained')
+),
+
+sharing_a_suppressed_address as (
+    select customers.customer_id
+    from suppressed_addresses
+    inner join customers on suppressed_addresses.email_normalized = customers.email_normalized
+),
+
 matched as (
-    select * from matched_by_id
+    select *, false as by_address_only from matched_by_id
     union all
-    select * from matched_by_email
+    select *, false as by_address_only from matched_by_email
+    union all
+    select customer_id, null as suppression_reason, null as suppressed_at, true as by_address_only
+    from sharing_a_suppressed_address
 ),
 
 rolled_up as (
@@ -40,6 +60,7 @@ rolled_up as (
         max(case when suppression_reason = 'hard_bounced' then 1 else 0 end) = 1 as is_hard_bounced,
         max(case when suppression_reason = 'unsubscribed' then 1 else 0 end) = 1 as is_unsubscribed,
         max(case when suppression_reason = 'do_not_mail' then 1 else 0 end) = 1 as is_do_not_mail,
+        {{ dbt.bool_or('by_address_only') }} as is_email_address_suppressed,
         min(suppressed_at) as first_suppressed_at
     from matched
     group by customer_id

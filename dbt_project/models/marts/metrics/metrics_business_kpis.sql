@@ -1,5 +1,6 @@
 -- Core commerce KPIs per day, week and month (period_grain), from the earliest activity (at most
--- `metrics_history_days` back) up to the day before the as-of date:
+-- `metrics_history_days` back) up to the day before the as-of date, from facts before the as-of date only (the
+-- period holding that day is partial, as it would have been on the day):
 --   new_customers          customers whose sign-up date falls in the period
 --   ad_spend               paid acquisition spend in the period
 --   cac                    ad_spend / new_customers
@@ -19,17 +20,19 @@ orders as (
     select customer_id, order_date, order_total
     from {{ ref('fct_orders') }}
     where status = 'completed'
+        and order_date < {{ as_of_date() }}
 ),
 
 signups as (
     select customer_id, signup_date
     from {{ ref('dim_customers') }}
-    where signup_date is not null
+    where signup_date < {{ as_of_date() }}
 ),
 
 spend as (
     select spend_date, spend
     from {{ ref('stg_ads__ad_spend') }}
+    where spend_date < {{ as_of_date() }}
 ),
 
 first_activity as (

@@ -1,5 +1,6 @@
 -- Conversion rate per message sequence and month of sending. An attributable interaction is a click on the
--- message; it converts when the same customer completes an order within `conversion_window_days` after the click.
+-- message; it converts when the same customer completes an order within `conversion_window_days` after the click
+-- and before the as-of date (a click in the window's last days may still convert in a later build).
 --   conversion_rate = conversions / interactions   (null without interactions)
 with events as (
     select * from {{ ref('stg_esp__message_events') }}
@@ -24,6 +25,7 @@ orders as (
     select customer_id, ordered_at
     from {{ ref('fct_orders') }}
     where status = 'completed'
+        and ordered_at < {{ as_of_timestamp() }}
 ),
 
 interactions as (
