@@ -373,3 +373,13 @@ def test_the_models_clock_is_utc_on_a_host_in_another_zone(built_warehouse: Path
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     assert result.returncode == 0, result.stdout[-3000:]
     assert '"zone": "UTC"' in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("model", ["seg_renewal_due", "msg_renewal_reminder"])
+def test_only_annual_plans_are_reminded_of_renewal(built_warehouse: Path, model: str) -> None:
+    """A monthly plan renews within 30 days all the time; reminding it would mail every subscriber every month."""
+    intervals = query(
+        built_warehouse,
+        f"select distinct billing_interval from analytics.{model} join analytics.dim_customers using (customer_id)",
+    )
+    assert intervals == [("year",)]

@@ -38,6 +38,7 @@ joined as (
         coalesce(orders.lifetime_revenue, 0) as lifetime_revenue,
         subscriptions.plan_name,
         subscriptions.subscription_status,
+        subscriptions.billing_interval,
         subscriptions.trial_ends_at,
         subscriptions.current_period_end
     from customers
@@ -83,6 +84,7 @@ identity as (
         lifetime_revenue,
         plan_name,
         subscription_status,
+        billing_interval,
         trial_ends_at,
         current_period_end
     from joined
@@ -127,6 +129,7 @@ final as (
         cast(lifetime_revenue as decimal(18, 2)) as lifetime_revenue,
         plan_name,
         subscription_status,
+        billing_interval,
         trial_ends_at,
         current_period_end,
         cast({{ dbt.datediff('signed_up_at', as_of_timestamp(), 'day') }} as integer) as tenure_days

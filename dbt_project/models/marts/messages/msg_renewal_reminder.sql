@@ -1,5 +1,6 @@
 -- Renewal reminders, starting months ahead: one occurrence per subscription period and reminder window
 -- (`renewal_windows_days`, e.g. 90/60/30 days before current_period_end); the window a renewal is in now is due.
+-- Annual plans only: a monthly plan is always within 30 days of renewing and would be reminded every month.
 {%- set windows = var('renewal_windows_days') | sort %}
 with customers as (
     select * from {{ ref('dim_customers') }}
@@ -19,6 +20,7 @@ due as (
         {{ dbt.datediff(as_of_date(), 'cast(current_period_end as date)', 'day') }} as days_until_renewal
     from customers
     where subscription_status = 'active'
+        and billing_interval = 'year'
         and current_period_end is not null
 ),
 

@@ -1,4 +1,5 @@
--- Active subscriptions renewing within the widest of `renewal_windows_days`, tagged with the window they are in.
+-- Active annual subscriptions renewing within the widest of `renewal_windows_days`, tagged with the window they are
+-- in. A monthly plan renews within 30 days all the time: it is never due (as in the lifecycle's renewal_due).
 {%- set windows = var('renewal_windows_days') | sort %}
 with customers as (
     select * from {{ ref('dim_customers') }}
@@ -10,6 +11,7 @@ due as (
         {{ dbt.datediff(as_of_date(), 'cast(current_period_end as date)', 'day') }} as days_until_renewal
     from customers
     where subscription_status = 'active'
+        and billing_interval = 'year'
         and current_period_end is not null
 ),
 
