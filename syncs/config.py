@@ -392,6 +392,11 @@ def _sync_spec(
     except ValidationError as error:
         problems.extend(_pydantic_problems(error, path, where, "target.", cls.Target))
         target = None
+    else:
+        problems.extend(
+            ConfigProblem(path, where, name, problem, fix)
+            for name, problem, fix in cls.sync_problems(decl.mode, destination.settings, target)
+        )
     if len(problems) > before or target is None:
         return None
     return SyncSpec(

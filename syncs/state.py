@@ -411,12 +411,12 @@ def fold_acknowledged_sends(con: duckdb.DuckDBPyConnection, sync_name: str) -> N
 
 def unsettled_runs(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str) -> tuple[str, ...]:
     """send_once: earlier runs that may have delivered, without recording it, an occurrence this plan sends again.
-    A `pending` occurrence was written ahead by the run in its ledger row; that run or any later one that died
-    or failed may have delivered it before its acknowledgement was committed. Runs that ended `success` or
-    `partial` committed every acknowledgement they got."""
+    A `pending` occurrence was written ahead by the run in its ledger row; that run or any later one that died,
+    failed or ended `partial` may have delivered it before its acknowledgement was committed, or without ever
+    hearing back (a row that failed because its answer was lost). Runs that ended `success` failed no row."""
     rows = con.execute(
         f"""select r.run_id from {S}.sync_runs r
-        where r.sync_name = ? and r.run_id <> ? and not r.dry_run and r.status in ('failed', 'running')
+        where r.sync_name = ? and r.run_id <> ? and not r.dry_run and r.status in ('failed', 'partial', 'running')
           and r.started_at >= (
               select min(first_run.started_at) from {plan_table} p
               join {S}.message_ledger l on l.occurrence_key = p.row_key and l.sync_name = ? and l.status = 'pending'

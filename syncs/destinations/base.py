@@ -231,6 +231,12 @@ class Destination(ABC):
         return frozenset({"scalar"})
 
     @classmethod
+    def sync_problems(cls, mode: Mode, settings: DestinationSettings, target: SyncTarget) -> list[tuple[str, str, str]]:
+        """What a sync's declaration lacks that only its mode and its destination's settings together show, checked
+        at load time: one (field, problem, fix) each, the field as the sync declares it (`target.event_name`)."""
+        return []
+
+    @classmethod
     def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
         """The identifiers the connector sends for a member with these (mapped) fields, as one comparable text;
         None when it sends none, or when the destination knows members only by the values as they are."""

@@ -7,8 +7,14 @@
   the member is archived (`DELETE /lists/{list_id}/members/{hash}`), which keeps their history and consent.
 - send: the member is upserted first (an event needs an existing member), then
   `POST /lists/{list_id}/members/{hash}/events` with `name = event_name` and the occurrence's idempotency key
-  in `properties`, so a journey triggered by the event can be deduplicated downstream. Events are one call per
-  member, so they go out `event_concurrency` at a time.
+  in `properties`. Events are one call per member, so they go out `event_concurrency` at a time.
+
+Mailchimp stores every event it is sent (events take no idempotency key) and each one triggers the journey, so
+an occurrence must never be posted twice. An event POST whose answer was lost (a read timeout, a dropped
+connection, a 500, 502 or 504) is not sent again by the HTTP retries: its row fails retryably. When earlier
+runs may have delivered occurrences without recording it (`RunInfo.unsettled_runs`), each occurrence is first
+looked up in the member's events (`GET /lists/{list_id}/members/{hash}/events`, paged) and acknowledged without
+a send when its `idempotency_key` is there; if that read fails, the row fails retryably (`event_check_failed`).
 
 Limits: Mailchimp allows 10 simultaneous connections per user (over that: 429) and sets no request rate, so the
 connector bounds connections, not requests per second: `concurrency` (batches in flight) times
@@ -45,13 +51,18 @@ from syncs.destinations.base import (
     Operation,
     OutboundRow,
     RowOutcome,
+    RunInfo,
     SyncTarget,
     register,
 )
-from syncs.http import DestinationHTTPError
+from syncs.http import DestinationHTTPError, HttpClient, build_retry
 
 MAX_MEMBERS_PER_CALL = 500
 MAX_CONNECTIONS = 10
+EVENT_NAME = r"^[A-Za-z0-9_-]{2,30}$"  # Mailchimp's rule for event names
+EVENTS_PAGE = 1000  # the most a member-events read returns at once
+# Answers to an event POST that say the event was not stored (see `_client_without_resends`).
+EVENT_RETRY_STATUSES = frozenset({429, 503})
 
 
 class MailchimpSettings(DestinationSettings):
@@ -75,7 +86,7 @@ class MailchimpSettings(DestinationSettings):
 class MailchimpTarget(SyncTarget):
     list_id: str
     segment_id: str | int | None = None
-    event_name: str | None = None
+    event_name: str | None = Field(default=None, pattern=EVENT_NAME)
 
     @model_validator(mode="after")
     def _segment_id_as_text(self) -> MailchimpTarget:
@@ -97,6 +108,15 @@ class MailchimpDestination(Destination):
     identity_fields = frozenset({"email"})  # members are keyed by the hash of the lower-cased address
     accepts_extra_fields = True
 
+    @classmethod
+    def sync_problems(
+        cls, mode: Mode, settings: MailchimpSettings, target: MailchimpTarget
+    ) -> list[tuple[str, str, str]]:
+        if mode is Mode.SEND_ONCE and not target.event_name:
+            fix = "add `event_name: <name>` under target: the event that starts the Customer Journey"
+            return [("target.event_name", "a send_once sync posts member events but names no event", fix)]
+        return []
+
     def __init__(self, name: str, settings: MailchimpSettings, target: MailchimpTarget) -> None:
         super().__init__(name, settings, target)
         api_key = secret_from_env(settings.api_key_env, name)
@@ -106,10 +126,24 @@ class MailchimpDestination(Destination):
                 raise ValueError(f"destination {name!r}: the Mailchimp API key must end with -<dc> (e.g. -us21)")
             settings = settings.model_copy(update={"base_url": f"https://{data_center}.api.mailchimp.com/3.0"})
             self.settings = settings
-        self.http = http_client(
-            self, settings, auth=HTTPBasicAuth("tidings", api_key), pool_size=settings.event_concurrency
-        )
+        auth = HTTPBasicAuth("tidings", api_key)
+        self.http = http_client(self, settings, auth=auth, pool_size=settings.event_concurrency)
+        self.event_http = self._client_without_resends(settings, auth)
         self.list_path = f"/lists/{target.list_id}"
+        self._check_earlier_sends = False
+
+    def _client_without_resends(self, settings: MailchimpSettings, auth: HTTPBasicAuth) -> HttpClient:
+        """The client for event POSTs, sharing the main client's rate limit. It retries a POST Mailchimp never
+        received (connect errors) or refused (429, 503), never one it may have stored (lost answer, 500, 502, 504)."""
+        client = http_client(self, settings, auth=auth, pool_size=settings.event_concurrency)
+        client.bucket = self.http.bucket
+        retry = build_retry(settings.max_retries, client.bucket).new(read=False, status_forcelist=EVENT_RETRY_STATUSES)
+        for adapter in client.session.adapters.values():
+            adapter.max_retries = retry
+        return client
+
+    def open(self, run: RunInfo) -> None:
+        self._check_earlier_sends = bool(run.unsettled_runs)
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         valid, outcomes = _split_by_email(rows)
@@ -199,20 +233,52 @@ class MailchimpDestination(Destination):
 
     def _send_event(self, row: OutboundRow, address: str) -> RowOutcome:
         member = identity.subscriber_hash(address)
+        path = f"{self.list_path}/members/{member}/events"
+        if self._check_earlier_sends:
+            posted = self._posted_before(path, row.idempotency_key)
+            if posted is None:
+                message = "the member's events could not be read to check for an earlier send; sending could repeat it"
+                return RowOutcome.failure(row.key, "event_check_failed", message)
+            if posted:
+                return RowOutcome.success(row.key, member)
         properties = {k: "" if v is None else str(v) for k, v in row.fields.items() if k != "email"}
         body = {"name": self.target.event_name, "properties": {**properties, "idempotency_key": row.idempotency_key}}
-        response = self._call("POST", f"{self.list_path}/members/{member}/events", [row], json=body)
+        response = self._call("POST", path, [row], json=body, client=self.event_http)
         return response[0] if isinstance(response, list) else RowOutcome.success(row.key, member)
 
+    def _posted_before(self, path: str, idempotency_key: str | None) -> bool | None:
+        """Whether the member's events hold one with this idempotency key; None when they could not be read."""
+        offset = 0
+        while True:
+            try:
+                response = self.http.request("GET", path, params={"count": EVENTS_PAGE, "offset": offset})
+                page = response.json() if response.ok else None
+            except (DestinationHTTPError, ValueError):
+                return None
+            if not isinstance(page, dict) or not isinstance(page.get("events"), list):
+                return None
+            events = page["events"]
+            if any((event.get("properties") or {}).get("idempotency_key") == idempotency_key for event in events):
+                return True
+            offset += len(events)
+            if not events or offset >= page.get("total_items", 0):
+                return False
+
     def _call(
-        self, method: str, path: str, rows: Sequence[OutboundRow], *, json: Any = None
+        self,
+        method: str,
+        path: str,
+        rows: Sequence[OutboundRow],
+        *,
+        json: Any = None,
+        client: HttpClient | None = None,
     ) -> requests.Response | list[RowOutcome]:
         """The response when the call succeeded as a whole, else failure outcomes for `rows`.
 
         A 404 on archiving means the member is already gone, which is what removal wanted.
         """
         try:
-            response = self.http.request(method, path, json=json)
+            response = (client or self.http).request(method, path, json=json)
         except DestinationHTTPError as error:
             return fail_batch_for_error(rows, error)
         if response.ok or (method == "DELETE" and response.status_code == 404):
@@ -221,6 +287,7 @@ class MailchimpDestination(Destination):
 
     def close(self, *, success: bool) -> None:
         self.http.close()
+        self.event_http.close()
 
 
 def _split_by_email(rows: Sequence[OutboundRow]) -> tuple[list[tuple[OutboundRow, str]], list[RowOutcome]]:

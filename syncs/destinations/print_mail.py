@@ -91,6 +91,18 @@ class PrintMailDestination(Destination):
     optional_fields = frozenset({"address_line2", "address_country"})
     accepts_extra_fields = True
 
+    @classmethod
+    def sync_problems(
+        cls, mode: Mode, settings: PrintMailSettings, target: PrintMailTarget
+    ) -> list[tuple[str, str, str]]:
+        if target.from_address or settings.from_address:
+            return []
+        fix = (
+            "add from_address (name, address_line1, address_city, address_state, address_zip) under target, "
+            "or once for every sync under the destination in destinations.yml"
+        )
+        return [("target.from_address", "no sender address: neither the target nor the destination gives one", fix)]
+
     def __init__(self, name: str, settings: PrintMailSettings, target: PrintMailTarget) -> None:
         super().__init__(name, settings, target)
         sender = target.from_address or settings.from_address

@@ -2,20 +2,67 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from pydantic import ValidationError
 
-from syncs.destinations.base import Operation, OutboundRow
+from syncs.config import ConfigError, load_project
+from syncs.destinations import mailchimp as mailchimp_module
+from syncs.destinations.base import Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.mailchimp import MailchimpDestination
+from syncs.http import DestinationHTTPError
 from syncs.identity import subscriber_hash
 from syncs.sandbox.apps.credentials import MAILCHIMP_API_KEY
 
 
-def mailchimp(sandbox: Any, **target: Any) -> MailchimpDestination:
-    settings = MailchimpDestination.Settings(base_url=f"{sandbox.url}/mailchimp/3.0", api_key_env=MAILCHIMP_API_KEY)
-    return MailchimpDestination("mailchimp", settings, MailchimpDestination.Target(list_id="lifecycle", **target))
+def mailchimp(sandbox: Any, settings: dict[str, Any] | None = None, **target: Any) -> MailchimpDestination:
+    config = MailchimpDestination.Settings(
+        base_url=f"{sandbox.url}/mailchimp/3.0", api_key_env=MAILCHIMP_API_KEY, **(settings or {})
+    )
+    return MailchimpDestination("mailchimp", config, MailchimpDestination.Target(list_id="lifecycle", **target))
+
+
+def send_run(
+    dest: MailchimpDestination, rows: list[OutboundRow], run_id: str, unsettled: tuple[str, ...] = ()
+) -> list[RowOutcome]:
+    """One send_once run as the runner drives it; `unsettled` are earlier runs that may have sent unrecorded."""
+    dest.open(RunInfo(run_id, "journeys", Mode.SEND_ONCE, estimated_rows=len(rows), unsettled_runs=unsettled))
+    try:
+        return dest.write(Operation.SEND, rows)
+    finally:
+        dest.close(success=True)
+
+
+def load_sync(tmp_path: Path, mode: str, target: dict[str, Any]) -> None:
+    """Load a project whose one model declares one Mailchimp sync (raises ConfigError). YAML is a superset of
+    JSON, so the declarations are written as JSON."""
+    sync = {
+        "name": "welcome_mailchimp",
+        "destination": "mailchimp",
+        "mode": mode,
+        "primary_key": "occurrence_key",
+        "target": target,
+        "mapping": {"email": "email"},
+    }
+    model = {"name": "msg_welcome", "config": {"meta": {"tidings": {"syncs": [sync]}}}}
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "_messages.yml").write_text(json.dumps({"models": [model]}))
+    settings = {"type": "mailchimp", "base_url": "http://127.0.0.1:9/mailchimp/3.0", "api_key_env": MAILCHIMP_API_KEY}
+    destinations = tmp_path / "destinations.yml"
+    destinations.write_text(json.dumps({"profiles": {"sandbox": {"mailchimp": settings}}}))
+    load_project(tmp_path, destinations, profile="sandbox")
+
+
+def events_by_key(app: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in app.events:
+        key = event["properties"]["idempotency_key"]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def people(n: int, *, send: bool = False) -> list[OutboundRow]:
@@ -71,17 +118,94 @@ def test_row_rejected_by_the_api_maps_to_its_row(clean_sandbox: Any) -> None:
     assert not outcomes["odd"].ok and outcomes["odd"].permanent
 
 
-def test_send_once_posts_one_event_per_occurrence_and_is_deduplicated(clean_sandbox: Any) -> None:
-    dest = mailchimp(clean_sandbox, event_name="trial_ending")
-    first = dest.write(Operation.SEND, people(2, send=True))
-    again = dest.write(Operation.SEND, people(2, send=True))
-    assert all(o.ok for o in first + again)
+def test_send_once_posts_one_event_per_occurrence(clean_sandbox: Any) -> None:
+    outcomes = mailchimp(clean_sandbox, event_name="trial_ending").write(Operation.SEND, people(2, send=True))
+    assert [(o.ok, o.destination_ref) for o in outcomes] == [
+        (True, subscriber_hash(f"person{i}@example.com")) for i in range(2)
+    ]
     app = clean_sandbox.app("mailchimp")
-    assert len(app.events) == 2 and app.stats["duplicate_events"] == 2
+    assert events_by_key(app) == {"occ-0": 1, "occ-1": 1} and app.stats["duplicate_events"] == 0
     # events fan out concurrently, so they may arrive in any order
     event = next(e for e in app.events if e["properties"]["idempotency_key"] == "occ-0")
     assert event["name"] == "trial_ending"
     assert event["properties"] == {"FNAME": "P0", "idempotency_key": "occ-0"}
+
+
+def test_the_sandbox_stores_a_repeated_event_like_mailchimp_and_pages_a_members_events(clean_sandbox: Any) -> None:
+    """Mailchimp's events take no idempotency key: a repeat is a second event, and a second journey."""
+    dest = mailchimp(clean_sandbox, event_name="trial_ending")
+    dest.write(Operation.SEND, people(1, send=True))
+    dest.write(Operation.SEND, people(1, send=True))
+    app = clean_sandbox.app("mailchimp")
+    assert events_by_key(app) == {"occ-0": 2} and app.stats["duplicate_events"] == 1
+
+    path = f"/lists/lifecycle/members/{subscriber_hash('person0@example.com')}/events"
+    page = dest.http.request("GET", path, params={"count": 1, "offset": 1}).json()
+    assert page["total_items"] == 2 and [e["name"] for e in page["events"]] == ["trial_ending"]
+    assert dest.http.request("GET", path, params={"count": 1001}).status_code == 400
+
+
+def test_an_event_whose_answer_was_lost_is_not_posted_again(clean_sandbox: Any) -> None:
+    """Mailchimp stored the event but the answer never came: neither the HTTP retries nor the next run (which
+    knows the first may have sent unrecorded) may post it again, or the journey starts twice."""
+    app = clean_sandbox.app("mailchimp")
+    app.event_answer_delay_seconds = 0.6
+    lossy = mailchimp(clean_sandbox, {"timeout_seconds": 0.2, "max_retries": 2}, event_name="welcome")
+
+    lost = send_run(lossy, people(2, send=True), "run-1")
+
+    assert {(o.ok, o.code, o.permanent) for o in lost} == {(False, "no_response", False)}
+    assert events_by_key(app) == {"occ-0": 1, "occ-1": 1}
+    app.event_answer_delay_seconds = 0.0
+
+    rerun = send_run(mailchimp(clean_sandbox, event_name="welcome"), people(2, send=True), "run-2", ("run-1",))
+
+    assert [(o.ok, o.destination_ref) for o in rerun] == [
+        (True, subscriber_hash(f"person{i}@example.com")) for i in range(2)
+    ]
+    assert events_by_key(app) == {"occ-0": 1, "occ-1": 1} and app.stats["duplicate_events"] == 0
+
+
+def test_a_rerun_after_a_crash_before_the_commit_posts_only_what_was_not_sent(clean_sandbox: Any) -> None:
+    first = send_run(mailchimp(clean_sandbox, event_name="welcome"), people(2, send=True), "run-1")
+    # the process died before committing these acknowledgements: the next run re-sends both occurrences
+
+    rerun = send_run(mailchimp(clean_sandbox, event_name="welcome"), people(3, send=True), "run-2", ("run-1",))
+
+    assert all(o.ok for o in rerun) and [o.destination_ref for o in rerun[:2]] == [o.destination_ref for o in first]
+    app = clean_sandbox.app("mailchimp")
+    assert events_by_key(app) == {"occ-0": 1, "occ-1": 1, "occ-2": 1} and app.stats["duplicate_events"] == 0
+
+
+def test_earlier_sends_are_found_beyond_the_first_page_of_events(clean_sandbox: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(mailchimp_module, "EVENTS_PAGE", 2)
+    member = {"email": "ann@example.com"}
+    occurrences = [OutboundRow(f"c{i}", member, f"occ-{i}") for i in range(5)]
+    for row in occurrences:  # one at a time: the member's events hold them in this order
+        send_run(mailchimp(clean_sandbox, event_name="welcome"), [row], "run-1")
+
+    rerun = send_run(mailchimp(clean_sandbox, event_name="welcome"), occurrences[::-1], "run-2", ("run-1",))
+
+    assert all(o.ok for o in rerun)
+    app = clean_sandbox.app("mailchimp")
+    assert len(app.events) == 5 and app.stats["duplicate_events"] == 0
+
+
+def test_when_the_members_events_cannot_be_read_the_row_waits_unsent(clean_sandbox: Any, monkeypatch: Any) -> None:
+    dest = mailchimp(clean_sandbox, event_name="welcome")
+    request = dest.http.request
+
+    def reads_time_out(method: str, path: str, **kwargs: Any) -> requests.Response:
+        if method == "GET":
+            raise DestinationHTTPError(method, path, None, "ReadTimeout")
+        return request(method, path, **kwargs)
+
+    monkeypatch.setattr(dest.http, "request", reads_time_out)
+
+    [outcome] = send_run(dest, people(1, send=True), "run-2", ("run-1",))
+
+    assert (outcome.ok, outcome.code, outcome.permanent) == (False, "event_check_failed", False)
+    assert clean_sandbox.app("mailchimp").events == []
 
 
 def test_events_fan_out_within_the_connection_limit(clean_sandbox: Any, control: Any) -> None:
@@ -95,6 +219,23 @@ def test_events_fan_out_within_the_connection_limit(clean_sandbox: Any, control:
 def test_settings_refuse_more_connections_than_mailchimp_allows() -> None:
     with pytest.raises(ValidationError, match="10 simultaneous connections"):
         MailchimpDestination.Settings(api_key_env=MAILCHIMP_API_KEY, concurrency=2, event_concurrency=8)
+
+
+def test_a_send_once_sync_without_event_name_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_sync(tmp_path, "send_once", {"list_id": "lifecycle"})
+    [problem] = refused.value.problems
+    assert (problem.file, problem.field) == (tmp_path / "models" / "_messages.yml", "target.event_name")
+    assert "event_name: <name>" in problem.fix
+    load_sync(tmp_path, "mirror", {"list_id": "lifecycle"})  # only a send names an event
+    load_sync(tmp_path, "send_once", {"list_id": "lifecycle", "event_name": "welcome_series"})
+
+
+def test_an_event_name_mailchimp_would_refuse_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_sync(tmp_path, "send_once", {"list_id": "lifecycle", "event_name": "welcome series"})
+    [problem] = refused.value.problems
+    assert problem.field == "target.event_name" and "[A-Za-z0-9_-]{2,30}" in problem.problem
 
 
 def test_send_without_event_name_is_a_configuration_failure(clean_sandbox: Any) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
+from syncs.config import ConfigError, load_project
 from syncs.destinations.base import Operation, OutboundRow
 from syncs.destinations.print_mail import PrintMailDestination
 from syncs.sandbox.apps.credentials import LOB_API_KEY
@@ -28,6 +32,26 @@ def lob(sandbox: Any, **settings: Any) -> PrintMailDestination:
     )
     target = PrintMailDestination.Target(kind="postcard", front_template="winback_front", back_template="winback_back")
     return PrintMailDestination("lob", cfg, target)
+
+
+def load_sync(tmp_path: Path, target: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Load a project whose one model declares one print_mail sync (raises ConfigError). YAML is a superset of
+    JSON, so the declarations are written as JSON."""
+    sync = {
+        "name": "winback_postcards",
+        "destination": "lob",
+        "mode": "send_once",
+        "primary_key": "occurrence_key",
+        "target": {"front_template": "winback_front", "back_template": "winback_back", **target},
+        "mapping": {k: k for k in ("name", "address_line1", "address_city", "address_state", "address_zip")},
+    }
+    model = {"name": "msg_winback", "config": {"meta": {"tidings": {"syncs": [sync]}}}}
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "_messages.yml").write_text(json.dumps({"models": [model]}))
+    lob_settings = {"type": "print_mail", "base_url": "http://127.0.0.1:9/lob/v1", "api_key_env": LOB_API_KEY}
+    destinations = tmp_path / "destinations.yml"
+    destinations.write_text(json.dumps({"profiles": {"sandbox": {"lob": {**lob_settings, **settings}}}}))
+    load_project(tmp_path, destinations, profile="sandbox")
 
 
 def piece(i: int, **overrides: Any) -> OutboundRow:
@@ -152,3 +176,13 @@ def test_a_non_finite_merge_variable_fails_only_its_row(clean_sandbox: Any) -> N
     for key in ("occ-2", "occ-3"):
         assert (outcomes[key].code, outcomes[key].permanent) == ("non_finite_number", True)
     assert len(clean_sandbox.app("lob").pieces) == 1
+
+
+def test_a_sync_without_any_sender_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_sync(tmp_path, target={}, settings={})
+    [problem] = refused.value.problems
+    assert (problem.file, problem.field) == (tmp_path / "models" / "_messages.yml", "target.from_address")
+    assert "destinations.yml" in problem.fix
+    load_sync(tmp_path, target={"from_address": SENDER}, settings={})
+    load_sync(tmp_path, target={}, settings={"from_address": SENDER})

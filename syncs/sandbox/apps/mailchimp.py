@@ -2,7 +2,11 @@
 
 Every list id exists (created on first use). Enforced: HTTP Basic with the API key as password, 500 members
 per batch or segment call (400 beyond), at most 10 simultaneous connections (429), per-member errors for
-invalid addresses, and events deduplicated by their `idempotency_key` property.
+invalid addresses. Like the real API, events have no idempotency key: every event posted is stored, and a
+member's events are read back with `GET .../events` (`count` at most 1000, `offset`, `total_items`). An event
+whose `idempotency_key` property was posted before is counted in `duplicate_events`, for tests to assert 0.
+`event_answer_delay_seconds` (set in-process by tests) holds each event's answer back after the event is stored:
+a client that times out meanwhile has lost the answer of a stored event.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from syncs.sandbox.apps.credentials import MAILCHIMP_API_KEY, SANDBOX_CREDENTIALS
 from syncs.sandbox.server import Request, Response, SandboxApp, problem, route
 
 MAX_MEMBERS = 500
+MAX_EVENTS_PAGE = 1000
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_-]{2,30}$")
 STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
@@ -39,9 +46,11 @@ class MailchimpApp(SandboxApp):
         with self.lock:
             self.members: dict[str, dict[str, dict[str, Any]]] = {}  # list id -> subscriber hash -> member
             self.segments: dict[tuple[str, str], set[str]] = {}  # (list id, segment id) -> subscriber hashes
-            self.events: list[dict[str, Any]] = []  # delivered events, each once
+            self.events: list[dict[str, Any]] = []  # every event posted, in arrival order
+            self._member_events: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (list id, member id) -> events
             self._event_keys: set[str] = set()
             self.stats.update(duplicate_events=0)
+            self.event_answer_delay_seconds = 0.0
 
     def segment(self, list_id: str, segment_id: str) -> set[str]:
         """Email addresses in a segment (for assertions)."""
@@ -182,8 +191,37 @@ class MailchimpApp(SandboxApp):
             key = properties.get("idempotency_key")
             if key in self._event_keys:
                 self.count("duplicate_events")
-                return Response(204)
-            if key:
+            elif key:
                 self._event_keys.add(key)
-            self.events.append({"list_id": request.params["list_id"], "email_address": member["email_address"], **body})
+            event = {
+                "list_id": request.params["list_id"],
+                "email_address": member["email_address"],
+                **body,
+                "occurred_at": body.get("occurred_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            self.events.append(event)
+            self._member_events.setdefault((request.params["list_id"], request.params["member_id"]), []).append(event)
+        time.sleep(self.event_answer_delay_seconds)
         return Response(204)
+
+    @route("GET", r"/lists/(?P<list_id>[^/]+)/members/(?P<member_id>[0-9a-f]{32})/events")
+    def member_events(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        try:
+            count = int(request.query.get("count", ["10"])[0])
+            offset = int(request.query.get("offset", ["0"])[0])
+        except ValueError:
+            return problem(400, "Invalid Resource", "count and offset must be integers.")
+        if not 1 <= count <= MAX_EVENTS_PAGE or offset < 0:
+            return problem(400, "Invalid Resource", f"count must be 1 to {MAX_EVENTS_PAGE}; offset at least 0.")
+        list_id, member_id = request.params["list_id"], request.params["member_id"]
+        with self.lock:
+            if member_id not in self.members.get(list_id, {}):
+                return problem(404, "Resource Not Found", "The requested resource could not be found.")
+            events = self._member_events.get((list_id, member_id), [])
+            page = [
+                {"name": e["name"], "properties": e.get("properties") or {}, "occurred_at": e["occurred_at"]}
+                for e in events[offset : offset + count]
+            ]
+            return Response(200, {"events": page, "total_items": len(events), "_links": []})
