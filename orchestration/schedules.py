@@ -1,16 +1,22 @@
 """Jobs, schedules and the automation sensor.
 
-- `daily_full_build` (06:00 UTC): every unpartitioned dbt model, test and gate, then every sync.
+- `daily_full_build` (06:00 UTC): every unpartitioned dbt model, test and gate, then every sync without a
+  `schedule:` of its own.
 - `daily_metrics` (07:00 UTC, partitioned by day): the history metrics as of the day of the tick
   (`orchestration.dbt_assets.tidings_dbt_metrics`); an hour after the daily build, whose dbt step has refreshed
   the models they read by then. Backfills of past days launch this job, one run per day.
-- `triggered_messages` (hourly at :30, around the clock): the syncs of triggered-message models (`msg_*`,
-  `message_queue`) with everything upstream of them, so each send reads fresh events. Every hour because a
-  billing alert should not wait half a day; around the clock because customers live in every time zone. Quiet
+- `triggered_messages` (hourly at :30, around the clock): everything upstream of the triggered-message syncs
+  (`msg_*`, `message_queue`) and those of them without a `schedule:`, so each send reads fresh events. Every
+  hour because a billing alert should not wait half a day; around the clock because customers live in every time
+  zone. Quiet
   hours and frequency caps are decided per customer in `message_decisions`, and caps count what earlier runs
   delivered, so more decisions a day send no more messages. At :30 so it does not queue behind the 06:00 build.
 - `tidings_automation`: evaluates the sync assets' automation conditions, so a sync runs after its model
   refreshes (and its blocking checks pass), whichever job or UI action refreshed it.
+
+A sync that declares a `schedule:` is left out of both jobs: it runs once per tick of its cron, at the first
+refresh of its model after the tick (the sensor's `on_cron` condition). In a job it would run at every job run,
+a monthly mail-house drop every day.
 """
 
 from __future__ import annotations
@@ -35,13 +41,17 @@ def is_triggered_message_model(model: str) -> bool:
 def build_jobs(
     syncs: Iterable[SyncSpec], partitioned_metrics: dg.AssetsDefinition | None = None
 ) -> list[dg.UnresolvedAssetJobDefinition]:
+    syncs = list(syncs)
     message_syncs = [sync_asset_key(spec.name) for spec in syncs if is_triggered_message_model(spec.model)]
+    scheduled = dg.AssetSelection.assets(*(sync_asset_key(spec.name) for spec in syncs if spec.schedule))
     metrics = dg.AssetSelection.assets(partitioned_metrics) if partitioned_metrics else None
+    everything = dg.AssetSelection.all() - metrics if metrics else dg.AssetSelection.all()
     jobs = [
         dg.define_asset_job(
             "daily_full_build",
-            selection=dg.AssetSelection.all() - metrics if metrics else dg.AssetSelection.all(),
-            description="Every unpartitioned dbt model and test, the quality gates, then every sync.",
+            selection=everything - scheduled,
+            description="Every unpartitioned dbt model and test, the quality gates, then every sync without a "
+            "schedule (scheduled syncs run at their cron tick, after their model's next refresh).",
         )
     ]
     if metrics:
@@ -56,8 +66,9 @@ def build_jobs(
         jobs.append(
             dg.define_asset_job(
                 "triggered_messages",
-                selection=dg.AssetSelection.assets(*message_syncs).upstream(),
-                description="Triggered-message syncs with the models they read, refreshed first.",
+                selection=dg.AssetSelection.assets(*message_syncs).upstream() - scheduled,
+                description="The models the triggered-message syncs read, then those syncs without a schedule "
+                "(scheduled ones run at their next cron tick after the refresh).",
             )
         )
     return jobs

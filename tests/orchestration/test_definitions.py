@@ -3,6 +3,7 @@ assets; the history metrics are partitioned by day and kept out of the daily bui
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -47,11 +48,17 @@ def metrics_keys() -> set[dg.AssetKey]:
     return {dg.AssetKey([model]) for model in METRICS_MODELS}
 
 
-def test_daily_build_covers_everything_but_the_partitioned_metrics(defs: dg.Definitions):
+def scheduled_sync_keys() -> set[dg.AssetKey]:
+    return {sync_asset_key(name) for name, spec in load_project().syncs.items() if spec.schedule}
+
+
+def test_daily_build_covers_everything_but_the_partitioned_metrics_and_scheduled_syncs(defs: dg.Definitions):
     graph = defs.resolve_asset_graph()
     daily = defs.resolve_job_def("daily_full_build")
     assert daily.partitions_def is None
-    assert daily.asset_layer.selected_asset_keys == graph.materializable_asset_keys - metrics_keys()
+    scheduled = scheduled_sync_keys()
+    assert sync_asset_key("lapsed_high_value_mailhouse") in scheduled  # monthly: never in a daily job
+    assert daily.asset_layer.selected_asset_keys == graph.materializable_asset_keys - metrics_keys() - scheduled
     daily_checks = daily.asset_layer.asset_graph.asset_check_keys
     assert daily_checks and not {key for key in daily_checks if key.asset_key in metrics_keys()}
     assert dg.AssetKey(["metrics_customer_clv"]) in daily.asset_layer.selected_asset_keys  # an audience reads it
@@ -59,8 +66,10 @@ def test_daily_build_covers_everything_but_the_partitioned_metrics(defs: dg.Defi
 
 def test_triggered_messages_only_message_syncs(defs: dg.Definitions):
     triggered = defs.resolve_job_def("triggered_messages").asset_layer.selected_asset_keys
+    assert dg.AssetKey(["message_queue"]) in triggered
     for name, spec in load_project().syncs.items():
-        assert (sync_asset_key(name) in triggered) == is_triggered_message_model(spec.model)
+        expected = is_triggered_message_model(spec.model) and not spec.schedule
+        assert (sync_asset_key(name) in triggered) == expected
     assert not triggered & metrics_keys()
     schedules = {schedule.name: schedule for schedule in defs.schedules}
     assert schedules["daily_full_build_schedule"].job_name == "daily_full_build"
@@ -146,3 +155,32 @@ def test_the_suppression_invariant_test_gates_the_message_queue(defs):
     assert (
         dg.AssetCheckKey(dg.AssetKey(["message_queue"]), "assert_no_suppressed_or_nonconsenting_recipients") in checks
     )
+
+
+def test_a_manifest_older_than_a_project_file_is_parsed_again(tmp_path, monkeypatch):
+    """A model or YAML edited after the last parse is missing from the manifest: `dbt build` then fails mapping its
+    events to assets (make demo crashed on a new unit test), so the manifest is parsed again, and only then."""
+    from types import SimpleNamespace
+
+    from orchestration import project
+
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "m.sql"
+    model.write_text("select 1")
+    manifest = tmp_path / "target" / "manifest.json"
+    manifest.parent.mkdir()
+    manifest.write_text("{}")
+    parses: list[object] = []
+    fake = SimpleNamespace(
+        manifest_path=manifest,
+        project_dir=tmp_path,
+        preparer=SimpleNamespace(prepare=parses.append),
+        prepare_if_dev=lambda: None,
+    )
+    monkeypatch.setattr(project, "tidings_dbt_project", lambda: fake)
+    os.utime(model, (1_000, 1_000))
+    os.utime(manifest, (2_000, 2_000))
+    assert project.ensure_manifest() == manifest and parses == []
+    os.utime(model, (3_000, 3_000))
+    project.ensure_manifest()
+    assert parses == [fake]
