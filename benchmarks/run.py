@@ -1,5 +1,6 @@
 """`python -m benchmarks.run [--customers N] [--quick]`: measure Tidings end to end and write
-benchmarks/results/results.json and results.md.
+benchmarks/results/results.json and results.md (`--quick` writes to benchmarks/work/quick-results/ instead, so a
+harness check never replaces the reference figures the README quotes).
 
 Steps: sample-data generation, dbt build (full and incremental), planning, sync throughput against the naive
 full-refresh baseline, the HTTP ceiling, a rate-limited destination, peak memory and file exports. Sizes are
@@ -28,6 +29,7 @@ from syncs.sandbox.server import SandboxServer
 from syncs.settings import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+QUICK_RESULTS_DIR = REPO_ROOT / "benchmarks" / "work" / "quick-results"
 AS_OF = date(2026, 11, 1)
 CONCURRENCY = 2  # batches in flight per sync: one per core
 
@@ -65,8 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda text: [int(n) for n in text.split(",")],
         help="comma-separated audience sizes for the peak-memory syncs (100000,5000000)",
     )
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    return parser.parse_args(argv)
+    parser.add_argument("--results-dir", type=Path, help=f"default {RESULTS_DIR} (with --quick: {QUICK_RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    args.results_dir = args.results_dir or (QUICK_RESULTS_DIR if args.quick else RESULTS_DIR)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ from orchestration.schedules import DAILY_METRICS_JOB as METRICS_JOB
 from orchestration.sync_assets import SYNC_KEY_PREFIX
 from syncs import settings
 
-AS_OF_ENV = "TIDINGS_AS_OF_DATE"
+AS_OF_ENV = settings.AS_OF_ENV
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the summary says what happened
 
 

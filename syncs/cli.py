@@ -20,7 +20,7 @@ from syncs import engine, state
 from syncs.config import ConfigError
 from syncs.logs import configure_cli_logging
 from syncs.sample_data.__main__ import add_arguments as add_generator_arguments
-from syncs.settings import warehouse_path
+from syncs.settings import destinations_file, warehouse_path
 
 EXIT_CODES = {"success": 0, "dry_run": 0, "partial": 1, "failed": 1, "blocked": 3, "locked": 4}
 
@@ -28,6 +28,9 @@ EXIT_CODES = {"success": 0, "dry_run": 0, "partial": 1, "failed": 1, "blocked": 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.project_dir:  # as TIDINGS_DBT_PROJECT_DIR does, it moves the destinations and warehouse defaults too
+        args.destinations = args.destinations or destinations_file(args.project_dir)
+        args.warehouse = args.warehouse or warehouse_path(args.project_dir)
     configure_cli_logging(verbose=args.verbose)
     try:
         return int(args.handler(args) or 0)
@@ -146,6 +149,8 @@ def _report(result: engine.SyncResult, as_json: bool) -> int:
     if not as_json and result.status != "dry_run":
         summary.pop("preview")
     _print_summary(summary, as_json=as_json)
+    if result.status == "dry_run" and any("blocked" in decision for decision in result.guard_decisions):
+        return EXIT_CODES["blocked"]  # the real run would be blocked: a dry run used as a check must say so
     return EXIT_CODES[result.status]
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+AS_OF_ENV = "TIDINGS_AS_OF_DATE"  # the date dbt's as_of_date() and the sample-data generator take for "today"
 
 
 def _path_from_env(var: str, default: Path) -> Path:
@@ -17,13 +18,14 @@ def dbt_project_dir() -> Path:
     return _path_from_env("TIDINGS_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project")
 
 
-def warehouse_path() -> Path:
-    """The DuckDB warehouse file; dbt's profiles.yml reads the same variable."""
-    return _path_from_env("TIDINGS_WAREHOUSE", dbt_project_dir() / "warehouse" / "warehouse.duckdb")
+def warehouse_path(project_dir: Path | None = None) -> Path:
+    """The DuckDB warehouse file; dbt's profiles.yml reads the same variable. `project_dir` stands in for
+    TIDINGS_DBT_PROJECT_DIR (the CLI's --project-dir)."""
+    return _path_from_env("TIDINGS_WAREHOUSE", (project_dir or dbt_project_dir()) / "warehouse" / "warehouse.duckdb")
 
 
-def destinations_file() -> Path:
-    return _path_from_env("TIDINGS_DESTINATIONS_FILE", dbt_project_dir() / "destinations.yml")
+def destinations_file(project_dir: Path | None = None) -> Path:
+    return _path_from_env("TIDINGS_DESTINATIONS_FILE", (project_dir or dbt_project_dir()) / "destinations.yml")
 
 
 def exports_dir() -> Path:

@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The generator's options, shared with `tidings generate` (which has its own global --warehouse)."""
     parser.add_argument("--customers", type=int, default=1000, help="number of CRM contacts (default 1000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None, help="anchor date (default today)")
+    parser.add_argument(
+        "--as-of", type=date.fromisoformat, default=None, help="anchor date (default TIDINGS_AS_OF_DATE, else today)"
+    )
 
 
 def run(args: argparse.Namespace) -> None:

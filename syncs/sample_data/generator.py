@@ -6,6 +6,7 @@ take seconds, the same seed and as-of date always give identical tables, and re-
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import duckdb
 
 from syncs.sample_data import billing, commerce, events, marketing, people, permissions
 from syncs.sample_data.randomness import macro_statements
-from syncs.settings import RAW_SCHEMA
+from syncs.settings import AS_OF_ENV, RAW_SCHEMA
 
 RAW_TABLES = (
     "crm_customers",
@@ -33,11 +34,20 @@ RAW_TABLES = (
 _STEPS = (people, commerce, events, billing, permissions, marketing)
 
 
+def default_as_of() -> date:
+    """TIDINGS_AS_OF_DATE, the date dbt's as_of_date() also reads, else today: data and models name one "today"."""
+    value = os.environ.get(AS_OF_ENV)
+    try:
+        return date.fromisoformat(value) if value else date.today()
+    except ValueError:
+        raise ValueError(f"{AS_OF_ENV}={value!r} is not a date: use YYYY-MM-DD") from None
+
+
 def generate(warehouse: Path, *, customers: int, seed: int = 42, as_of: date | None = None) -> dict[str, int]:
     """Write every raw table for `customers` customers; returns the row count of each raw table."""
     if customers < 1:
         raise ValueError(f"customers must be at least 1, got {customers}")
-    as_of = as_of or date.today()
+    as_of = as_of or default_as_of()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse)) as con:
         for statement in macro_statements(seed=seed, as_of=as_of, customers=customers):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from syncs.cli import main
 
@@ -63,6 +64,7 @@ def test_errors_retry_and_exit_codes(sync_env, capsys):
     assert json.loads(capsys.readouterr().out)["sent"] == 1
 
     sync_env.sql("delete from analytics.audience")
+    assert cli(sync_env, "run", "audience_mirror", "--dry-run") == 3  # a dry run as a CI check sees the block
     assert cli(sync_env, "run", "audience_mirror") == 3  # blocked
     assert cli(sync_env, "run", "no_such_sync") == 2
     assert "unknown sync 'no_such_sync'" in capsys.readouterr().err
@@ -143,3 +145,28 @@ def test_validate_models_checks_every_sync_against_the_warehouse(sync_env, capsy
     assert "model unbuilt, sync broken_model: field 'model': analytics.unbuilt is not in the warehouse" in errors
     # read-only: nothing was planned or run, not even the state schema created
     assert sync_env.sql("select count(*) from information_schema.schemata where schema_name = 'tidings'") == [(0,)]
+
+
+def test_project_dir_moves_the_destinations_and_warehouse_defaults(tmp_path, monkeypatch, capsys):
+    """--project-dir does what TIDINGS_DBT_PROJECT_DIR does: the destinations file and warehouse default inside it."""
+    monkeypatch.delenv("TIDINGS_DESTINATIONS_FILE", raising=False)
+    monkeypatch.delenv("TIDINGS_WAREHOUSE", raising=False)
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    assert main(["--project-dir", str(project), "validate"]) == 2
+    assert f"{project.resolve() / 'destinations.yml'}" in capsys.readouterr().err
+    assert main(["--project-dir", str(project), "generate", "--customers", "5"]) == 0
+    assert (project / "warehouse" / "warehouse.duckdb").exists()
+
+
+def test_generate_anchors_on_tidings_as_of_date(tmp_path, monkeypatch):
+    """dbt's as_of_date() reads TIDINGS_AS_OF_DATE; the generator must name the same "today"."""
+    monkeypatch.setenv("TIDINGS_AS_OF_DATE", "2026-06-01")
+    warehouse = tmp_path / "sample.duckdb"
+    assert main(["--warehouse", str(warehouse), "generate", "--customers", "25"]) == 0
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        [(latest,)] = con.execute("select max(_loaded_at) from raw.crm_customers").fetchall()
+    assert latest.date().isoformat() <= "2026-06-01"
+    monkeypatch.setenv("TIDINGS_AS_OF_DATE", "June 1st")
+    with pytest.raises(ValueError, match="TIDINGS_AS_OF_DATE='June 1st' is not a date"):
+        main(["--warehouse", str(warehouse), "generate", "--customers", "25"])
