@@ -4,16 +4,30 @@ Rows are sent with the multi-key schema: each mapped field (`EMAIL`, `PHONE`, `F
 SHA-256 hashed per Meta's rules (syncs.identity), `EXTERN_ID` unhashed; a missing or unusable value is sent
 as "" so the row still matches on its other keys. A row with no usable identifier fails (`no_identifier`).
 
-Uploads of one operation within a run share a session (`session_id`, `batch_seq` from 1,
-`estimated_num_total` from the planner). The request that reaches the planned total, or a batch shorter
-than the batch size (the runner's last), carries `last_batch_flag`.
+Uploads of one operation within a run share a session (`session_id`, `batch_seq` from 1). Its
+`estimated_num_total` is what the run has yet to hand over when the session opens (the planner's total less the
+rows already handed over: exact for a run's last operation, an upper bound for a mirror's removals), and the exact
+count on the request that ends it. A session ends with `last_batch_flag` on the batch that hands over the
+planner's last row or on one shorter than the batch size (the runner's last of a pass). One still open when the
+next operation starts, or at a successful close (rows an exact multiple of the batch size, an unknown total,
+re-sends), is ended by sending the last row Meta accepted in it again with the flag: Meta takes no empty batch,
+and adding or removing a member twice changes nothing.
+
+Meta answers with `num_invalid_entries` and a sample of at most about 10 `invalid_entry_samples` (invalid value ->
+reason). Rows holding a sampled value fail `invalid_entry`. When Meta counted more invalid rows than that, the
+other rows are re-sent in halves, each its own request in the session, until each part's invalid rows are all
+sampled, or all its rows are invalid, or `MAX_BISECT_DEPTH` is reached; rows still unaccounted for then fail
+`invalid_entry` too, never reported delivered.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -39,8 +53,20 @@ from syncs.destinations.base import (
     register,
 )
 from syncs.http import DestinationHTTPError
+from syncs.logs import get_logger, log_event
+
+log = get_logger("destinations.meta")
 
 MAX_ROWS_PER_REQUEST = 10_000
+# Halvings of a batch's unsampled rows while Meta counts invalid rows it did not sample: at most 2 + 4 + ... + 2**5 =
+# 62 requests more for the batch (its smallest parts: 313 rows of 10,000), paid only by a batch with such rows.
+MAX_BISECT_DEPTH = 5
+SAMPLED = "Meta rejected this row's identifiers"
+COUNTED = "Meta rejected this row's identifiers (counted among the invalid rows it did not sample)"
+UNATTRIBUTED = (
+    "Meta reported more invalid rows than it sampled, and re-sending this row's part in smaller parts did not "
+    "tell which: it may be one of them"
+)
 
 
 # Multi-key schema order and each key's normalizer (given all of a row's fields, for country-aware keys).
@@ -94,12 +120,28 @@ class MetaTarget(SyncTarget):
 
 
 class _Session:
-    def __init__(self, estimated_total: int) -> None:
+    def __init__(self, expected: int) -> None:
         self.session_id = secrets.randbelow(2**62) + 1
         self.batch_seq = 0
-        self.sent = 0
-        self.estimated_total = estimated_total
+        self.sent = 0  # rows of the requests Meta accepted, re-sends included
+        self.expected = expected  # rows the run had yet to hand over when the session opened (0: unknown)
         self.finished = False
+        self.tail: tuple[list[str], list[str]] | None = None  # schema and values of the last row Meta accepted
+
+
+@dataclass(frozen=True)
+class _Answer:
+    session_id: int
+    invalid: int  # num_invalid_entries
+    samples: frozenset[str]  # the invalid values Meta sampled
+
+
+class _NotAccepted(Exception):
+    """Meta did not accept a request; `fail(rows)` answers the rows it carried."""
+
+    def __init__(self, fail: Callable[[Sequence[OutboundRow]], list[RowOutcome]]) -> None:
+        super().__init__()
+        self.fail = fail
 
 
 @register
@@ -126,15 +168,18 @@ class MetaCustomAudiencesDestination(Destination):
         super().__init__(name, settings, target)
         self.token = secret_from_env(settings.access_token_env, name)
         self.http = http_client(self, settings)
-        self.run_info: RunInfo | None = None
+        self._planned = 0  # rows the planner gave the run, all operations together (0: unknown)
+        self._handed = 0  # rows the runner has handed to `write` so far
         self._sessions: dict[Operation, _Session] = {}
 
     def open(self, run: RunInfo) -> None:
-        self.run_info, self._sessions = run, {}
+        self._planned, self._handed, self._sessions = run.estimated_rows, 0, {}
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         if op is Operation.SEND:
             return fail_all(rows, "unsupported_operation", "audiences take members, not sends", permanent=True)
+        for other in [o for o in self._sessions if o is not op]:
+            self._finish(other)  # the runner starts a pass once the previous one is answered: that one is over
         schema = [key for key in NORMALIZERS if any(key in row.fields for row in rows)]
         sendable, outcomes = [], []
         for row in rows:
@@ -147,50 +192,109 @@ class MetaCustomAudiencesDestination(Destination):
                         row.key, "no_identifier", "no usable identifier after normalization", permanent=True
                     )
                 )
+        last = len(rows) < self.batch_size or 0 < self._planned <= self._handed + len(rows)
         if sendable:
-            outcomes += self._upload(op, schema, sendable, last_hint=len(rows) < self.batch_size)
+            outcomes += self._upload(op, schema, sendable, last=last)
+        self._handed += len(rows)
         return outcomes
 
     def _session(self, op: Operation) -> _Session:
         session = self._sessions.get(op)
         if session is None or session.finished:
-            estimated = self.run_info.estimated_rows if self.run_info else 0
-            session = self._sessions[op] = _Session(estimated)
+            session = self._sessions[op] = _Session(max(self._planned - self._handed, 0))
         return session
 
     def _upload(
-        self, op: Operation, schema: list[str], sendable: list[tuple[OutboundRow, list[str]]], *, last_hint: bool
+        self, op: Operation, schema: list[str], sendable: list[tuple[OutboundRow, list[str]]], *, last: bool
     ) -> list[RowOutcome]:
-        rows = [row for row, _ in sendable]
+        try:
+            answer = self._post(op, schema, [values for _, values in sendable], last=last)
+        except _NotAccepted as refused:
+            return refused.fail([row for row, _ in sendable])
+        return self._attribute(op, schema, sendable, answer, depth=0)
+
+    def _post(self, op: Operation, schema: list[str], data: list[list[str]], *, last: bool) -> _Answer:
+        """Send `data` as the next batch of the operation's session."""
         session = self._session(op)
         session.batch_seq += 1
-        session.sent += len(sendable)
-        last = last_hint or (session.estimated_total > 0 and session.sent >= session.estimated_total)
+        total = session.sent + len(data)
         body = {
             "access_token": self.token,
-            "payload": {"schema": schema, "data": [values for _, values in sendable]},
+            "payload": {"schema": schema, "data": data},
             "session": {
                 "session_id": session.session_id,
                 "batch_seq": session.batch_seq,
                 "last_batch_flag": last,
-                "estimated_num_total": max(session.estimated_total, session.sent),
+                "estimated_num_total": total if last else max(session.expected, total),
             },
         }
         method = "DELETE" if op is Operation.REMOVE else "POST"
         try:
             response = self.http.request(method, f"/{self.target.audience_id}/users", json=body)
         except DestinationHTTPError as error:
-            return fail_batch_for_error(rows, error)
+            raise _NotAccepted(partial(fail_batch_for_error, error=error)) from None
         if not response.ok:
-            return fail_batch_for_response(rows, response, f"Meta {method} users")
-        session.finished = last
-        invalid = set((response.json().get("invalid_entry_samples") or {}).keys())
-        return [
-            RowOutcome.failure(row.key, "invalid_entry", "Meta rejected this row's identifiers", permanent=True)
-            if invalid.intersection(values)
-            else RowOutcome.success(row.key, destination_ref=str(session.session_id))
-            for row, values in sendable
-        ]
+            raise _NotAccepted(partial(fail_batch_for_response, response=response, what=f"Meta {method} users"))
+        session.sent, session.finished, session.tail = total, last, (schema, data[-1])
+        answer = response.json()
+        samples = frozenset((answer.get("invalid_entry_samples") or {}).keys())
+        return _Answer(session.session_id, int(answer.get("num_invalid_entries") or 0), samples)
+
+    def _attribute(
+        self,
+        op: Operation,
+        schema: list[str],
+        sendable: list[tuple[OutboundRow, list[str]]],
+        answer: _Answer,
+        depth: int,
+    ) -> list[RowOutcome]:
+        """Outcomes of rows Meta answered for. Rows holding a sampled value are invalid. When Meta counted more
+        invalid rows than those, the rest are all invalid if the count says so, else they are re-sent in halves
+        (re-sending a valid member changes nothing) to learn which, down to `MAX_BISECT_DEPTH`."""
+        outcomes, unsampled = [], []
+        for row, values in sendable:
+            if answer.samples.intersection(values):
+                outcomes.append(RowOutcome.failure(row.key, "invalid_entry", SAMPLED, permanent=True))
+            else:
+                unsampled.append((row, values))
+        unattributed = answer.invalid - len(outcomes)
+        if unattributed <= 0:
+            ref = str(answer.session_id)
+            return outcomes + [RowOutcome.success(row.key, destination_ref=ref) for row, _ in unsampled]
+        if unattributed >= len(unsampled) or depth == MAX_BISECT_DEPTH:
+            message = COUNTED if unattributed >= len(unsampled) else UNATTRIBUTED
+            return outcomes + [
+                RowOutcome.failure(row.key, "invalid_entry", message, permanent=True) for row, _ in unsampled
+            ]
+        middle = len(unsampled) // 2
+        for part in (unsampled[:middle], unsampled[middle:]):
+            try:
+                part_answer = self._post(op, schema, [values for _, values in part], last=False)
+            except _NotAccepted as refused:
+                outcomes += refused.fail([row for row, _ in part])
+            else:
+                outcomes += self._attribute(op, schema, part, part_answer, depth + 1)
+        return outcomes
+
+    def _finish(self, op: Operation) -> None:
+        """End the operation's session if it is still open, by sending the last row Meta accepted in it again with
+        `last_batch_flag`. A session Meta never accepted a row of has nothing to end."""
+        session = self._sessions.get(op)
+        if session is None or session.finished or session.tail is None:
+            return
+        schema, values = session.tail
+        try:
+            self._post(op, schema, [values], last=True)
+        except (_NotAccepted, ValueError):
+            log_event(
+                log, "meta.session_left_open", logging.WARNING, destination=self.name, session_id=session.session_id
+            )
 
     def close(self, *, success: bool) -> None:
-        self.http.close()
+        """After a successful run, end every session still open; a failed run's are left for Meta to expire."""
+        try:
+            if success:
+                for op in list(self._sessions):
+                    self._finish(op)
+        finally:
+            self.http.close()

@@ -2,8 +2,10 @@
 
 Enforced: `access_token` (body, query or Bearer), the multi-key payload shape, at most 10,000 rows per
 request, lower-case hex SHA-256 values (EXTERN_ID excepted), and upload sessions (`batch_seq` increasing
-from 1, nothing after `last_batch_flag`). Answers with `num_received`, `num_invalid_entries` and
-`invalid_entry_samples`, and keeps each audience's members for assertions.
+from 1, nothing after `last_batch_flag`). Answers with `num_received`, `num_invalid_entries` (every invalid row)
+and, as Meta does, only a sample of `invalid_entry_samples` (at most 10 invalid values). A row also counts as
+invalid when it holds a value of `refused` (tests set it: Meta refuses values it cannot use). Keeps each
+audience's members, and lists the sessions a client left inconsistent (`session_problems`), for assertions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from syncs.sandbox.apps.credentials import META_ACCESS_TOKEN, SANDBOX_CREDENTIAL
 from syncs.sandbox.server import Request, Response, SandboxApp, route
 
 MAX_ROWS = 10_000
+MAX_SAMPLES = 10
 KEYS = frozenset(
     {
         "EXTERN_ID",
@@ -55,7 +58,9 @@ class MetaApp(SandboxApp):
         super().reset()
         with self.lock:
             self.audiences: dict[str, set[tuple[tuple[str, str], ...]]] = {}  # audience -> member identities
-            self.sessions: dict[int, dict[str, Any]] = {}  # session id -> {batches, rows, last}
+            # session id -> {batches, rows, estimates: (estimated_num_total, rows received by then) per batch, last}
+            self.sessions: dict[int, dict[str, Any]] = {}
+            self.refused: set[str] = set()  # values answered as invalid entries
             self.uploads: list[dict[str, Any]] = []  # method, audience, schema, rows, session of each request
 
     @route("POST", r"/v(?P<version>\d+\.\d+)/(?P<audience_id>[^/]+)/users")
@@ -88,11 +93,18 @@ class MetaApp(SandboxApp):
             num_invalid = 0
             members = self.audiences.setdefault(request.params["audience_id"], set())
             for row in data:
-                bad = [v for k, v in zip(schema, row, strict=True) if v and k not in UNHASHED and not SHA256.match(v)]
-                if bad or not any(row):
+                unhashed = [
+                    v for k, v in zip(schema, row, strict=True) if v and k not in UNHASHED and not SHA256.match(v)
+                ]
+                refused = [v for v in row if v in self.refused]
+                if unhashed or refused or not any(row):
                     num_invalid += 1
-                    for value in bad or ["(empty row)"]:
-                        invalid[value] = "not a lower-case hex SHA-256 value" if bad else "row has no identifier"
+                    for value in unhashed:
+                        invalid[value] = "not a lower-case hex SHA-256 value"
+                    for value in refused:
+                        invalid[value] = "refused identifier"
+                    if not any(row):
+                        invalid["(empty row)"] = "row has no identifier"
                     continue
                 member = tuple(sorted((k, v) for k, v in zip(schema, row, strict=True) if v))
                 (members.add if adding else members.discard)(member)
@@ -110,7 +122,7 @@ class MetaApp(SandboxApp):
             "session_id": session.get("session_id") if isinstance(session, dict) else None,
             "num_received": len(data),
             "num_invalid_entries": num_invalid,
-            "invalid_entry_samples": dict(list(invalid.items())[:10]),
+            "invalid_entry_samples": dict(list(invalid.items())[:MAX_SAMPLES]),
         }
         return Response(200, response)
 
@@ -118,18 +130,37 @@ class MetaApp(SandboxApp):
         fields = ("session_id", "batch_seq", "last_batch_flag")
         if not isinstance(session, dict) or any(f not in session for f in fields):
             return "session needs session_id, batch_seq and last_batch_flag"
-        state = self.sessions.setdefault(session["session_id"], {"batches": [], "rows": 0, "last": False})
+        state = self.sessions.get(session["session_id"]) or {"batches": [], "rows": 0, "estimates": [], "last": False}
         if state["last"]:
             return "the session was already finished by a batch with last_batch_flag"
         if not isinstance(session["batch_seq"], int) or session["batch_seq"] < 1:
             return "batch_seq starts at 1"
         if state["batches"] and session["batch_seq"] <= state["batches"][-1]:
             return "batch_seq must increase within a session"
+        self.sessions[session["session_id"]] = state
         state["batches"].append(session["batch_seq"])
         state["rows"] += payload_rows
         state["last"] = bool(session["last_batch_flag"])
-        state["estimated_num_total"] = session.get("estimated_num_total")
+        state["estimates"].append((session.get("estimated_num_total"), state["rows"]))
         return None
+
+    def session_problems(self) -> list[str]:
+        """Sessions never ended by a batch with `last_batch_flag`, and sessions whose `estimated_num_total` fell
+        below the rows they had received or, on their last batch, was not the rows they received. Meta takes
+        such sessions; tests assert there are none."""
+        problems = []
+        with self.lock:
+            for session_id, state in self.sessions.items():
+                if not state["last"]:
+                    problems.append(f"session {session_id} was never ended with last_batch_flag")
+                if any(isinstance(estimate, int) and estimate < rows for estimate, rows in state["estimates"]):
+                    problems.append(f"session {session_id}: estimated_num_total below the rows already received")
+                final, _ = state["estimates"][-1]
+                if state["last"] and isinstance(final, int) and final != state["rows"]:
+                    problems.append(
+                        f"session {session_id} ended with estimated_num_total {final} but received {state['rows']} rows"
+                    )
+        return problems
 
 
 def _payload_problem(payload: Any) -> str | None:
