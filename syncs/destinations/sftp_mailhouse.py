@@ -1,12 +1,16 @@
 """Mail-house file drop: one USPS-style CSV per run, uploaded over SFTP, plus a manifest.
 
 Rows are spooled to a local temporary file as they arrive (never held in memory, nor their keys). When the run
-succeeds, `close()` uploads the CSV under a hidden temporary name and renames it to `<campaign>_<run id>.csv`
-(a plain SFTP rename, which servers refuse when the name exists: a delivered drop is never overwritten),
-then uploads `<campaign>_<run id>.manifest.json` the same way (row count, SHA-256 of the CSV, columns).
-Every spooled row gets one answer at close (`DeferredOutcome`), only after the CSV's rename succeeded; once it
-has, the rows count as delivered even if the manifest upload then fails, because re-sending them would print
-the drop twice.
+succeeds, `close()` uploads the manifest `<campaign>_<run id>.manifest.json` (row count, SHA-256 of the CSV,
+columns) and the CSV under hidden temporary names, renames the CSV to `<campaign>_<run id>.csv` (a plain SFTP
+rename, which servers refuse when the name exists: a delivered drop is never overwritten), then renames the
+manifest beside it. Every spooled row gets one answer at close (`DeferredOutcome`), only after the CSV's rename
+succeeded: a manifest the server refuses fails the drop retryably before anything is delivered. Once the CSV is
+in place the rows count as delivered even if the manifest's rename then fails, because re-sending them would
+print the drop twice; the run logs a `mailhouse.manifest_missing` warning (and lists it in `missing_manifests`),
+and every later run starts by renaming into place any manifest left at its temporary name beside its delivered
+CSV. Only such a leftover is completed: a manifest someone removed on purpose (or that the mail house consumed)
+is never written again.
 
 A mail house cannot deduplicate by idempotency key, so a run that died (or failed) between renaming its drop
 into place and recording it would otherwise have its pieces printed again by the next run. Before sending,
@@ -31,6 +35,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import re
 import tempfile
 import time
@@ -57,6 +62,9 @@ from syncs.destinations.base import (
     SyncTarget,
     register,
 )
+from syncs.logs import get_logger, log_event
+
+log = get_logger("sftp_mailhouse")
 
 ADDRESS_COLUMNS = ("full_name", "address_line1", "address_line2", "city", "state", "postal_code", "country")
 REQUIRED = frozenset({"full_name", "address_line1", "city", "state", "postal_code"})
@@ -124,12 +132,15 @@ class SftpMailhouseDestination(Destination):
         self._spooled = 0
         self.file_name = ""
         self.delivered: list[str] = []  # remote paths put in place by the last run
+        self.missing_manifests: list[str] = []  # manifests the last run left at their temporary name
         # key -> drop file of an unsettled earlier run that holds it; None when those drops could not be read
         self._dropped_earlier: dict[str, str] | None = {}
 
     def open(self, run: RunInfo) -> None:
         self.file_name = self._drop_name(run.run_id)
         self._spool, self._writer, self._columns, self._spooled = None, None, [], 0
+        self.delivered, self.missing_manifests = [], []
+        self._complete_manifests()
         self._dropped_earlier = self._read_earlier_drops(run.unsettled_runs)
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
@@ -213,6 +224,38 @@ class SftpMailhouseDestination(Destination):
         """Where a drop may be: where it was put, then where the mail house moves what it has taken."""
         return [self._remote_path(file_name), *(f"{d.rstrip('/')}/{file_name}" for d in self.settings.pickup_dirs)]
 
+    def _complete_manifests(self) -> None:
+        """Put in place the manifests earlier runs of this campaign uploaded but could not rename beside their
+        delivered CSV. One attempt per run that never holds back sending: a failure is logged, the next run
+        tries again."""
+        try:
+            with self._connect() as sftp:
+                for drop_name in self._drops_with_manifest_left_behind(sftp):
+                    self._complete_manifest(sftp, drop_name)
+        except (OSError, paramiko.SSHException) as error:
+            self._warn("manifest_check_failed", error=type(error).__name__)
+
+    def _complete_manifest(self, sftp: paramiko.SFTPClient, drop_name: str) -> None:
+        manifest_name = _manifest_name(drop_name)
+        with sftp.open(_temp_path(self._remote_path(manifest_name)), "rb") as handle:
+            manifest = handle.read()
+        campaign = _manifest_campaign(manifest, drop_name)
+        if campaign is None:
+            self._warn("manifest_unusable", drop=drop_name)
+        elif campaign == self.target.campaign:  # else a campaign named like this one's, which completes its own
+            self._place_manifest(sftp, manifest_name, manifest)
+            log_event(log, "mailhouse.manifest_completed", destination=self.name, drop=drop_name)
+
+    def _drops_with_manifest_left_behind(self, sftp: paramiko.SFTPClient) -> list[str]:
+        """Drops of this campaign in `remote_dir` whose manifest is still at its temporary name and nowhere else."""
+        try:
+            names = set(sftp.listdir(self._remote_dir or "/"))
+        except FileNotFoundError:  # nothing dropped yet
+            return []
+        left_behind = re.compile(rf"\.({re.escape(self.target.campaign)}_[A-Za-z0-9_-]+)\.manifest\.json\.partial")
+        drops = sorted(f"{m[1]}.csv" for m in map(left_behind.fullmatch, names) if m and f"{m[1]}.csv" in names)
+        return [d for d in drops if _first_existing(sftp, self._drop_locations(_manifest_name(d))) is None]
+
     def _read_earlier_drops(self, runs: Sequence[str]) -> dict[str, str] | None:
         """Keys of the drops that unsettled earlier runs put in place, with the drop's name; None if unreadable."""
         if not runs:
@@ -232,6 +275,7 @@ class SftpMailhouseDestination(Destination):
         final = self._remote_path(self.file_name)
         checksum = _sha256_file(local)
         manifest = _manifest(checksum, self.file_name, self._spooled, self._columns, self.target.campaign)
+        manifest_name = _manifest_name(self.file_name)
         attempts = self.settings.max_retries + 1
         for attempt in range(attempts):
             try:
@@ -239,32 +283,52 @@ class SftpMailhouseDestination(Destination):
                     _ensure_dir(sftp, self._remote_dir)
                     existing = _first_existing(sftp, self._drop_locations(self.file_name))
                     if existing is None:
+                        # The manifest goes up first: refused, it fails the drop before anything is delivered;
+                        # left at its temporary name, it tells the next run to complete the drop.
+                        _upload(sftp, io.BytesIO(manifest), _temp_path(self._remote_path(manifest_name)))
                         _put_then_rename(sftp, local.open("rb"), final)
                     elif _sha256_remote(sftp, existing) != checksum:
                         message = "another drop with this name is already delivered; it is never overwritten"
                         return DeferredOutcome.failure("drop_exists", message, permanent=True)
                     # else: an earlier attempt renamed it into place but its answer was lost.
-                    self.delivered = [existing or final]
+                    self.delivered.append(existing or final)
                     break
             except (OSError, paramiko.SSHException):
                 if attempt == attempts - 1:
                     return DeferredOutcome.failure("sftp_error", "the drop could not be uploaded over SFTP")
                 time.sleep(min(0.2 * 2**attempt, 10.0))
-        self._deliver_manifest(f"{self.file_name.removesuffix('.csv')}.manifest.json", manifest)
+        if not self._deliver_manifest(manifest_name, manifest):
+            # The rows stay delivered (sent again, they would be printed twice): say so; the next run completes it.
+            self.missing_manifests.append(manifest_name)
+            self._warn("manifest_missing", drop=self.file_name, rows=self._spooled, attempts=attempts)
         return DeferredOutcome.success(destination_ref=self.file_name)
 
-    def _deliver_manifest(self, file_name: str, manifest: bytes) -> None:
+    def _deliver_manifest(self, file_name: str, manifest: bytes) -> bool:
+        """Put the manifest beside the delivered drop; False when every attempt failed."""
         for attempt in range(self.settings.max_retries + 1):
             try:
                 with self._connect() as sftp:
-                    path = _first_existing(sftp, self._drop_locations(file_name))
-                    if path is None:
-                        path = self._remote_path(file_name)
-                        _put_then_rename(sftp, io.BytesIO(manifest), path)
-                    self.delivered.append(path)
-                    return
+                    self._place_manifest(sftp, file_name, manifest)
+                    return True
             except (OSError, paramiko.SSHException):
-                time.sleep(min(0.2 * 2**attempt, 10.0))
+                if attempt < self.settings.max_retries:
+                    time.sleep(min(0.2 * 2**attempt, 10.0))
+        return False
+
+    def _place_manifest(self, sftp: paramiko.SFTPClient, file_name: str, manifest: bytes) -> None:
+        """Rename the manifest from its temporary name (uploading it there first if it is gone), unless it is in
+        place already or the mail house has taken it: a manifest is never overwritten."""
+        path = _first_existing(sftp, self._drop_locations(file_name))
+        if path is None:
+            path = self._remote_path(file_name)
+            if not _exists(sftp, _temp_path(path)):
+                _upload(sftp, io.BytesIO(manifest), _temp_path(path))
+            sftp.rename(_temp_path(path), path)
+        self.delivered.append(path)
+
+    def _warn(self, event: str, **fields: str | int) -> None:
+        """Log a warning: only file names, counts and error types, never row values."""
+        log_event(log, f"mailhouse.{event}", logging.WARNING, destination=self.name, **fields)
 
     @contextmanager
     def _connect(self) -> Iterator[paramiko.SFTPClient]:
@@ -292,11 +356,19 @@ class SftpMailhouseDestination(Destination):
 
 
 def _put_then_rename(sftp: paramiko.SFTPClient, source: IO[bytes], final: str) -> None:
-    directory, _, name = final.rpartition("/")
-    temp = f"{directory}/.{name}.partial"
+    _upload(sftp, source, _temp_path(final))
+    sftp.rename(_temp_path(final), final)
+
+
+def _upload(sftp: paramiko.SFTPClient, source: IO[bytes], path: str) -> None:
     with source:
-        sftp.putfo(source, temp, confirm=True)
-    sftp.rename(temp, final)
+        sftp.putfo(source, path, confirm=True)
+
+
+def _temp_path(final: str) -> str:
+    """The hidden name a file is uploaded under before its rename into place."""
+    directory, _, name = final.rpartition("/")
+    return f"{directory}/.{name}.partial"
 
 
 def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
@@ -352,6 +424,19 @@ def _manifest(checksum: str, file_name: str, rows: int, columns: list[str], camp
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return json.dumps(manifest, indent=2).encode()
+
+
+def _manifest_name(drop_name: str) -> str:
+    return f"{drop_name.removesuffix('.csv')}.manifest.json"
+
+
+def _manifest_campaign(manifest: bytes, drop_name: str) -> str | None:
+    """The campaign of `manifest` when it is a whole manifest of `drop_name`, else None."""
+    try:
+        parsed = json.loads(manifest)
+    except ValueError:  # cut short, or not a manifest at all
+        return None
+    return parsed.get("campaign") if isinstance(parsed, dict) and parsed.get("file") == drop_name else None
 
 
 def _formula_safe(cell: str) -> str:

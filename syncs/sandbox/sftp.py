@@ -8,6 +8,7 @@ renames its temporary file into place can never overwrite a delivered drop.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import socket
 import threading
@@ -24,6 +25,9 @@ class SftpSandbox:
     """Serves `root` over SFTP on 127.0.0.1. Use as a context manager or call start()/stop().
 
     `fail_renames` makes the next N renames fail, to simulate a connection lost between upload and rename.
+    `refuse_writes` (a glob on file names, say `*.manifest.json`) refuses to open a matching file for writing or
+    to rename a file to a matching name (permission denied), as a drop box that lets one kind of file in but not
+    another.
     """
 
     def __init__(
@@ -42,7 +46,10 @@ class SftpSandbox:
         self.authorized_key = authorized_key
         self.host_key = paramiko.ECDSAKey.generate()
         self.fail_renames = 0
-        self.stats = {"logins": 0, "failed_logins": 0, "uploads": 0, "renames": 0, "refused_renames": 0}
+        self.refuse_writes = ""
+        self.stats = dict.fromkeys(
+            ("logins", "failed_logins", "uploads", "renames", "refused_renames", "refused_writes"), 0
+        )
         self.lock = threading.Lock()
         self._socket = socket.create_server(("127.0.0.1", port))
         self._socket.settimeout(0.2)  # so the accept loop notices stop()
@@ -141,6 +148,14 @@ class _RootedSftp(paramiko.SFTPServerInterface):
             raise PermissionError(path)
         return local
 
+    def _refused(self, path: str) -> bool:
+        """Whether `refuse_writes` forbids writing a file at `path` (counted when it does)."""
+        pattern = self.sandbox.refuse_writes
+        refused = bool(pattern) and fnmatch.fnmatchcase(path.rpartition("/")[2], pattern)
+        if refused:
+            self.sandbox.count("refused_writes")
+        return refused
+
     def canonicalize(self, path: str) -> str:
         return os.path.normpath("/" + path).replace("//", "/")
 
@@ -162,12 +177,14 @@ class _RootedSftp(paramiko.SFTPServerInterface):
     lstat = stat
 
     def open(self, path: str, flags: int, attr: Any) -> Any:
+        writing = flags & (os.O_WRONLY | os.O_RDWR)
+        if writing and self._refused(path):
+            return SFTP_PERMISSION_DENIED
         try:
             local = self._local(path)
             fd = os.open(local, flags | getattr(os, "O_BINARY", 0), 0o644)
         except OSError as exc:
             return paramiko.SFTPServer.convert_errno(exc.errno or errno.EACCES)
-        writing = flags & (os.O_WRONLY | os.O_RDWR)
         mode = ("ab" if flags & os.O_APPEND else "r+b" if flags & os.O_RDWR else "wb") if writing else "rb"
         handle = _Handle(flags)
         file = os.fdopen(fd, mode)
@@ -190,6 +207,8 @@ class _RootedSftp(paramiko.SFTPServerInterface):
             if self.sandbox.fail_renames > 0:
                 self.sandbox.fail_renames -= 1
                 return SFTP_FAILURE
+        if self._refused(newpath):
+            return SFTP_PERMISSION_DENIED
         try:
             source, target = self._local(oldpath), self._local(newpath)
             os.link(source, target)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import socket
+import textwrap
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import paramiko
 import pytest
 
+from syncs.destinations import sftp_mailhouse
 from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.sftp_mailhouse import SftpMailhouseDestination
+from syncs.engine import load_project, run_sync
 from syncs.sandbox.apps.credentials import MAILHOUSE_SFTP_PASSWORD
 from syncs.sandbox.sftp import SftpSandbox
 
@@ -249,6 +255,175 @@ def test_earlier_drops_that_cannot_be_checked_fail_the_run_retryably(sftp_server
 
     assert {(o.code, o.permanent) for o in outcomes} == {("drop_check_failed", False)}
     assert len(outcomes) == 2 and sftp_server.stats["uploads"] == 0
+
+
+def visible(folder: Path) -> list[str]:
+    """What the mail house sees in the drop folder: not the hidden temporary names."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def assert_one_complete_drop(folder: Path, name: str, keys: list[str]) -> None:
+    """Exactly one CSV, holding `keys` once each, and its manifest with the right row count and SHA-256."""
+    manifest_name = name.removesuffix(".csv") + ".manifest.json"
+    assert sorted(p.name for p in folder.iterdir()) == [name, manifest_name]  # no temporary file left either
+    content = (folder / name).read_bytes()
+    assert [row["key"] for row in csv.DictReader(content.decode().splitlines())] == keys
+    manifest = json.loads((folder / manifest_name).read_text())
+    assert (manifest["file"], manifest["rows"]) == (name, len(keys))
+    assert manifest["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_a_manifest_the_server_refuses_fails_the_drop_before_anything_is_delivered(sftp_server: SftpSandbox) -> None:
+    """The manifest goes up (under its temporary name) before the CSV is renamed into place: when the server
+    refuses it, no drop the mail house could see exists and every row is retried, into one complete drop."""
+    sftp_server.refuse_writes = "*.manifest.json*"  # the temporary name too
+
+    outcomes = drop(mailhouse(sftp_server, max_retries=1), [person(1), person(2)], run_id="run-1")
+
+    assert {(o.code, o.permanent) for o in outcomes} == {("sftp_error", False)}
+    assert visible(sftp_server.root / "drops") == []
+    sftp_server.refuse_writes = ""
+
+    outcomes = drop(mailhouse(sftp_server), [person(1), person(2)], "run-2", unsettled=("run-1",))
+
+    assert [(o.ok, o.destination_ref) for o in outcomes] == [(True, "winback_run-2.csv")] * 2
+    assert_one_complete_drop(sftp_server.root / "drops", "winback_run-2.csv", ["occ-1", "occ-2"])
+
+
+def test_a_manifest_left_behind_is_reported_and_completed_by_the_next_run(
+    sftp_server: SftpSandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the CSV is in place its rows are delivered (sent again, they would be printed twice) even if the
+    manifest cannot be renamed beside it: the run says so, and the next run puts the manifest in place, even a
+    run with nothing to send."""
+    sftp_server.refuse_writes = "*.manifest.json"  # the upload under the temporary name is accepted
+    sleeps: list[float] = []
+    monkeypatch.setattr(sftp_mailhouse.time, "sleep", sleeps.append)
+    dest = mailhouse(sftp_server, max_retries=2)
+
+    with caplog.at_level(logging.INFO, logger="tidings"):
+        outcomes = drop(dest, [person(1), person(2)], run_id="run-1")
+
+    assert [(o.ok, o.destination_ref) for o in outcomes] == [(True, "winback_run-1.csv")] * 2
+    assert visible(sftp_server.root / "drops") == ["winback_run-1.csv"]
+    assert dest.missing_manifests == ["winback_run-1.manifest.json"]
+    assert sleeps == [0.2, 0.4]  # three attempts at the manifest, no sleep after the last
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == (
+        "event=mailhouse.manifest_missing destination=mailhouse_sftp drop=winback_run-1.csv rows=2 attempts=3"
+    )
+    sftp_server.refuse_writes = ""
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO, logger="tidings"):
+        assert drop(mailhouse(sftp_server), [], run_id="run-2") == []
+
+    assert_one_complete_drop(sftp_server.root / "drops", "winback_run-1.csv", ["occ-1", "occ-2"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "event=mailhouse.manifest_completed destination=mailhouse_sftp drop=winback_run-1.csv"
+    ]
+
+
+def test_a_manifest_taken_away_after_delivery_is_never_written_again(sftp_server: SftpSandbox) -> None:
+    """Only a manifest left at its temporary name is completed: one the mail house consumed, or an operator
+    removed to hold a drop back, must not come back and get the drop printed again."""
+    drop(mailhouse(sftp_server), [person(1)], run_id="run-1")
+    (sftp_server.root / "drops" / "winback_run-1.manifest.json").unlink()
+    uploads = sftp_server.stats["uploads"]
+
+    drop(mailhouse(sftp_server), [], run_id="run-2")
+
+    assert visible(sftp_server.root / "drops") == ["winback_run-1.csv"]
+    assert sftp_server.stats["uploads"] == uploads
+
+
+def test_another_campaigns_manifest_left_behind_is_left_to_it(sftp_server: SftpSandbox) -> None:
+    """Campaign `winback` would take `winback_2_run-1.csv` for one of its drops: the manifest says whose it is."""
+    sftp_server.refuse_writes = "*.manifest.json"
+    other = mailhouse(sftp_server, max_retries=0)
+    other.target = SftpMailhouseDestination.Target(campaign="winback_2")
+    drop(other, [person(1)], run_id="run-1")
+    sftp_server.refuse_writes = ""
+
+    drop(mailhouse(sftp_server), [], run_id="run-2")
+
+    assert visible(sftp_server.root / "drops") == ["winback_2_run-1.csv"]
+    drop(other, [], run_id="run-2")
+    assert visible(sftp_server.root / "drops") == ["winback_2_run-1.csv", "winback_2_run-1.manifest.json"]
+
+
+MAIL_MODEL = """
+models:
+  - name: mail_pieces
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: winback_mail
+              destination: mailhouse
+              mode: send_once
+              primary_key: occurrence_key
+              target: {campaign: winback}
+              mapping: {full_name: full_name, address_line1: street, city: city, state: state, postal_code: zip}
+"""
+
+
+@pytest.mark.parametrize(
+    ("refused", "first_status"),
+    [("*.manifest.json*", "failed"), ("*.manifest.json", "success")],
+    ids=["manifest-upload-refused", "manifest-rename-refused"],
+)
+def test_a_drop_is_never_left_without_its_manifest_across_runs(
+    sftp_server: SftpSandbox, tmp_path: Path, refused: str, first_status: str
+) -> None:
+    """Through the engine: whichever step of the manifest fails, the following run leaves exactly one CSV with
+    every piece once, its correct manifest beside it, and every piece in the ledger once."""
+    models = tmp_path / "project" / "models"
+    models.mkdir(parents=True)
+    (models / "_mail.yml").write_text(MAIL_MODEL)
+    destinations = tmp_path / "project" / "destinations.yml"
+    destinations.write_text(
+        textwrap.dedent(f"""
+        profiles:
+          sandbox:
+            mailhouse:
+              type: sftp_mailhouse
+              host: 127.0.0.1
+              port: {sftp_server.port}
+              username: tidings
+              password_env: {MAILHOUSE_SFTP_PASSWORD}
+              remote_dir: /drops
+              known_host_key: any
+              max_retries: 1
+        """)
+    )
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create schema analytics; create table analytics.mail_pieces as select 'winback:' || i as occurrence_key, "
+            "'Ann Example ' || i as full_name, i || ' Main Street' as street, 'Saint Paul' as city, 'MN' as state, "
+            "'55101' as zip from range(5) t(i)"
+        )
+    project = load_project(tmp_path / "project", destinations, profile="sandbox")
+    sftp_server.refuse_writes = refused
+
+    first = run_sync("winback_mail", project=project, warehouse=warehouse)
+
+    assert first.status == first_status
+    sftp_server.refuse_writes = ""
+
+    second = run_sync("winback_mail", project=project, warehouse=warehouse)
+
+    assert (first.sent + second.sent, second.failed) == (5, 0)
+    drop_name = f"winback_{(first if first.sent else second).run_id}.csv"
+    assert_one_complete_drop(sftp_server.root / "drops", drop_name, [f"winback:{i}" for i in range(5)])
+    with duckdb.connect(str(warehouse)) as con:
+        ledger = con.execute(
+            "select occurrence_key, destination_ref from tidings.message_ledger where status = 'sent'"
+        ).fetchall()
+    assert Counter(key for key, _ in ledger) == Counter(f"winback:{i}" for i in range(5))
+    assert {ref for _, ref in ledger} == {drop_name}
+    assert run_sync("winback_mail", project=project, warehouse=warehouse).sent == 0
 
 
 def test_server_refuses_rename_onto_an_existing_file(sftp_server: SftpSandbox) -> None:
