@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -277,3 +277,40 @@ def test_transitions_append_changes_and_never_move_backwards(warehouse_copy: Pat
     run_lifecycle(warehouse_copy, tmp_path / "target", AS_OF, "lifecycle_transitions")
     with duckdb.connect(str(warehouse_copy), read_only=True) as con:
         assert rows(con, "select count(*) from analytics.lifecycle_transitions")[0][0] == total_before_rewind
+
+
+def test_events_are_loaded_by_arrival_late_or_stamped_in_the_future(warehouse_copy: Path, tmp_path: Path) -> None:
+    """An event that arrives a week after it happened is loaded, and one a client stamped a year ahead does not
+    stop the events that arrive after it from loading."""
+    with duckdb.connect(str(warehouse_copy)) as con:
+        [(newest,)] = con.execute("select max(received_at) from raw.product_events").fetchall()
+        con.execute(
+            """insert into raw.product_events
+            select * exclude (suffix, shift, arrival) replace (
+                event_id || suffix as event_id,
+                "timestamp" + shift as "timestamp",
+                ?::timestamp + arrival as received_at
+            )
+            from (select * from raw.product_events limit 1),
+                 (values ('_late', interval '-10 days', interval '1 minute'),
+                         ('_future', interval '365 days', interval '2 minutes')) t(suffix, shift, arrival)""",
+            [newest],
+        )
+    run_lifecycle(warehouse_copy, tmp_path / "target", date(2026, 11, 2), "fct_events")
+    with duckdb.connect(str(warehouse_copy)) as con:
+        [(newest,)] = con.execute("select max(received_at) from raw.product_events").fetchall()
+        con.execute(
+            """insert into raw.product_events
+            select * replace (event_id || '_after' as event_id, ?::timestamp as received_at)
+            from (select * from raw.product_events where not suffix(event_id, '_late') limit 1)""",
+            [newest + timedelta(hours=1)],
+        )
+    run_lifecycle(warehouse_copy, tmp_path / "target", date(2026, 11, 2), "fct_events")
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        loaded = {
+            suffix
+            for (event_id,) in con.execute("select event_id from analytics.fct_events").fetchall()
+            for suffix in ("_late", "_future", "_after")
+            if event_id.endswith(suffix)
+        }
+    assert loaded == {"_late", "_future", "_after"}

@@ -6,13 +6,19 @@
         on_schema_change='append_new_columns'
     )
 }}
--- One row per product/web event, classified by page. Incremental on occurred_at: each run re-reads the last
--- `events_lookback_days` before the newest loaded event so late-arriving events are picked up.
+-- One row per product/web event, classified by page. Incremental on arrival (received_at, the collector's clock;
+-- occurred_at when it is missing): each run re-reads the last `events_lookback_days` of arrivals before the
+-- newest loaded one. Not on occurred_at: an event that arrives days after it happened (an app offline for a
+-- week) would fall behind the window for good, and one stamped in the future by a client's clock would move
+-- the window past every real event to come. A table built before received_at existed is read by occurred_at once.
+{%- set arrival = 'coalesce(received_at, occurred_at)' %}
 with events as (
     select * from {{ ref('stg_product__events') }}
     {% if is_incremental() %}
-    where occurred_at > (
-        select {{ dbt.dateadd('day', -1 * var('events_lookback_days'), 'max(occurred_at)') }} from {{ this }}
+    {%- set built_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list %}
+    {%- set loaded = arrival if 'received_at' in built_columns else 'occurred_at' %}
+    where {{ arrival }} > (
+        select {{ dbt.dateadd('day', -1 * var('events_lookback_days'), 'max(' ~ loaded ~ ')') }} from {{ this }}
     )
     {% endif %}
 ),
@@ -37,7 +43,8 @@ classified as (
         end as page_category,
         content_topic,
         feature_name,
-        product_sku
+        product_sku,
+        received_at
     from events
 )
 
