@@ -274,9 +274,12 @@ def test_transitions_append_changes_and_never_move_backwards(warehouse_copy: Pat
     assert appended and entered_at_risk > 0
     assert all(row[0] != row[1] and row[2] == row[3] == two_weeks_later and not row[4] for row in appended)
 
-    run_lifecycle(warehouse_copy, tmp_path / "target", AS_OF, "lifecycle_transitions")
-    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
-        assert rows(con, "select count(*) from analytics.lifecycle_transitions")[0][0] == total_before_rewind
+    # a rebuild as of an earlier date, its inputs included, adds nothing: not even for customers whose latest
+    # record (an entered date estimated on the first build) is older than that date
+    for rewound in (AS_OF, date(2026, 11, 8)):
+        run_lifecycle(warehouse_copy, tmp_path / "target", rewound, "+lifecycle_transitions")
+        with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+            assert rows(con, "select count(*) from analytics.lifecycle_transitions")[0][0] == total_before_rewind
 
 
 def test_events_are_loaded_by_arrival_late_or_stamped_in_the_future(warehouse_copy: Path, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ transitions as (
 latest as (
     select
         *,
-        row_number() over (partition by customer_id, track order by entered_on desc, recorded_on desc, sequence desc)
-            as recency_rank
+        -- the latest recorded, as lifecycle_transitions itself reads it (a first record's entered date is an estimate)
+        row_number() over (partition by customer_id, track order by recorded_on desc, sequence desc) as recency_rank
     from transitions
 ),
 

@@ -9,8 +9,9 @@
 -- History of stage changes on both tracks. Each build appends one row for every customer whose evaluated
 -- stage differs from their latest recorded stage, dated the as-of date; the first build records every
 -- customer's current stage with the entered date inferred from the data. History is never rewritten
--- (full_refresh is disabled) and a build for an as-of date older than the latest recorded one adds nothing,
--- so state never moves backwards. "Entered at_risk this week" is a filter on to_stage and entered_on.
+-- (full_refresh is disabled) and a build for an as-of date older than the latest one recorded adds nothing
+-- (for any customer: one whose only record has an entered date estimated before that older date would otherwise
+-- get a transition that then ranks as their latest), so state never moves backwards. "Entered at_risk this week" is a filter on to_stage and entered_on.
 with evaluated as (
     select * from {{ ref('int_customers__lifecycle_evaluated') }}
 ),
@@ -30,8 +31,7 @@ latest_recorded as (
     from (
         select
             *,
-            row_number() over (partition by customer_id, track order by entered_on desc, recorded_on desc, sequence desc)
-                as recency_rank
+            row_number() over (partition by customer_id, track order by recorded_on desc, sequence desc) as recency_rank
         from {{ this }}
     ) as ranked
     where recency_rank = 1
@@ -59,8 +59,8 @@ changes as (
     left join latest_recorded
         on current_stages.customer_id = latest_recorded.customer_id
         and current_stages.track = latest_recorded.track
-    where latest_recorded.customer_id is null
-        or (latest_recorded.to_stage <> current_stages.stage and latest_recorded.entered_on <= {{ as_of_date() }})
+    where {{ as_of_date() }} >= (select max(recorded_on) from {{ this }})
+        and (latest_recorded.customer_id is null or latest_recorded.to_stage <> current_stages.stage)
     {% endif %}
 ),
 
