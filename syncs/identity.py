@@ -19,8 +19,10 @@ import hashlib
 import re
 import unicodedata
 from datetime import date, datetime
+from functools import lru_cache
 
 import phonenumbers
+import pycountry
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 _META_STRIP = " \t\r\n\0\x0b."  # what Meta's SDK strips from both ends of every multi-key value
@@ -66,9 +68,21 @@ def phone_e164(value: object, country: object = None) -> str | None:
 
 
 def country_code(value: object) -> str | None:
-    """ISO 3166-1 alpha-2, lower case, for a region phonenumbers knows; else None."""
-    text = re.sub(r"[^a-z]", "", _text(value).lower())
-    return text if _COUNTRY.match(text) and text.upper() in phonenumbers.SUPPORTED_REGIONS else None
+    """ISO 3166-1 alpha-2, lower case, for a region phonenumbers knows; else None. Takes a two-letter code (also
+    written `u.s.`), a three-letter one (`USA`, `deu`) or a country's English name (`Germany`, `Viet Nam`)."""
+    text = _text(value).strip()
+    letters = re.sub(r"[^a-z]", "", text.lower())
+    code = letters if _COUNTRY.match(letters) else _country_by_name(text) or _country_by_name(letters)
+    return code if code and code.upper() in phonenumbers.SUPPORTED_REGIONS else None
+
+
+@lru_cache(maxsize=1024)
+def _country_by_name(text: str) -> str | None:
+    """pycountry's lookup (alpha-3, numeric, name, official name; case-insensitive), cached: rows repeat countries."""
+    try:
+        return pycountry.countries.lookup(text).alpha_2.lower() if text else None
+    except LookupError:
+        return None
 
 
 def birth_date(value: object) -> date | None:

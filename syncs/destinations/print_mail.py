@@ -8,9 +8,10 @@ keep their JSON type (booleans, numbers; dates as ISO 8601, decimals as exact st
 its row (`non_finite_number`).
 
 Fields: `name`, `address_line1`, `address_city`, `address_state`, `address_zip` (mapped by every sync),
-`address_line2`, `address_country` (default US); every other mapped field is a merge variable. As in Lob's API,
-a US address needs all five values, an international one only a name and its first line (city, state and
-postal code are optional there).
+`address_line2`, `address_country` (default US; sent as ISO 3166-1 alpha-2, which Lob requires, from a two- or
+three-letter code or a country name; anything else fails the row `invalid_country`); every other mapped field is
+a merge variable. As in Lob's API, a US address needs all five values, an international one only a name and its
+first line (city, state and postal code are optional there).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from requests.auth import HTTPBasicAuth
 
+from syncs import identity
 from syncs.destinations._support import (
     fail_all,
     fail_batch_for_error,
@@ -45,7 +47,6 @@ from syncs.http import DestinationHTTPError
 ADDRESS_FIELDS = ("name", "address_line1", "address_line2", "address_city", "address_state", "address_zip")
 REQUIRED_ADDRESS = frozenset({"name", "address_line1", "address_city", "address_state", "address_zip"})
 REQUIRED_INTERNATIONAL_ADDRESS = frozenset({"name", "address_line1"})
-US_COUNTRY = frozenset({"US", "USA"})
 
 
 class PostalAddress(BaseModel):
@@ -125,7 +126,12 @@ class PrintMailDestination(Destination):
                 row.key, "missing_idempotency_key", "a piece needs an idempotency key", permanent=True
             )
         fields = {k: v for k, v in row.fields.items() if v not in (None, "")}
-        required = REQUIRED_ADDRESS if _country(fields) in US_COUNTRY else REQUIRED_INTERNATIONAL_ADDRESS
+        country = identity.country_code(fields.get("address_country", "US"))
+        if country is None:
+            message = "address_country is not an ISO 3166 code or country name"
+            return RowOutcome.failure(row.key, "invalid_country", message, permanent=True)
+        fields["address_country"] = country.upper()  # Lob takes ISO 3166-1 alpha-2
+        required = REQUIRED_ADDRESS if country == "us" else REQUIRED_INTERNATIONAL_ADDRESS
         if not fields.keys() >= required:
             missing = ", ".join(sorted(required - fields.keys()))
             return RowOutcome.failure(row.key, "missing_address", f"address lacks {missing}", permanent=True)
@@ -148,7 +154,7 @@ class PrintMailDestination(Destination):
 
     def _piece(self, row: OutboundRow, fields: dict[str, Any]) -> dict[str, Any]:
         to = {k: str(fields[k]) for k in ADDRESS_FIELDS if k in fields}
-        to["address_country"] = _country(fields)
+        to["address_country"] = fields["address_country"]
         merge = {k: merge_value(v) for k, v in fields.items() if k not in to and k != "address_country"}
         piece: dict[str, Any] = {
             "to": to,
@@ -182,7 +188,3 @@ def _json(response: Any) -> dict[str, Any]:
 def merge_value(value: Any) -> Any:
     """A merge variable as its JSON type: a template's `{{#if vip}}` must see false, not the truthy "False"."""
     return value if isinstance(value, str | bool | int | float) else json_value(value)
-
-
-def _country(fields: dict[str, Any]) -> str:
-    return str(fields.get("address_country") or "US").strip().upper()

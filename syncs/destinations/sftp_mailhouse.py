@@ -178,7 +178,11 @@ class SftpMailhouseDestination(Destination):
 
     def _record(self, row: OutboundRow) -> list[str] | RowOutcome:
         fields = row.fields
-        country = identity.country_code(fields.get("country")) or "us"
+        country = identity.country_code(fields.get("country"))
+        if country is None and fields.get("country") not in (None, ""):  # never guess: a US form for a German address
+            message = "country is not an ISO 3166 code or country name"
+            return RowOutcome.failure(row.key, "invalid_country", message, permanent=True)
+        country = country or "us"
         values = {
             "full_name": identity.usps_text(fields.get("full_name")),
             "address_line1": identity.usps_line(fields.get("address_line1")),

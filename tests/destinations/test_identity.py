@@ -98,7 +98,16 @@ def test_google_rules() -> None:
 def test_country_codes_must_be_known_regions() -> None:
     assert identity.country_code("DE") == "de"
     assert identity.country_code("XX") is None
-    assert identity.country_code("USA") is None
+    assert identity.country_code("UK") is None  # not ISO 3166 (GB): unknown, never guessed
+
+
+def test_three_letter_codes_and_country_names_become_two_letter_codes() -> None:
+    """Models often carry `USA` or `Germany`: read as no country, they dropped Meta's COUNTRY and a national-format
+    phone, and sent a German address to the mail house as US."""
+    values = ["USA", "deu", "u.s.", "Germany", "united kingdom", "Viet Nam", "Atlantis", "", None]
+    assert [identity.country_code(v) for v in values] == ["us", "de", "us", "de", "gb", "vn", None, None, None]
+    assert identity.meta_phone("(415) 555-2671", "USA") == identity.meta_phone("(415) 555-2671", "US")
+    assert identity.meta_phone("(415) 555-2671", "USA") is not None
 
 
 def test_gender_and_birth_year() -> None:

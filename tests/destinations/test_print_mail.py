@@ -139,6 +139,22 @@ def test_an_international_address_needs_no_state_or_postal_code(clean_sandbox: A
     assert "address_state" not in printed[0]["to"]
 
 
+def test_countries_go_to_lob_as_two_letter_codes_and_an_unknown_one_fails_its_row(clean_sandbox: Any) -> None:
+    """Lob takes ISO 3166-1 alpha-2 only: `USA` or `Germany` would have been refused (or, as `USA`, skipped the
+    US address rules); a country nobody knows fails locally instead of printing somewhere."""
+    rows = [
+        piece(1, address_country="USA"),
+        piece(2, address_state=None, address_city="Berlin", address_zip="10115", address_country="Germany"),
+        piece(3, address_country="Atlantis"),
+        piece(4, address_state=None, address_country="usa"),
+    ]
+    outcomes = {o.key: o for o in lob(clean_sandbox).write(Operation.SEND, rows)}
+    assert outcomes["occ-1"].ok and outcomes["occ-2"].ok
+    assert (outcomes["occ-3"].code, outcomes["occ-3"].permanent) == ("invalid_country", True)
+    assert outcomes["occ-4"].code == "missing_address"  # a US address still needs its state
+    assert [p["to"]["address_country"] for p in clean_sandbox.app("lob").pieces] == ["US", "DE"]
+
+
 def test_the_sandbox_refuses_an_incomplete_us_address_like_lob(clean_sandbox: Any) -> None:
     url = f"{clean_sandbox.url}/lob/v1/postcards"
     auth = (os.environ[LOB_API_KEY], "")

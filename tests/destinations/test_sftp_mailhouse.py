@@ -136,6 +136,16 @@ def test_usps_style_applies_to_the_delivery_lines_only(sftp_server: SftpSandbox)
     assert [(r["first_name"], r["amount"]) for r in csv_rows] == [("Ann", ""), ("Ann", ""), ("Ann-Marie", "12.50")]
 
 
+def test_a_country_is_read_by_code_or_name_and_never_guessed(sftp_server: SftpSandbox) -> None:
+    """An unknown country went out as US (a German address on a US form); `DEU` or `Germany` now read as DE."""
+    german = {"state": None, "city": "Berlin", "postal_code": "10115", "address_line1": "Unter den Linden 5"}
+    rows = [person(1, country="DEU", **german), person(2, country="Germany", **german), person(3, country="Atlantis")]
+    outcomes = drop(mailhouse(sftp_server), rows)
+    assert [(o.ok, o.code) for o in outcomes] == [(False, "invalid_country"), (True, None), (True, None)]
+    csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
+    assert [(r["key"], r["country"]) for r in csv_rows] == [("occ-1", "DE"), ("occ-2", "DE")]
+
+
 def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(sftp_server: SftpSandbox) -> None:
     rows = [
         person(1, full_name="=Hyperlink(A1)", first_name="@SUM(1+1)", amount="-12.50"),
