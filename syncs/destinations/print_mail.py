@@ -2,10 +2,14 @@
 
 Each row is a `POST /postcards` (or `/letters`, by `target.kind`) carrying the occurrence's idempotency key
 in the `Idempotency-Key` header: a retry, or a re-run after a crash, gets the original piece back instead of
-printing a second one. The piece's price is recorded as the row's cost. Addresses missing a required part
-fail locally (`missing_address`); addresses the API finds undeliverable fail per piece (422). Merge variables
-keep their JSON type (booleans, numbers; dates as ISO 8601, decimals as exact strings); a NaN or Infinity fails
-its row (`non_finite_number`).
+printing a second one. Lob honours a key for 24 hours only, so when earlier runs may have printed occurrences
+without recording it (`RunInfo.unsettled_runs`), each occurrence is first looked up by the metadata its piece
+carries (`GET /postcards?metadata[tidings_row]=<row key>`, paged) and a piece found there acknowledges the row
+instead of a second print; if that lookup fails, the row fails retryably (`piece_check_failed`) and nothing is
+sent. The piece's price is recorded as the row's cost, whether it was printed now or found. Addresses missing
+a required part fail locally (`missing_address`); addresses the API finds undeliverable fail per piece (422).
+Merge variables keep their JSON type (booleans, numbers; dates as ISO 8601, decimals as exact strings); a NaN or
+Infinity fails its row (`non_finite_number`).
 
 Fields: `name`, `address_line1`, `address_city`, `address_state`, `address_zip` (mapped by every sync),
 `address_line2`, `address_country` (default US; sent as ISO 3166-1 alpha-2, which Lob requires, from a two- or
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 from requests.auth import HTTPBasicAuth
@@ -39,6 +44,7 @@ from syncs.destinations.base import (
     Operation,
     OutboundRow,
     RowOutcome,
+    RunInfo,
     SyncTarget,
     register,
 )
@@ -47,6 +53,11 @@ from syncs.http import DestinationHTTPError
 ADDRESS_FIELDS = ("name", "address_line1", "address_line2", "address_city", "address_state", "address_zip")
 REQUIRED_ADDRESS = frozenset({"name", "address_line1", "address_city", "address_state", "address_zip"})
 REQUIRED_INTERNATIONAL_ADDRESS = frozenset({"name", "address_line1"})
+# Metadata every piece carries: the row key, which the lookup filters on, and the occurrence's idempotency key,
+# which tells this sync's piece from another sync's piece for the same row key.
+ROW_METADATA = "tidings_row"
+KEY_METADATA = "tidings_idempotency_key"
+LIST_LIMIT = 100  # the most pieces one list request returns
 
 
 class PostalAddress(BaseModel):
@@ -113,6 +124,10 @@ class PrintMailDestination(Destination):
         api_key = secret_from_env(settings.api_key_env, name)
         self.http = http_client(self, settings, auth=HTTPBasicAuth(api_key, ""))
         self.path = "/postcards" if target.kind == "postcard" else "/letters"
+        self._check_earlier_prints = False
+
+    def open(self, run: RunInfo) -> None:
+        self._check_earlier_prints = bool(run.unsettled_runs)
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         if op is not Operation.SEND:
@@ -125,6 +140,14 @@ class PrintMailDestination(Destination):
             return RowOutcome.failure(
                 row.key, "missing_idempotency_key", "a piece needs an idempotency key", permanent=True
             )
+        if self._check_earlier_prints:
+            try:
+                earlier = self._earlier_piece(row)
+            except PieceCheckFailed:
+                message = "Lob's pieces could not be listed to check for an earlier print; sending could print twice"
+                return RowOutcome.failure(row.key, "piece_check_failed", message)
+            if earlier is not None:
+                return acknowledged(row.key, earlier)
         fields = {k: v for k, v in row.fields.items() if v not in (None, "")}
         country = identity.country_code(fields.get("address_country", "US"))
         if country is None:
@@ -143,8 +166,7 @@ class PrintMailDestination(Destination):
             return fail_batch_for_error([row], error)[0]
         body = _json(response)
         if response.ok:
-            price = body.get("price")
-            return RowOutcome.success(row.key, destination_ref=body.get("id"), cost=float(price) if price else None)
+            return acknowledged(row.key, body)
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         code = str(error.get("code") or f"http_{response.status_code}")
         status = response.status_code
@@ -161,7 +183,7 @@ class PrintMailDestination(Destination):
             "from": self.sender,
             "use_type": self.target.use_type,
             "merge_variables": merge,
-            "metadata": {"tidings_row": row.key},
+            "metadata": {ROW_METADATA: row.key, KEY_METADATA: row.idempotency_key},
         }
         if self.target.kind == "postcard":
             piece.update(front=self.target.front_template, back=self.target.back_template)
@@ -173,8 +195,43 @@ class PrintMailDestination(Destination):
             piece["description"] = self.target.description
         return piece
 
+    def _earlier_piece(self, row: OutboundRow) -> dict[str, Any] | None:
+        """This occurrence's piece if Lob holds one; raises PieceCheckFailed when Lob's answer does not tell.
+        A piece without the idempotency key in its metadata was printed before the connector attached it, and is
+        taken as this occurrence's piece on its row key alone."""
+        params: dict[str, Any] = {"limit": LIST_LIMIT, f"metadata[{ROW_METADATA}]": row.key}
+        while True:
+            try:
+                response = self.http.request("GET", self.path, params=params)
+                page = response.json() if response.ok else None
+            except (DestinationHTTPError, ValueError):
+                raise PieceCheckFailed from None
+            pieces = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(pieces, list) or not all(isinstance(piece, dict) for piece in pieces):
+                raise PieceCheckFailed
+            for piece in pieces:
+                metadata = piece.get("metadata") or {}
+                if metadata.get(KEY_METADATA, row.idempotency_key) == row.idempotency_key:
+                    return piece
+            if not page.get("next_url"):
+                return None
+            # The cursor, not the URL itself: the session's credentials go to the configured host only.
+            cursor = parse_qs(urlsplit(str(page["next_url"])).query).get("after")
+            if not cursor:
+                raise PieceCheckFailed
+            params["after"] = cursor[0]
+
     def close(self, *, success: bool) -> None:
         self.http.close()
+
+
+class PieceCheckFailed(Exception):
+    """Lob's pieces could not be listed, so whether an occurrence was printed is unknown."""
+
+
+def acknowledged(key: str, piece: dict[str, Any]) -> RowOutcome:
+    price = piece.get("price")
+    return RowOutcome.success(key, destination_ref=piece.get("id"), cost=float(price) if price else None)
 
 
 def _json(response: Any) -> dict[str, Any]:

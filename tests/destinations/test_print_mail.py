@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 import requests
 
 from syncs.config import ConfigError, load_project
-from syncs.destinations.base import Operation, OutboundRow
+from syncs.destinations import print_mail
+from syncs.destinations.base import Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.print_mail import PrintMailDestination
 from syncs.sandbox.apps.credentials import LOB_API_KEY
 
@@ -24,6 +26,7 @@ SENDER = {
     "address_state": "CA",
     "address_zip": "94107",
 }
+DAY = 24 * 3600
 
 
 def lob(sandbox: Any, **settings: Any) -> PrintMailDestination:
@@ -52,6 +55,31 @@ def load_sync(tmp_path: Path, target: dict[str, Any], settings: dict[str, Any]) 
     destinations = tmp_path / "destinations.yml"
     destinations.write_text(json.dumps({"profiles": {"sandbox": {"lob": {**lob_settings, **settings}}}}))
     load_project(tmp_path, destinations, profile="sandbox")
+
+
+def send_run(
+    dest: PrintMailDestination, rows: list[OutboundRow], run_id: str, unsettled: tuple[str, ...] = ()
+) -> list[RowOutcome]:
+    """One send_once run as the runner drives it; `unsettled` are earlier runs that may have printed unrecorded."""
+    dest.open(RunInfo(run_id, "winback_postcards", Mode.SEND_ONCE, estimated_rows=len(rows), unsettled_runs=unsettled))
+    try:
+        return dest.write(Operation.SEND, rows)
+    finally:
+        dest.close(success=True)
+
+
+def post_postcard(sandbox: Any, idempotency_key: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """A postcard put into the sandbox without the connector (by an older version of it, or another sync)."""
+    body = {"to": {**SENDER, "name": "Ann"}, "from": SENDER, "front": "f", "back": "b", "metadata": metadata}
+    response = requests.post(
+        f"{sandbox.url}/lob/v1/postcards",
+        json=body,
+        auth=(os.environ[LOB_API_KEY], ""),
+        headers={"Idempotency-Key": idempotency_key},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.json()
 
 
 def piece(i: int, **overrides: Any) -> OutboundRow:
@@ -93,7 +121,97 @@ def test_retry_after_a_lost_answer_does_not_print_twice(clean_sandbox: Any, cont
     assert not lost.ok and not lost.permanent  # the piece was printed, but we never heard back
     control("lob", latency_seconds=0)
     [retried] = lob(clean_sandbox).write(Operation.SEND, [piece(1)])
-    assert retried.ok and len(clean_sandbox.app("lob").pieces) == 1
+    app = clean_sandbox.app("lob")
+    deadline = time.monotonic() + 5
+    while not app.stats["idempotent_replays"] and time.monotonic() < deadline:  # the lost request, served late
+        time.sleep(0.01)  # (and not left to land in the next test's sandbox)
+    assert retried.ok and len(app.pieces) == 1 and app.stats["idempotent_replays"] == 1
+
+
+def test_a_piece_printed_before_a_crash_is_not_printed_again_after_lob_forgot_its_key(clean_sandbox: Any) -> None:
+    """Lob honours an idempotency key for 24 hours: a run after a weekend of failures finds the piece an unsettled
+    run printed (by its metadata) and records it, with its price, instead of printing a second one."""
+    app = clean_sandbox.app("lob")
+    [first] = send_run(lob(clean_sandbox), [piece(1)], "run-1")
+    # run-1 died before committing that acknowledgement; the next run comes after Lob's window
+    app.advance_clock(DAY + 3600)
+
+    rerun = send_run(lob(clean_sandbox), [piece(1), piece(2)], "run-2", ("run-1",))
+
+    assert [(o.ok, o.cost) for o in rerun] == [(True, 0.63), (True, 0.63)]
+    assert rerun[0].destination_ref == first.destination_ref
+    assert len(app.pieces) == 2 and app.stats["idempotent_replays"] == 0
+    assert app.pieces[0]["metadata"] == {"tidings_row": "occ-1", "tidings_idempotency_key": "idem-1"}
+
+
+def test_an_earlier_piece_is_matched_on_its_idempotency_key_across_pages(clean_sandbox: Any, monkeypatch: Any) -> None:
+    """Another sync's piece for the same row key is not this occurrence's; a piece printed before the key went into
+    the metadata is matched on its row key alone."""
+    monkeypatch.setattr(print_mail, "LIST_LIMIT", 1)
+    ours = post_postcard(clean_sandbox, "idem-1", {"tidings_row": "occ-1", "tidings_idempotency_key": "idem-1"})
+    post_postcard(clean_sandbox, "other", {"tidings_row": "occ-1", "tidings_idempotency_key": "other"})  # listed first
+    older_version = post_postcard(clean_sandbox, "idem-2", {"tidings_row": "occ-2"})
+    app = clean_sandbox.app("lob")
+    app.advance_clock(2 * DAY)
+
+    rerun = send_run(lob(clean_sandbox), [piece(1), piece(2), piece(3)], "run-2", ("run-0", "run-1"))
+
+    assert all(o.ok for o in rerun)
+    assert [o.destination_ref for o in rerun[:2]] == [ours["id"], older_version["id"]]
+    assert len(app.pieces) == 4  # occ-3 only
+
+
+@pytest.mark.parametrize("fault", [{"burst_5xx": 1}, {"drop_next": 1}], ids=["error", "no_answer"])
+def test_when_pieces_cannot_be_listed_the_row_waits_unprinted(
+    clean_sandbox: Any, control: Any, fault: dict[str, int]
+) -> None:
+    control("lob", **fault)
+
+    [outcome] = send_run(lob(clean_sandbox, max_retries=0), [piece(1)], "run-2", ("run-1",))
+
+    assert (outcome.ok, outcome.code, outcome.permanent) == (False, "piece_check_failed", False)
+    app = clean_sandbox.app("lob")
+    assert app.pieces == [] and app.stats["requests"] == 1  # the lookup only: nothing was posted
+
+
+def test_without_unsettled_runs_pieces_are_posted_without_a_lookup(clean_sandbox: Any) -> None:
+    outcomes = send_run(lob(clean_sandbox), [piece(1), piece(2)], "run-1")
+    app = clean_sandbox.app("lob")
+    assert all(o.ok for o in outcomes) and app.stats["requests"] == 2
+
+
+def test_the_sandbox_honours_an_idempotency_key_for_24_hours(clean_sandbox: Any) -> None:
+    app = clean_sandbox.app("lob")
+    first = post_postcard(clean_sandbox, "key-1", {})
+    app.advance_clock(DAY - 60)
+    assert post_postcard(clean_sandbox, "key-1", {})["id"] == first["id"]
+    app.advance_clock(120)
+    assert post_postcard(clean_sandbox, "key-1", {})["id"] != first["id"]
+    assert len(app.pieces) == 2
+
+
+def test_the_sandbox_lists_pieces_by_metadata_like_lob(clean_sandbox: Any) -> None:
+    """Newest first, `limit` per page, `next_url` / `previous_url` cursors, metadata filters, `total_count`."""
+    for i in range(5):
+        post_postcard(clean_sandbox, f"key-{i}", {"campaign": "other" if i == 2 else "winback", "n": str(i)})
+    url = f"{clean_sandbox.url}/lob/v1/postcards"
+    auth = (os.environ[LOB_API_KEY], "")
+    query = {"limit": 2, "metadata[campaign]": "winback", "include[]": "total_count"}
+
+    first = requests.get(url, params=query, auth=auth, timeout=5).json()
+    second = requests.get(first["next_url"], auth=auth, timeout=5).json()
+    back = requests.get(second["previous_url"], auth=auth, timeout=5).json()
+
+    def numbers(page: dict[str, Any]) -> list[str]:
+        return [p["metadata"]["n"] for p in page["data"]]
+
+    assert (first["object"], first["count"], first["total_count"], first["previous_url"]) == ("list", 2, 4, None)
+    assert (numbers(first), numbers(second), numbers(back)) == (["4", "3"], ["1", "0"], ["4", "3"])
+    assert second["next_url"] is None
+    assert requests.get(f"{clean_sandbox.url}/lob/v1/letters", auth=auth, timeout=5).json()["count"] == 0
+    refused = requests.get(url, params={"limit": 101}, auth=auth, timeout=5)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid")
+    assert requests.get(url, auth=("test_wrong", ""), timeout=5).status_code == 401
 
 
 def test_bad_addresses_fail_per_piece(clean_sandbox: Any) -> None:
