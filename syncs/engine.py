@@ -19,7 +19,7 @@ import duckdb
 from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
-from syncs.destinations.base import Mode, RunInfo
+from syncs.destinations.base import Mode, Operation, RunInfo
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
 from syncs.runner import Delivery, Runner
@@ -190,10 +190,26 @@ def _plan_and_deliver(
         estimated = plan.counts.add + plan.counts.change + plan.counts.remove
         if sync.mode is Mode.EXPORT:
             estimated += plan.counts.unchanged
+        # The rows of each of the runner's passes (`Runner._passes`): a mirror's `remove` counts its retirements
+        # too, and not the removals released as shared identities (never sent).
+        counts = plan.counts
+        by_op = {
+            Mode.MIRROR: {Operation.REMOVE: counts.remove, Operation.UPSERT: counts.add + counts.change},
+            Mode.UPSERT: {Operation.UPSERT: counts.add + counts.change},
+            Mode.SEND_ONCE: {Operation.SEND: counts.add},
+            Mode.EXPORT: {Operation.UPSERT: counts.add + counts.change + counts.unchanged},
+        }[sync.mode]
         unsettled = (
             state.unsettled_runs(con, sync.name, result.run_id, plan.table) if sync.mode is Mode.SEND_ONCE else ()
         )
-        run = RunInfo(result.run_id, sync.name, sync.mode, estimated_rows=estimated, unsettled_runs=unsettled)
+        run = RunInfo(
+            result.run_id,
+            sync.name,
+            sync.mode,
+            estimated_rows=estimated,
+            estimated_rows_by_op=by_op,
+            unsettled_runs=unsettled,
+        )
         concurrency = project.destinations[sync.destination].settings.concurrency
         delivering = time.monotonic()
         delivery = Runner(con, plan, destination, run, concurrency).deliver()

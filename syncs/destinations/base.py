@@ -196,6 +196,8 @@ class RunInfo:
     # They may have delivered those occurrences without recording it; a destination that cannot deduplicate
     # by idempotency key (a file drop) checks what these runs delivered before sending again.
     unsettled_runs: tuple[str, ...] = ()
+    # The rows the run will hand over with each operation (its pass): the plan's exact counts; empty when unknown.
+    estimated_rows_by_op: Mapping[Operation, int] = field(default_factory=dict)
 
 
 class Destination(ABC):

@@ -5,13 +5,21 @@ SHA-256 hashed per Meta's rules (syncs.identity), `EXTERN_ID` unhashed; a missin
 as "" so the row still matches on its other keys. A row with no usable identifier fails (`no_identifier`).
 
 Uploads of one operation within a run share a session (`session_id`, `batch_seq` from 1). Its
-`estimated_num_total` is what the run has yet to hand over when the session opens (the planner's total less the
-rows already handed over: exact for a run's last operation, an upper bound for a mirror's removals), and the exact
-count on the request that ends it. A session ends with `last_batch_flag` on the batch that hands over the
-planner's last row or on one shorter than the batch size (the runner's last of a pass). One still open when the
-next operation starts, or at a successful close (rows an exact multiple of the batch size, an unknown total,
-re-sends), is ended by sending the last row Meta accepted in it again with the flag: Meta takes no empty batch,
-and adding or removing a member twice changes nothing.
+`estimated_num_total` is what the operation has yet to hand over when the session opens (the planner's count for
+the operation, `RunInfo.estimated_rows_by_op`; without it, the run's total less the rows already handed over: exact
+for a run's last operation, an upper bound for a mirror's removals), and the exact count on the request that ends
+it. A session ends with `last_batch_flag` on the batch that hands over the operation's last planned row or on one
+shorter than the batch size (the runner's last of a pass). One still open when the next operation starts, or at a
+successful close (rows an exact multiple of the batch size, an unknown total, re-sends), is ended by sending the
+last row Meta accepted in it again with the flag: Meta takes no empty batch, and adding or removing a member twice
+changes nothing.
+
+A request Meta may have processed is never sent again by the HTTP retries (only connect errors, 429 and 503 are):
+sent again, its `batch_seq` would no longer increase, Meta would refuse it, and members it did add or remove would
+be recorded as refused. Its rows fail retryably instead, and its session, whose content is unknown from then on,
+takes no more batches: the next request opens a new one, and the old one is left for Meta to expire. A 400 that
+refuses the session itself (a `batch_seq` that does not increase, a session already ended) fails its rows
+retryably too (`session_refused`), and the next request also opens a new session.
 
 Meta answers with `num_invalid_entries` and a sample of at most about 10 `invalid_entry_samples` (invalid value ->
 reason). Rows holding a sampled value fail `invalid_entry`. When Meta counted more invalid rows than that, the
@@ -25,12 +33,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+import requests
 from pydantic import field_validator
 
 from syncs import identity
@@ -52,12 +62,18 @@ from syncs.destinations.base import (
     SyncTarget,
     register,
 )
-from syncs.http import DestinationHTTPError
+from syncs.http import DestinationHTTPError, HttpClient, build_retry
 from syncs.logs import get_logger, log_event
 
 log = get_logger("destinations.meta")
 
 MAX_ROWS_PER_REQUEST = 10_000
+# Answers to a users request that say Meta did not process it: the only ones the HTTP retries send again.
+USERS_RETRY_STATUSES = frozenset({429, 503})
+SESSION_REFUSED = (
+    "Meta refused the upload session (a batch_seq that did not increase, or a session already ended); "
+    "the rows are sent again in a new session"
+)
 # Halvings of a batch's unsampled rows while Meta counts invalid rows it did not sample: at most 2 + 4 + ... + 2**5 =
 # 62 requests more for the batch (its smallest parts: 313 rows of 10,000), paid only by a batch with such rows.
 MAX_BISECT_DEPTH = 5
@@ -124,7 +140,7 @@ class _Session:
         self.session_id = secrets.randbelow(2**62) + 1
         self.batch_seq = 0
         self.sent = 0  # rows of the requests Meta accepted, re-sends included
-        self.expected = expected  # rows the run had yet to hand over when the session opened (0: unknown)
+        self.expected = expected  # rows the operation had yet to hand over when the session opened (0: unknown)
         self.finished = False
         self.tail: tuple[list[str], list[str]] | None = None  # schema and values of the last row Meta accepted
 
@@ -167,13 +183,24 @@ class MetaCustomAudiencesDestination(Destination):
     def __init__(self, name: str, settings: MetaSettings, target: MetaTarget) -> None:
         super().__init__(name, settings, target)
         self.token = secret_from_env(settings.access_token_env, name)
-        self.http = http_client(self, settings)
+        self.http = self._client_without_resends(settings)
         self._planned = 0  # rows the planner gave the run, all operations together (0: unknown)
-        self._handed = 0  # rows the runner has handed to `write` so far
+        self._planned_by_op: Mapping[Operation, int] = {}  # the same per operation, when the run knows them
+        self._handed: Counter[Operation] = Counter()  # rows the runner has handed to `write` so far
         self._sessions: dict[Operation, _Session] = {}
 
+    def _client_without_resends(self, settings: MetaSettings) -> HttpClient:
+        """A client that retries a request Meta never received (connect errors) or did not process (429, 503),
+        never one it may have processed (a lost answer, 500, 502, 504)."""
+        client = http_client(self, settings)
+        retry = build_retry(settings.max_retries, client.bucket).new(read=False, status_forcelist=USERS_RETRY_STATUSES)
+        for adapter in client.session.adapters.values():
+            adapter.max_retries = retry
+        return client
+
     def open(self, run: RunInfo) -> None:
-        self._planned, self._handed, self._sessions = run.estimated_rows, 0, {}
+        self._planned, self._planned_by_op = run.estimated_rows, run.estimated_rows_by_op
+        self._handed, self._sessions = Counter(), {}
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         if op is Operation.SEND:
@@ -192,17 +219,33 @@ class MetaCustomAudiencesDestination(Destination):
                         row.key, "no_identifier", "no usable identifier after normalization", permanent=True
                     )
                 )
-        last = len(rows) < self.batch_size or 0 < self._planned <= self._handed + len(rows)
+        planned, handed = self._progress(op)
+        last = len(rows) < self.batch_size or 0 < planned <= handed + len(rows)
         if sendable:
             outcomes += self._upload(op, schema, sendable, last=last)
-        self._handed += len(rows)
+        self._handed[op] += len(rows)
         return outcomes
+
+    def _progress(self, op: Operation) -> tuple[int, int]:
+        """Rows the run plans to hand over for `op` (0: unknown) and has handed over so far: the operation's own
+        when the run gives its count, else those of every operation together."""
+        if op in self._planned_by_op:
+            return self._planned_by_op[op], self._handed[op]
+        return self._planned, self._handed.total()
 
     def _session(self, op: Operation) -> _Session:
         session = self._sessions.get(op)
         if session is None or session.finished:
-            session = self._sessions[op] = _Session(max(self._planned - self._handed, 0))
+            planned, handed = self._progress(op)
+            session = self._sessions[op] = _Session(max(planned - handed, 0))
         return session
+
+    def _abandon(self, op: Operation, session: _Session) -> None:
+        """Send no more batches in `session`: Meta refused it, or may hold a batch of it whose answer was lost (so
+        whether that batch counts, or even ended the session, is unknown). The operation's next request opens
+        another; this one is left for Meta to expire."""
+        del self._sessions[op]
+        log_event(log, "meta.session_left_open", logging.WARNING, destination=self.name, session_id=session.session_id)
 
     def _upload(
         self, op: Operation, schema: list[str], sendable: list[tuple[OutboundRow, list[str]]], *, last: bool
@@ -232,8 +275,14 @@ class MetaCustomAudiencesDestination(Destination):
         try:
             response = self.http.request(method, f"/{self.target.audience_id}/users", json=body)
         except DestinationHTTPError as error:
+            self._abandon(op, session)
             raise _NotAccepted(partial(fail_batch_for_error, error=error)) from None
+        if _refuses_session(response):
+            self._abandon(op, session)
+            raise _NotAccepted(partial(fail_all, code="session_refused", message=SESSION_REFUSED))
         if not response.ok:
+            if response.status_code >= 500 and response.status_code not in USERS_RETRY_STATUSES:
+                self._abandon(op, session)
             raise _NotAccepted(partial(fail_batch_for_response, response=response, what=f"Meta {method} users"))
         session.sent, session.finished, session.tail = total, last, (schema, data[-1])
         answer = response.json()
@@ -286,9 +335,8 @@ class MetaCustomAudiencesDestination(Destination):
         try:
             self._post(op, schema, [values], last=True)
         except (_NotAccepted, ValueError):
-            log_event(
-                log, "meta.session_left_open", logging.WARNING, destination=self.name, session_id=session.session_id
-            )
+            if self._sessions.get(op) is session:  # else `_post` abandoned it already
+                self._abandon(op, session)
 
     def close(self, *, success: bool) -> None:
         """After a successful run, end every session still open; a failed run's are left for Meta to expire."""
@@ -298,3 +346,16 @@ class MetaCustomAudiencesDestination(Destination):
                     self._finish(op)
         finally:
             self.http.close()
+
+
+def _refuses_session(response: requests.Response) -> bool:
+    """Whether a 400 refuses the request's `session` (its Graph API error message names the session or
+    `batch_seq`) rather than its payload."""
+    if response.status_code != 400:
+        return False
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return False
+    message = str(error.get("message", "")).lower() if isinstance(error, dict) else ""
+    return "session" in message or "batch_seq" in message

@@ -6,11 +6,15 @@ from 1, nothing after `last_batch_flag`). Answers with `num_received`, `num_inva
 and, as Meta does, only a sample of `invalid_entry_samples` (at most 10 invalid values). A row also counts as
 invalid when it holds a value of `refused` (tests set it: Meta refuses values it cannot use). Keeps each
 audience's members, and lists the sessions a client left inconsistent (`session_problems`), for assertions.
+A request processed and then answered with the next status of `lost_answers` (500, 502, 504: a gateway lost the
+answer), or answered `answer_delay_seconds` late (a client timing out meanwhile), simulates an answer lost after
+Meta took the batch (tests set both in-process).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from syncs.sandbox.apps.credentials import META_ACCESS_TOKEN, SANDBOX_CREDENTIALS
@@ -62,6 +66,8 @@ class MetaApp(SandboxApp):
             self.sessions: dict[int, dict[str, Any]] = {}
             self.refused: set[str] = set()  # values answered as invalid entries
             self.uploads: list[dict[str, Any]] = []  # method, audience, schema, rows, session of each request
+            self.lost_answers: list[int] = []  # statuses answering the next processed requests instead of 200
+            self.answer_delay_seconds = 0.0  # each processed request's answer held back this long
 
     @route("POST", r"/v(?P<version>\d+\.\d+)/(?P<audience_id>[^/]+)/users")
     def add_users(self, request: Request) -> Response:
@@ -117,6 +123,10 @@ class MetaApp(SandboxApp):
                     "session": session,
                 }
             )
+            lost = self.lost_answers.pop(0) if self.lost_answers else None
+        time.sleep(self.answer_delay_seconds)
+        if lost is not None:
+            return graph_error(lost, "An unexpected error has occurred. Please retry your request later.", 2)
         response = {
             "audience_id": request.params["audience_id"],
             "session_id": session.get("session_id") if isinstance(session, dict) else None,
