@@ -6,10 +6,20 @@
   A job finishes `completed` (no errors), `errored` (some contacts rejected) or `failed` (all rejected, or
   unprocessable). The rejected contacts are read from the job's `errors_url` (a CSV of email and error) and
   fail individually and permanently; the others of a `failed` job fail retryable.
+- The PUT refuses the whole request with a 400 (`{"errors": [{"field", "message"}]}`) when any contact fails
+  validation. So reserved fields longer than SendGrid's documented limit (`MAX_LENGTHS`) fail `field_too_long`,
+  permanently, before sending. After a 400, the contacts its errors name by index (`field` such as
+  `contacts[3].first_name`) fail `contact_rejected`, permanently, and the others are sent again; an error about
+  the request itself (`list_ids`, `contacts`) fails the whole part as before; with no contact named, each half is
+  sent again, down to single contacts, and a single contact still refused fails `contact_rejected`, permanently.
+  Finding one refused contact among n takes at most 2 * ceil(log2 n) extra PUTs (30 for a full part); a part
+  spends at most `SPLIT_BUDGET` extra PUTs per run, after which the contacts not yet told apart fail retryable
+  and the next run carries on.
 - remove (mirror): per 100 addresses (the search's limit), contact ids come from
   `POST /v3/marketing/contacts/search/emails`, then `DELETE /v3/marketing/lists/{list_id}/contacts?contact_ids=...`
   removes them from the list only (the contact stays in the account for other lists). An address the search
-  does not find is no contact and counts as removed; the addresses of a search that failed fail, retryable.
+  does not find is no contact and counts as removed; the addresses of a search that failed fail, retryable
+  (a 400 included: SendGrid answers it when any address is invalid, and its body does not say which).
 
 Every request, polls included, goes through the rate-limited, retrying client.
 Fields: `email` (required), `first_name`, `last_name`, `phone_number`, `address_line_1`, `city`,
@@ -25,8 +35,10 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+
+from requests import Response
 
 from syncs import identity
 from syncs.destinations._support import (
@@ -62,16 +74,41 @@ RESERVED_FIELDS = (
     "postal_code",
     "country",
 )
+# maxLength of the reserved fields that have one (ContactRequest in SendGrid's OpenAPI); phone_number and
+# postal_code have none.
+MAX_LENGTHS = {
+    "first_name": 50,
+    "last_name": 50,
+    "address_line_1": 100,
+    "city": 60,
+    "state_province_region": 50,
+    "country": 50,
+}
+CONTACTS_PATH = "/v3/marketing/contacts"
+REQUEST_FIELDS = frozenset({"list_ids", "contacts"})  # a 400 naming these is about the request, not a contact
+SPLIT_BUDGET = 120  # extra PUTs a part may spend isolating refused contacts per run: 4 among 30,000
 REMOVE_CHUNK = 100  # addresses per contact search (the API's limit), hence at most 100 contact ids per DELETE
 FINISHED = frozenset({"completed", "errored", "failed"})  # import job states; `pending` is the other
 SEARCH_PATH = "/v3/marketing/contacts/search/emails"
 T = TypeVar("T")
 _PLAIN_TEXT = re.compile(r"[A-Za-z][A-Za-z _,.;:'()/-]{0,119}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
+_CONTACT_ERROR = re.compile(r"contacts\[(?P<index>\d+)\](?:\.(?P<field>.*))?")
+UNISOLATED = "SendGrid refused a batch holding this contact (HTTP 400), not yet isolated: retried next run"
+Contact = tuple[OutboundRow, dict[str, Any]]
 
 
 class _Failed(Exception):
-    def __init__(self, outcomes: list[RowOutcome]) -> None:
+    def __init__(self, outcomes: list[RowOutcome], response: Response | None = None) -> None:
         self.outcomes = outcomes
+        self.response = response
+
+
+@dataclass
+class _Budget:
+    """The extra PUTs a part may still spend isolating refused contacts, shared by all its halves."""
+
+    left: int
 
 
 class SendGridSettings(DestinationSettings):
@@ -121,12 +158,25 @@ class SendGridDestination(Destination):
             outcomes += not_finite
         if op is Operation.REMOVE:
             return outcomes + _each(chunks(valid, REMOVE_CHUNK), self._remove)
-        return outcomes + _each(_parts([(row, _contact(row, address)) for row, address in valid]), self._upsert)
+        contacts = []
+        for row, address in valid:
+            contact = _contact(row, address)
+            if (field := _too_long(contact)) is not None:
+                message = f"{field} is longer than the {MAX_LENGTHS[field]} characters SendGrid allows"
+                outcomes.append(RowOutcome.failure(row.key, "field_too_long", message, permanent=True))
+            else:
+                contacts.append((row, contact))
+        return outcomes + _each(_parts(contacts), self._upsert)
 
-    def _upsert(self, part: list[tuple[OutboundRow, dict[str, Any]]]) -> list[RowOutcome]:
+    def _upsert(self, part: list[Contact], budget: _Budget | None = None) -> list[RowOutcome]:
         rows = [row for row, _ in part]
         body = {"list_ids": [self.target.list_id], "contacts": [contact for _, contact in part]}
-        job_id = self._call("PUT", "/v3/marketing/contacts", rows, json=body)["job_id"]
+        try:
+            job_id = self._call("PUT", CONTACTS_PATH, rows, json=body)["job_id"]
+        except _Failed as failed:
+            if failed.response is None or failed.response.status_code != 400:
+                raise
+            return self._isolate(part, _errors(failed.response), failed, budget or _Budget(SPLIT_BUDGET))
         job = self._wait(job_id, rows)
         status = job.get("status", "pending")
         if status not in FINISHED:
@@ -141,6 +191,39 @@ class SendGridDestination(Destination):
                 outcomes.append(RowOutcome.failure(row.key, "job_failed", "the contact import failed"))
             else:
                 outcomes.append(RowOutcome.success(row.key, destination_ref=job_id))
+        return outcomes
+
+    def _isolate(
+        self, part: list[Contact], errors: list[dict[str, Any]], failed: _Failed, budget: _Budget
+    ) -> list[RowOutcome]:
+        """The outcomes of a part whose PUT SendGrid refused with validation `errors` (see the module docstring)."""
+        named: dict[int, dict[str, Any]] = {}
+        for error in errors:
+            match = _CONTACT_ERROR.fullmatch(str(error.get("field") or ""))
+            if match and int(match["index"]) < len(part):
+                named.setdefault(int(match["index"]), {**error, "field": match["field"]})
+        if named:
+            outcomes = [_refused(*part[i], error) for i, error in named.items()]
+            rest = [item for i, item in enumerate(part) if i not in named]
+            return outcomes + self._again([rest] if rest else [], budget)
+        if any(error.get("field") in REQUEST_FIELDS for error in errors):
+            raise failed
+        if len(part) == 1:
+            return [_refused(*part[0], errors[0] if errors else {})]
+        middle = len(part) // 2
+        return self._again([part[:middle], part[middle:]], budget)
+
+    def _again(self, parts: list[list[Contact]], budget: _Budget) -> list[RowOutcome]:
+        outcomes = []
+        for part in parts:
+            if budget.left <= 0:
+                outcomes += fail_all([row for row, _ in part], "http_400", UNISOLATED)
+                continue
+            budget.left -= 1
+            try:
+                outcomes += self._upsert(part, budget)
+            except _Failed as failed:
+                outcomes += failed.outcomes
         return outcomes
 
     def _wait(self, job_id: str, rows: list[OutboundRow]) -> dict[str, Any]:
@@ -193,7 +276,7 @@ class SendGridDestination(Destination):
         if response.status_code == 404 and path == SEARCH_PATH:
             return _Empty()
         if not response.ok:
-            raise _Failed(fail_batch_for_response(rows, response, f"SendGrid {method}"))
+            raise _Failed(fail_batch_for_response(rows, response, f"SendGrid {method}"), response)
         return response
 
     def close(self, *, success: bool) -> None:
@@ -222,12 +305,37 @@ def _each(requests: Iterable[T], send: Callable[[T], list[RowOutcome]]) -> list[
     return outcomes
 
 
-def _rejection_message(error: str, contact: dict[str, Any]) -> str:
-    """SendGrid's reason, kept only when it reads as fixed text and repeats none of the contact's values (PII)."""
+def _rejection_message(error: str, contact: dict[str, Any], field: str | None = None) -> str:
+    """SendGrid's reason and the field it names, each kept only when it reads as fixed text (a field name) and
+    repeats none of the contact's values (PII)."""
     values = [*contact.values(), *(contact.get("custom_fields") or {}).values()]
-    echoed = any(len(text) > 1 and text in error.lower() for text in (str(v).strip().lower() for v in values))
-    keep = _PLAIN_TEXT.fullmatch(error) and not echoed
-    return "SendGrid rejected this contact" + (f": {error}" if keep else "")
+    texts = [text for text in (str(v).strip().lower() for v in values) if len(text) > 1]
+
+    def safe(said: str | None, shape: re.Pattern[str]) -> bool:
+        return bool(said and shape.fullmatch(said) and not any(text in said.lower() for text in texts))
+
+    subject = f"this contact's {field}" if safe(field, _FIELD_NAME) else "this contact"
+    return f"SendGrid rejected {subject}" + (f": {error}" if safe(error, _PLAIN_TEXT) else "")
+
+
+def _refused(row: OutboundRow, contact: dict[str, Any], error: dict[str, Any]) -> RowOutcome:
+    message = _rejection_message(str(error.get("message") or ""), contact, error.get("field"))
+    return RowOutcome.failure(row.key, "contact_rejected", message, permanent=True)
+
+
+def _errors(response: Response) -> list[dict[str, Any]]:
+    """The `errors` of a SendGrid error answer, each a dict with `field` and `message`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [error for error in errors if isinstance(error, dict)] if isinstance(errors, list) else []
+
+
+def _too_long(contact: dict[str, Any]) -> str | None:
+    """The first reserved field over SendGrid's documented length limit, if any."""
+    return next((name for name, limit in MAX_LENGTHS.items() if len(contact.get(name, "")) > limit), None)
 
 
 def _contact(row: OutboundRow, address: str) -> dict[str, Any]:
@@ -245,9 +353,9 @@ def _contact(row: OutboundRow, address: str) -> dict[str, Any]:
     return contact
 
 
-def _parts(contacts: list[tuple[OutboundRow, dict[str, Any]]]) -> list[list[tuple[OutboundRow, dict[str, Any]]]]:
+def _parts(contacts: list[Contact]) -> list[list[Contact]]:
     """Split into requests of at most 30,000 contacts and (leaving room for the envelope) 6 MB."""
-    parts: list[list[tuple[OutboundRow, dict[str, Any]]]] = [[]]
+    parts: list[list[Contact]] = [[]]
     size = 0
     for item in contacts:
         item_size = len(json.dumps(item[1])) + 1

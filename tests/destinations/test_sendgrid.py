@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
+import pytest
+import requests
+
+from syncs.destinations import sendgrid as sendgrid_module
 from syncs.destinations.base import Operation, OutboundRow
 from syncs.destinations.sendgrid import SendGridDestination, _parts, _rejection_message
-from syncs.sandbox.apps.credentials import SENDGRID_API_KEY
+from syncs.sandbox.apps.credentials import SANDBOX_CREDENTIALS, SENDGRID_API_KEY
 
 
 def sendgrid(sandbox: Any, **settings: Any) -> SendGridDestination:
@@ -129,3 +135,94 @@ def test_wrong_key_is_refused(clean_sandbox: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv(SENDGRID_API_KEY, "SG.wrong")
     outcomes = sendgrid(clean_sandbox).write(Operation.UPSERT, people(1))
     assert {(o.code, o.permanent) for o in outcomes} == {("http_401", False)}
+
+
+def with_fields(rows: list[OutboundRow], index: int, **fields: Any) -> list[OutboundRow]:
+    rows[index].fields.update(fields)
+    return rows
+
+
+def test_a_reserved_field_over_its_limit_fails_its_row_before_sending(clean_sandbox: Any) -> None:
+    """SendGrid refuses the whole PUT for one contact over a documented limit: that row fails alone, locally."""
+    rows = with_fields(people(10), 4, first_name="N" * 60)
+    outcomes = {o.key: o for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows)}
+    assert sum(o.ok for o in outcomes.values()) == 9
+    failed = outcomes["c4"]
+    assert (failed.code, failed.permanent) == ("field_too_long", True)
+    assert failed.message == "first_name is longer than the 50 characters SendGrid allows"
+    app = clean_sandbox.app("sendgrid")
+    assert app.stats["upserts"] == 1 and "person4@example.com" not in app.contacts
+
+
+def test_a_contact_the_put_refuses_by_index_fails_alone(clean_sandbox: Any) -> None:
+    rows = with_fields(people(10), 3, e1_N="ten")
+    outcomes = {o.key: o for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows)}
+    assert all(outcomes[f"c{i}"].ok for i in range(10) if i != 3)
+    assert (outcomes["c3"].code, outcomes["c3"].permanent, outcomes["c3"].message) == (
+        "contact_rejected",
+        True,
+        "SendGrid rejected this contact's custom_fields.e1_N: is not a valid Number",
+    )
+    app = clean_sandbox.app("sendgrid")
+    assert app.stats["upserts"] == 2  # the refused PUT, then the other nine
+    assert app.list_members("renewals") == {f"person{i}@example.com" for i in range(10) if i != 3}
+
+
+@pytest.mark.parametrize("bad", [[13], [0, 19]])
+def test_contacts_refused_without_their_index_are_found_by_halving(clean_sandbox: Any, bad: list[int]) -> None:
+    app = clean_sandbox.app("sendgrid")
+    app.errors_name_contacts = False
+    rows = people(20)
+    for i in bad:
+        with_fields(rows, i, e2_D="soon")
+    outcomes = {o.key: o for o in sendgrid(clean_sandbox, requests_per_second=50).write(Operation.UPSERT, rows)}
+    assert {key for key, o in outcomes.items() if not o.ok} == {f"c{i}" for i in bad}
+    assert {(outcomes[f"c{i}"].code, outcomes[f"c{i}"].permanent, outcomes[f"c{i}"].message) for i in bad} == {
+        ("contact_rejected", True, "SendGrid rejected this contact's custom_fields.e2_D: is not a valid Date")
+    }
+    assert app.list_members("renewals") == {f"person{i}@example.com" for i in range(20) if i not in bad}
+    assert app.stats["upserts"] <= 1 + len(bad) * 2 * math.ceil(math.log2(20))  # the documented bound
+
+
+def test_halving_stops_at_the_budget_and_leaves_the_rest_retryable(clean_sandbox: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(sendgrid_module, "SPLIT_BUDGET", 4)
+    app = clean_sandbox.app("sendgrid")
+    app.errors_name_contacts = False
+    rows = people(8)
+    for row in rows:
+        row.fields["e1_N"] = "many"
+    outcomes = {o.key: o for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows)}
+    assert app.stats["upserts"] == 1 + 4  # halves, then the first quarter, then its two contacts
+    assert {(outcomes[key].code, outcomes[key].permanent) for key in ("c0", "c1")} == {("contact_rejected", True)}
+    assert {(outcomes[f"c{i}"].code, outcomes[f"c{i}"].permanent, outcomes[f"c{i}"].message) for i in range(2, 8)} == {
+        ("http_400", False, sendgrid_module.UNISOLATED)
+    }
+
+
+def test_a_400_about_the_request_itself_is_not_split(clean_sandbox: Any, monkeypatch: Any) -> None:
+    dest, calls = sendgrid(clean_sandbox), []
+
+    def refuse(method: str, path: str, **kwargs: Any) -> requests.Response:
+        calls.append(path)
+        response = requests.Response()
+        response.status_code = 400
+        response._content = json.dumps({"errors": [{"field": "list_ids", "message": "invalid list id"}]}).encode()
+        return response
+
+    monkeypatch.setattr(dest.http, "request", refuse)
+    outcomes = dest.write(Operation.UPSERT, people(6))
+    assert {(o.code, o.permanent) for o in outcomes} == {("http_400", True)}
+    assert len(calls) == 1
+
+
+def test_the_sandbox_refuses_an_invalid_contact_for_the_whole_request(clean_sandbox: Any) -> None:
+    contacts = [{"email": "ann@example.com"}, {"email": "bo@example.com", "city": "C" * 61}]
+    response = requests.put(
+        f"{clean_sandbox.url}/sendgrid/v3/marketing/contacts",
+        json={"list_ids": ["renewals"], "contacts": contacts},
+        headers={"Authorization": f"Bearer {SANDBOX_CREDENTIALS[SENDGRID_API_KEY]}"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"field": "contacts[1].city", "message": "exceeds the maximum length"}]}
+    assert clean_sandbox.app("sendgrid").contacts == {}

@@ -3,6 +3,10 @@
 Enforced: Bearer API key, at most 30,000 contacts and 6 MB per upsert, `X-RateLimit-*` headers, per-contact
 errors for invalid emails (reported through the job's `errors_url` CSV), and jobs that stay `pending` for
 one poll, so clients must poll, then finish `completed` (no errors), `errored` (some) or `failed` (all).
+Validation refuses the whole upsert with a 400, `{"errors": [{"field": "contacts[3].first_name", "message"}]}`, one
+error per invalid value, storing nothing: a reserved field over its documented length (`MAX_LENGTHS`), or a value
+of the wrong type for a typed custom field (`CUSTOM_FIELD_TYPES`; other custom field ids take any value). With
+`errors_name_contacts` off, `field` leaves out the `contacts[i].` part, so a client cannot tell which contact.
 Contact search by emails takes at most 100 addresses, all valid (else 400), answers `contact not found` for
 the addresses it does not know, and 404 when it knows none.
 """
@@ -13,6 +17,8 @@ import csv
 import io
 import re
 import uuid
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from syncs.sandbox.apps.credentials import SANDBOX_CREDENTIALS, SENDGRID_API_KEY
@@ -21,11 +27,31 @@ from syncs.sandbox.server import Request, Response, SandboxApp, route
 MAX_CONTACTS = 30_000
 MAX_BODY_BYTES = 6 * 1024 * 1024
 MAX_SEARCH_EMAILS = 100
+MAX_LENGTHS = {  # SendGrid's documented maxLength of reserved contact fields
+    "first_name": 50,
+    "last_name": 50,
+    "address_line_1": 100,
+    "address_line_2": 100,
+    "city": 60,
+    "state_province_region": 50,
+    "country": 50,
+}
+CUSTOM_FIELD_TYPES = {"e1_N": "Number", "e2_D": "Date"}  # custom field ids, typed as SendGrid ids are (`_N`, `_D`)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 
 
 def valid_email(email: str) -> bool:
     return bool(EMAIL.match(email)) and len(email.partition("@")[0]) <= 64  # RFC 5321 local-part limit
+
+
+def fits_type(value: Any, field_type: str) -> bool:
+    """A Number takes a number or numeric text; a Date, an ISO 8601 date (or date-time)."""
+    parse: Callable[[str], object] = float if field_type == "Number" else lambda text: date.fromisoformat(text[:10])
+    try:
+        parse(str(value))
+    except ValueError:
+        return False
+    return not isinstance(value, bool)
 
 
 def sendgrid_error(status: int, message: str, field: str | None = None) -> Response:
@@ -47,6 +73,7 @@ class SendGridApp(SandboxApp):
             self.contacts: dict[str, dict[str, Any]] = {}  # email -> contact (with id and list_ids)
             self.jobs: dict[str, dict[str, Any]] = {}
             self.job_errors: dict[str, list[tuple[str, str]]] = {}
+            self.errors_name_contacts = True
 
     def list_members(self, list_id: str) -> set[str]:
         with self.lock:
@@ -76,6 +103,9 @@ class SendGridApp(SandboxApp):
             return sendgrid_error(400, "contacts is required", "contacts")
         if len(contacts) > MAX_CONTACTS:
             return sendgrid_error(400, f"at most {MAX_CONTACTS} contacts per request", "contacts")
+        self.count("upserts")
+        if invalid := self._invalid(contacts):
+            return Response(400, {"errors": invalid})
         job_id = str(uuid.uuid4())
         errors = []
         with self.lock:
@@ -102,6 +132,19 @@ class SendGridApp(SandboxApp):
                 },
             }
         return self._limited(Response(202, {"job_id": job_id}))
+
+    def _invalid(self, contacts: list[dict[str, Any]]) -> list[dict[str, str]]:
+        errors = []
+        for index, contact in enumerate(contacts):
+            custom = contact.get("custom_fields") or {}
+            for name, limit in MAX_LENGTHS.items():
+                if len(str(contact.get(name) or "")) > limit:
+                    errors.append((index, name, "exceeds the maximum length"))
+            for field_id, field_type in CUSTOM_FIELD_TYPES.items():
+                if field_id in custom and not fits_type(custom[field_id], field_type):
+                    errors.append((index, f"custom_fields.{field_id}", f"is not a valid {field_type}"))
+        prefix = "contacts[{}]." if self.errors_name_contacts else ""
+        return [{"field": prefix.format(index) + field, "message": message} for index, field, message in errors]
 
     @route("GET", r"/v3/marketing/contacts/imports/(?P<job_id>[0-9a-f-]+)")
     def import_status(self, request: Request) -> Response:
