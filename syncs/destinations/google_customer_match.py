@@ -1,10 +1,28 @@
-"""Google Ads Customer Match through an offline user data job (REST).
+"""Google Ads Customer Match through offline user data jobs (REST).
 
-Per batch: `customers/{cid}/offlineUserDataJobs:create` (type CUSTOMER_MATCH_USER_LIST for the user list),
-`{job}:addOperations` with partial failure enabled (one `create` or `remove` per row, carrying the row's
-`userIdentifiers`), `{job}:run`, then poll the job's status with a `googleAds:search` query until it ends
-(bounded by `poll_timeout_seconds`). Every call goes through the same rate-limited, retrying client.
-Partial failures come back per operation index and become that row's outcome.
+One job per run and operation type, created on the first batch that needs it
+(`customers/{cid}/offlineUserDataJobs:create`, type CUSTOMER_MATCH_USER_LIST for the user list). Each batch adds
+its operations to that job (`{job}:addOperations`, partial failure enabled; one `create` or `remove` per row,
+carrying the row's `userIdentifiers`), and `close(success=True)` runs each job once (`{job}:run`). Nothing waits
+for Google to process a job (10 minutes to 24 hours). Google's rules behind this:
+- operations go to one job over as many requests as needed, then the job runs once; a job that has started
+  takes no more operations (JOB_ALREADY_STARTED), so a run has at most two jobs, as creates and removes never
+  share one (CONFLICTING_OPERATION);
+- additions to one job must not overlap (CONCURRENT_MODIFICATION): batches add in turn;
+- two jobs on one list may be processed in parallel, in either order. A mirror sends its removals before its
+  adds, so an add sharing an identifier with a removal of the same run is not sent: it fails `removal_pending`
+  (retryable) and goes out next run, and the removal cannot undo it. Across runs the race remains when a job
+  of the previous run still runs (a run does not know the previous run's jobs).
+
+Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
+Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is
+added. A failed or crashed run runs nothing: its jobs stay PENDING and Google never processes them, and their
+rows, unacknowledged, go out in a new job next run. A job that ran and then FAILS at Google shows in Google Ads
+(and in the job's status) but not here: its rows stay acknowledged.
+
+Lost answers: the client re-sends a request whose answer it lost. A repeated `:run` is refused because the job
+has started; the job's status then tells whether it runs. A repeated `:addOperations` adds the same members
+again, which changes nothing; a repeated `:create` leaves an empty job that is never run.
 
 Fields: `email`, `phone`, `first_name`, `last_name`, `country_code`, `postal_code`. Emails and phones are
 hashed (SHA-256 of the normalized value, gmail dots removed, phones in E.164); an address is sent only when
@@ -15,8 +33,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -29,25 +48,38 @@ from syncs.destinations._support import (
     fail_batch_for_response,
     http_client,
     secret_from_env,
+    status_code,
 )
 from syncs.destinations.base import (
+    DeferredOutcome,
     Destination,
     DestinationSettings,
     Mode,
     Operation,
     OutboundRow,
     RowOutcome,
+    RunInfo,
     SyncTarget,
     register,
 )
 from syncs.http import DestinationHTTPError
 
-FINAL_STATUSES = frozenset({"SUCCESS", "FAILED"})
+STARTED = frozenset({"RUNNING", "SUCCESS"})
+REMOVAL_PENDING = (
+    "this run removes an identifier this row adds, and Google may process the two jobs in either order: "
+    "the add goes out next run"
+)
 
 
-class _JobFailed(Exception):
+class _BatchFailed(Exception):
     def __init__(self, rows: list[RowOutcome]) -> None:
         self.outcomes = rows
+
+
+@dataclass
+class _Job:
+    name: str
+    accepted: int = 0  # operations Google took into the job
 
 
 class GoogleCustomerMatchSettings(DestinationSettings):
@@ -56,8 +88,6 @@ class GoogleCustomerMatchSettings(DestinationSettings):
     access_token_env: str
     developer_token_env: str
     login_customer_id: str | None = None
-    poll_interval_seconds: float = 2.0
-    poll_timeout_seconds: float = 600.0
 
     @field_validator("login_customer_id")
     @classmethod
@@ -119,6 +149,7 @@ class GoogleCustomerMatchDestination(Destination):
     case_sensitive_identity_fields = frozenset({"postal_code"})  # sent unhashed, in the case it has
     normalized_identity_kinds = MappingProxyType({"email": "email", "phone": "phone"})
     accepts_extra_fields = False
+    answers_at_close = True
 
     @classmethod
     def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
@@ -136,69 +167,108 @@ class GoogleCustomerMatchDestination(Destination):
         self.http = http_client(self, settings, headers=headers)
         self.customer = f"customers/{target.customer_id}"
         self.user_list = f"{self.customer}/userLists/{target.user_list_id}"
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}  # by verb, in the order the run needed them
+        self._removed: set[str] = set()  # identifiers in this run's remove job, as sent
+
+    def open(self, run: RunInfo) -> None:
+        self._jobs, self._removed = {}, set()
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
+        """Answers only the rows that failed; the others are answered at close, when their job runs."""
         if op is Operation.SEND:
             return fail_all(rows, "unsupported_operation", "user lists take members, not sends", permanent=True)
+        verb = "remove" if op is Operation.REMOVE else "create"
         sendable, outcomes = [], []
         for row in rows:
             identifiers = user_identifiers(row.fields)
-            if identifiers:
-                sendable.append((row, identifiers))
-            else:
+            if not identifiers:
                 message = "no usable email, phone or full address after normalization"
                 outcomes.append(RowOutcome.failure(row.key, "no_identifier", message, permanent=True))
+            elif verb == "create" and not self._removed.isdisjoint(_keys(identifiers)):  # removals came first
+                outcomes.append(RowOutcome.failure(row.key, "removal_pending", REMOVAL_PENDING))
+            else:
+                sendable.append((row, identifiers))
         if sendable:
-            try:
-                outcomes += self._run_job(op, sendable)
-            except _JobFailed as failed:
-                outcomes += failed.outcomes
+            with self._lock:
+                outcomes += self._add(verb, sendable)
         return outcomes
 
-    def _run_job(self, op: Operation, sendable: list[tuple[OutboundRow, list[dict[str, Any]]]]) -> list[RowOutcome]:
+    def _add(self, verb: str, sendable: list[tuple[OutboundRow, list[dict[str, Any]]]]) -> list[RowOutcome]:
         rows = [row for row, _ in sendable]
-        job_spec = {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": {"userList": self.user_list}}
-        job = self._post(f"{self.customer}/offlineUserDataJobs:create", {"job": job_spec}, rows)["resourceName"]
-        verb = "remove" if op is Operation.REMOVE else "create"
-        operations = [{verb: {"userIdentifiers": identifiers}} for _, identifiers in sendable]
-        added = self._post(f"{job}:addOperations", {"enablePartialFailure": True, "operations": operations}, rows)
-        failed = _failed_indexes(added.get("partialFailureError"))
-        self._post(f"{job}:run", {}, rows)
-        status = self._wait(job, rows)
-        if status != "SUCCESS":
-            code = "job_failed" if status == "FAILED" else "job_pending"
-            return fail_all(rows, code, f"offline user data job ended {status}")
-        return [
-            RowOutcome.failure(row.key, failed[i], "Google rejected this row's identifiers", permanent=True)
-            if i in failed
-            else RowOutcome.success(row.key, destination_ref=job)
-            for i, row in enumerate(rows)
-        ]
+        body = {"enablePartialFailure": True, "operations": [{verb: {"userIdentifiers": ids}} for _, ids in sendable]}
+        try:
+            job = self._job(verb, rows)
+            added = self._post(f"{job.name}:addOperations", body, rows)
+        except _BatchFailed as failed:
+            return failed.outcomes
+        rejected = _failed_indexes(added.get("partialFailureError"))
+        job.accepted += len(sendable) - len(rejected)
+        if verb == "remove":
+            self._removed.update(key for i, (_, ids) in enumerate(sendable) if i not in rejected for key in _keys(ids))
+        message = "Google rejected this row's identifiers"
+        return [RowOutcome.failure(rows[i].key, code, message, permanent=True) for i, code in rejected.items()]
 
-    def _wait(self, job: str, rows: list[OutboundRow]) -> str:
-        query = (
-            "SELECT offline_user_data_job.status FROM offline_user_data_job "
-            f"WHERE offline_user_data_job.resource_name = '{job}'"
-        )
-        deadline = time.monotonic() + self.settings.poll_timeout_seconds
-        while True:
-            results = self._post(f"{self.customer}/googleAds:search", {"query": query}, rows).get("results", [])
-            status = results[0]["offlineUserDataJob"]["status"] if results else "UNKNOWN"
-            if status in FINAL_STATUSES or time.monotonic() >= deadline:
-                return status
-            time.sleep(self.settings.poll_interval_seconds)
+    def _job(self, verb: str, rows: list[OutboundRow]) -> _Job:
+        if verb not in self._jobs:
+            spec = {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": {"userList": self.user_list}}
+            created = self._post(f"{self.customer}/offlineUserDataJobs:create", {"job": spec}, rows)
+            self._jobs[verb] = _Job(created["resourceName"])
+        return self._jobs[verb]
 
     def _post(self, path: str, body: dict[str, Any], rows: list[OutboundRow]) -> dict[str, Any]:
         try:
             response = self.http.request("POST", path, json=body)
         except DestinationHTTPError as error:
-            raise _JobFailed(fail_batch_for_error(rows, error)) from None
+            raise _BatchFailed(fail_batch_for_error(rows, error)) from None
         if not response.ok:
-            raise _JobFailed(fail_batch_for_response(rows, response, f"Google Ads {path.rsplit(':', 1)[-1]}"))
+            raise _BatchFailed(fail_batch_for_response(rows, response, f"Google Ads {path.rsplit(':', 1)[-1]}"))
         return response.json()
 
-    def close(self, *, success: bool) -> None:
-        self.http.close()
+    def close(self, *, success: bool) -> DeferredOutcome:
+        """Run the jobs (removals first), or none when the run failed: unrun, they are never processed."""
+        try:
+            if not success:
+                return DeferredOutcome.failure("run_aborted", "the run failed before its jobs were run")
+            jobs = [job.name for job in self._jobs.values() if job.accepted]
+            failures = [failure for failure in map(self._run, jobs) if failure is not None]
+            return failures[0] if failures else DeferredOutcome.success(destination_ref=" ".join(jobs) or None)
+        finally:
+            self.http.close()
+
+    def _run(self, job: str) -> DeferredOutcome | None:
+        """None once the job runs. The client re-sends a `:run` whose answer it lost, and Google refuses the repeat
+        because the job has started: whatever the answer, the job's status says whether it runs."""
+        try:
+            response = self.http.request("POST", f"{job}:run", json={})
+        except DestinationHTTPError as error:
+            status, refusal = error.status, str(error)
+        else:
+            if response.ok:
+                return None
+            status, refusal = response.status_code, f"Google Ads run failed with HTTP {response.status_code}"
+        state = self._status(job)
+        if state in STARTED:
+            return None
+        if state == "FAILED":
+            return DeferredOutcome.failure("job_failed", "Google failed the offline user data job")
+        return DeferredOutcome.failure(status_code(status), refusal)
+
+    def _status(self, job: str) -> str | None:
+        query = (
+            "SELECT offline_user_data_job.status FROM offline_user_data_job "
+            f"WHERE offline_user_data_job.resource_name = '{job}'"
+        )
+        try:
+            response = self.http.request("POST", f"{self.customer}/googleAds:search", json={"query": query})
+        except DestinationHTTPError:
+            return None
+        results = response.json().get("results", []) if response.ok else []
+        return results[0]["offlineUserDataJob"]["status"] if results else None
+
+
+def _keys(identifiers: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(identifier, sort_keys=True) for identifier in identifiers]
 
 
 def _failed_indexes(partial_failure: Any) -> dict[int, str]:

@@ -1,13 +1,17 @@
-"""Google Customer Match connector against its sandbox: the job flow, hashing, partial failures, auth."""
+"""Google Customer Match connector against its sandbox: one job per run and operation type, run at close;
+hashing, partial failures, lost answers, auth."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
-from syncs.destinations.base import Operation, OutboundRow
+import requests
+
+from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination, user_identifiers
-from syncs.sandbox.apps.credentials import GOOGLE_ADS_ACCESS_TOKEN, GOOGLE_ADS_DEVELOPER_TOKEN
+from syncs.sandbox.apps import google_ads
+from syncs.sandbox.apps.credentials import GOOGLE_ADS_ACCESS_TOKEN, GOOGLE_ADS_DEVELOPER_TOKEN, SANDBOX_CREDENTIALS
 
 USER_LIST = "customers/1234567890/userLists/top_clv"
 
@@ -18,14 +22,14 @@ def google(sandbox: Any, **settings: Any) -> GoogleCustomerMatchDestination:
         access_token_env=GOOGLE_ADS_ACCESS_TOKEN,
         developer_token_env=GOOGLE_ADS_DEVELOPER_TOKEN,
         login_customer_id="111-222-3333",
-        poll_interval_seconds=0.01,
+        requests_per_second=40,
         **settings,
     )
     target = GoogleCustomerMatchDestination.Target(customer_id="123-456-7890", user_list_id="top_clv")
     return GoogleCustomerMatchDestination("google_ads", cfg, target)
 
 
-def people(n: int) -> list[OutboundRow]:
+def people(n: int, start: int = 0) -> list[OutboundRow]:
     return [
         OutboundRow(
             f"c{i}",
@@ -38,12 +42,30 @@ def people(n: int) -> list[OutboundRow]:
                 "postal_code": "94107",
             },
         )
-        for i in range(n)
+        for i in range(start, start + n)
     ]
+
+
+def emails(n: int, start: int = 0) -> list[OutboundRow]:
+    return [OutboundRow(f"c{i}", {"email": f"person{i}@example.com"}) for i in range(start, start + n)]
 
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def deliver(
+    dest: GoogleCustomerMatchDestination, *batches: tuple[Operation, list[OutboundRow]], success: bool = True
+) -> tuple[list[RowOutcome], DeferredOutcome]:
+    """One run as the runner drives it: open, the batches in order, close. The rows `write` answered (the
+    failures) and the one outcome `close` gives every other row."""
+    dest.open(RunInfo("run-1", "top_clv_google", Mode.MIRROR))
+    answered = [outcome for op, rows in batches for outcome in dest.write(op, rows)]
+    return answered, dest.close(success=success)
+
+
+def jobs(sandbox: Any) -> list[dict[str, Any]]:
+    return list(sandbox.app("google_ads").jobs.values())
 
 
 def test_identifiers_follow_googles_normalization() -> None:
@@ -62,18 +84,57 @@ def test_identifiers_follow_googles_normalization() -> None:
     ]
 
 
-def test_job_flow_adds_then_removes_members(clean_sandbox: Any) -> None:
+def test_a_run_adds_every_batch_to_one_job_and_runs_it_once_without_waiting(clean_sandbox: Any) -> None:
+    """The sandbox keeps a job RUNNING for a few status reads: the run acknowledges its rows once the job runs,
+    without waiting for Google to process it."""
     dest = google(clean_sandbox)
-    assert all(o.ok for o in dest.write(Operation.UPSERT, people(3)))
+    batches = [(Operation.UPSERT, emails(n, start)) for start, n in ((0, 10_000), (10_000, 10_000), (20_000, 5_000))]
+
+    answered, closing = deliver(dest, *batches)
+
+    assert answered == [] and closing.ok
+    [job] = jobs(clean_sandbox)
+    assert (job["verb"], len(job["operations"]), job["status"], job["polls"]) == ("create", 25_000, "RUNNING", 0)
+    assert closing.destination_ref == next(iter(clean_sandbox.app("google_ads").jobs))
+    assert len(clean_sandbox.app("google_ads").members(USER_LIST)) == 25_000
+
+
+def test_removals_and_adds_go_to_separate_jobs_run_at_close(clean_sandbox: Any) -> None:
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, people(3)))[1].ok
+    dest = google(clean_sandbox)
+    dest.open(RunInfo("run-1", "top_clv_google", Mode.MIRROR))
+    assert dest.write(Operation.REMOVE, people(1)) == []
+    assert dest.write(Operation.UPSERT, emails(2, start=10)) == []
+    assert [j["status"] for j in jobs(clean_sandbox)] == ["RUNNING", "PENDING", "PENDING"]  # nothing runs yet
+
+    closing = dest.close(success=True)
+
+    _, removal, adds = jobs(clean_sandbox)
+    assert closing.ok and (removal["verb"], adds["verb"]) == ("remove", "create")
+    assert (removal["status"], adds["status"]) == ("RUNNING", "RUNNING")
+    assert removal["ran"] < adds["ran"]
     app = clean_sandbox.app("google_ads")
-    assert app.members(USER_LIST) == {sha(f"firstlast{i}@gmail.com") for i in range(3)}
-    [job] = [j for j in app.jobs.values() if j["status"] == "SUCCESS"]
-    assert job["polls"] >= 2  # the client polled until the job finished
-    assert all(o.ok for o in dest.write(Operation.REMOVE, people(1)))
-    assert app.members(USER_LIST) == {sha(f"firstlast{i}@gmail.com") for i in (1, 2)}
+    assert app.members(USER_LIST) == {sha(f"firstlast{i}@gmail.com") for i in (1, 2)} | {
+        sha(f"person{i}@example.com") for i in (10, 11)
+    }
 
 
-def test_partial_failure_maps_to_the_row(clean_sandbox: Any, monkeypatch: Any) -> None:
+def test_an_add_sharing_an_identifier_with_a_removal_of_the_run_waits_for_the_next_run(clean_sandbox: Any) -> None:
+    """Google may process the remove job after the create job: the add would be undone. It goes next run."""
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, people(1)))[1].ok
+    moved = OutboundRow("c9", {"email": "First.Last0@gmail.com"})  # c0 leaves, c9 joins with its email
+
+    answered, closing = deliver(google(clean_sandbox), (Operation.REMOVE, people(1)), (Operation.UPSERT, [moved]))
+
+    assert [(o.key, o.code, o.permanent) for o in answered] == [("c9", "removal_pending", False)]
+    assert closing.ok and [j["verb"] for j in jobs(clean_sandbox)] == ["create", "remove"]
+    assert clean_sandbox.app("google_ads").members(USER_LIST) == set()
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, [moved]))
+    assert answered == [] and closing.ok
+    assert clean_sandbox.app("google_ads").members(USER_LIST) == {sha("firstlast0@gmail.com")}
+
+
+def test_rows_google_rejects_fail_alone(clean_sandbox: Any, monkeypatch: Any) -> None:
     import syncs.destinations.google_customer_match as module
 
     real = module.user_identifiers
@@ -83,31 +144,121 @@ def test_partial_failure_maps_to_the_row(clean_sandbox: Any, monkeypatch: Any) -
         return [{"hashedEmail": "NOT-A-HASH"}] if fields["email"].startswith("First.Last1@") else found
 
     monkeypatch.setattr(module, "user_identifiers", corrupt_second)
-    outcomes = {o.key: o for o in google(clean_sandbox).write(Operation.UPSERT, people(3))}
-    assert outcomes["c0"].ok and outcomes["c2"].ok
-    assert (outcomes["c1"].code, outcomes["c1"].permanent) == ("invalid_sha256_format", True)
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, people(3)))
+
+    assert [(o.key, o.code, o.permanent) for o in answered] == [("c1", "invalid_sha256_format", True)]
+    assert closing.ok
+    assert clean_sandbox.app("google_ads").members(USER_LIST) == {sha(f"firstlast{i}@gmail.com") for i in (0, 2)}
 
 
 def test_rows_without_identifiers_fail_alone(clean_sandbox: Any) -> None:
     rows = [*people(1), OutboundRow("bad", {"email": "nope", "first_name": "Ann"})]
-    outcomes = {o.key: o for o in google(clean_sandbox).write(Operation.UPSERT, rows)}
-    assert outcomes["c0"].ok and outcomes["bad"].code == "no_identifier"
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, rows))
+    assert [(o.key, o.code) for o in answered] == [("bad", "no_identifier")] and closing.ok
+
+
+def test_a_batch_of_rejected_rows_leaves_nothing_to_run(clean_sandbox: Any) -> None:
+    rows = [OutboundRow("bad", {"email": "nope"})]
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, rows))
+    assert [o.code for o in answered] == ["no_identifier"] and closing.ok and jobs(clean_sandbox) == []
 
 
 def test_headers_are_enforced(clean_sandbox: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv(GOOGLE_ADS_DEVELOPER_TOKEN, "wrong")
-    outcomes = google(clean_sandbox).write(Operation.UPSERT, people(2))
-    assert {(o.code, o.permanent) for o in outcomes} == {("http_403", False)}
+    answered, _ = deliver(google(clean_sandbox), (Operation.UPSERT, people(2)))
+    assert {(o.code, o.permanent) for o in answered} == {("http_403", False)}
     monkeypatch.setenv(GOOGLE_ADS_ACCESS_TOKEN, "wrong")
-    assert {o.code for o in google(clean_sandbox).write(Operation.UPSERT, people(1))} == {"http_401"}
+    answered, _ = deliver(google(clean_sandbox), (Operation.UPSERT, people(1)))
+    assert {o.code for o in answered} == {"http_401"}
+
+
+def test_a_refused_run_fails_the_rows_for_the_next_run(clean_sandbox: Any) -> None:
+    dest = google(clean_sandbox)
+    dest.open(RunInfo("run-1", "top_clv_google", Mode.MIRROR))
+    assert dest.write(Operation.UPSERT, people(2)) == []
+    clean_sandbox.app("google_ads").developer_token = "revoked"
+    try:
+        closing = dest.close(success=True)
+    finally:
+        clean_sandbox.app("google_ads").developer_token = SANDBOX_CREDENTIALS[GOOGLE_ADS_DEVELOPER_TOKEN]
+    assert (closing.ok, closing.code, closing.permanent) == (False, "http_403", False)
+    assert [j["status"] for j in jobs(clean_sandbox)] == ["PENDING"]
 
 
 def test_every_step_retries_through_faults(clean_sandbox: Any, control: Any) -> None:
     control("google_ads", error_rate=0.3, seed=3)
-    assert all(o.ok for o in google(clean_sandbox, max_retries=8).write(Operation.UPSERT, people(2)))
+    answered, closing = deliver(google(clean_sandbox, max_retries=8), (Operation.UPSERT, people(2)))
+    assert answered == [] and closing.ok
     assert clean_sandbox.app("google_ads").stats["faults_5xx"] > 0
 
 
-def test_poll_timeout_leaves_rows_for_the_next_run(clean_sandbox: Any) -> None:
-    outcomes = google(clean_sandbox, poll_timeout_seconds=0).write(Operation.UPSERT, people(1))
-    assert {(o.code, o.permanent) for o in outcomes} == {("job_pending", False)}
+def test_a_lost_answer_to_run_does_not_fail_the_rows(clean_sandbox: Any) -> None:
+    """The client re-sends the run; Google refuses it, the job having started; the job's status confirms."""
+    app = clean_sandbox.app("google_ads")
+    app.lost_answers["run"] = 1
+
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, people(2)))
+
+    assert answered == [] and closing.ok
+    assert app.lost_answers["run"] == 0 and [j["status"] for j in jobs(clean_sandbox)] == ["RUNNING"]
+    assert app.members(USER_LIST) == {sha(f"firstlast{i}@gmail.com") for i in range(2)}
+
+
+def test_a_lost_answer_to_add_operations_is_harmless(clean_sandbox: Any) -> None:
+    """The repeated request adds the same members again: the list is the same."""
+    app = clean_sandbox.app("google_ads")
+    app.lost_answers["addOperations"] = 1
+
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, people(2)))
+
+    assert answered == [] and closing.ok
+    [job] = jobs(clean_sandbox)
+    assert len(job["operations"]) == 4
+    assert app.members(USER_LIST) == {sha(f"firstlast{i}@gmail.com") for i in range(2)}
+
+
+def test_a_failed_run_runs_no_job(clean_sandbox: Any) -> None:
+    """Its rows are not acknowledged: the next run sends them again, in a new job. The unrun job is never
+    processed."""
+    answered, closing = deliver(google(clean_sandbox), (Operation.UPSERT, people(2)), success=False)
+
+    assert answered == [] and (closing.ok, closing.code, closing.permanent) == (False, "run_aborted", False)
+    assert [j["status"] for j in jobs(clean_sandbox)] == ["PENDING"]
+    assert clean_sandbox.app("google_ads").members(USER_LIST) == set()
+
+
+def test_the_sandbox_holds_google_to_its_job_contract(clean_sandbox: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(google_ads, "MAX_IDENTIFIERS_PER_REQUEST", 40)  # Google's is 100,000
+    base = f"{clean_sandbox.url}/google-ads/v21/customers/1234567890"
+    headers = {
+        "Authorization": f"Bearer {SANDBOX_CREDENTIALS[GOOGLE_ADS_ACCESS_TOKEN]}",
+        "developer-token": SANDBOX_CREDENTIALS[GOOGLE_ADS_DEVELOPER_TOKEN],
+    }
+
+    def post(path: str, body: dict[str, Any]) -> requests.Response:
+        return requests.post(f"{base}{path}", json=body, headers=headers, timeout=10)
+
+    def error_code(response: requests.Response) -> str:
+        return response.json()["error"]["details"][0]["errors"][0]["errorCode"]["offlineUserDataJobError"]
+
+    spec = {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": {"userList": USER_LIST}}
+    job = post("/offlineUserDataJobs:create", {"job": spec}).json()["resourceName"].split("/", 2)[2]
+    member = {"userIdentifiers": [{"hashedEmail": sha("a@example.com")}]}
+    too_many = [{"create": {"userIdentifiers": [{"hashedEmail": sha(f"{i}@x.com")}] * 20}} for i in range(3)]
+
+    assert error_code(post(f"/{job}:addOperations", {"operations": too_many})) == "TOO_MANY_USER_IDENTIFIERS"
+    assert post(f"/{job}:addOperations", {"operations": [{"create": member}]}).ok
+    mixed = post(f"/{job}:addOperations", {"operations": [{"remove": member}]})
+    assert (mixed.status_code, error_code(mixed)) == (400, "CONFLICTING_OPERATION")
+    assert post(f"/{job}:run", {}).ok
+    for refused in (post(f"/{job}:run", {}), post(f"/{job}:addOperations", {"operations": [{"create": member}]})):
+        assert (refused.status_code, error_code(refused)) == (400, "JOB_ALREADY_STARTED")
+    query = {
+        "query": f"SELECT offline_user_data_job.status FROM offline_user_data_job WHERE "
+        f"offline_user_data_job.resource_name = 'customers/1234567890/{job}'"
+    }
+    statuses = [
+        post("/googleAds:search", query).json()["results"][0]["offlineUserDataJob"]["status"]
+        for _ in range(google_ads.RUNNING_POLLS + 1)
+    ]
+    assert statuses == ["RUNNING"] * google_ads.RUNNING_POLLS + ["SUCCESS"]

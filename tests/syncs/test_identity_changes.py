@@ -56,7 +56,6 @@ DESTINATIONS = """
       base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
       access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
       developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
-      poll_interval_seconds: 0.01
 """
 
 

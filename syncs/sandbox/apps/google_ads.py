@@ -1,14 +1,22 @@
 """Google Ads API stand-in for Customer Match offline user data jobs (REST, JSON in camelCase).
 
-Enforced: `Authorization: Bearer` and `developer-token` headers, the job flow (create -> addOperations while
-PENDING -> run -> status via googleAds:search; a job reports RUNNING once before SUCCESS so clients must
-poll), the operation shape, SHA-256 hex for hashed identifiers, and partial failure per operation index
-(without `enablePartialFailure`, one bad operation fails the whole request). Members are applied to the
-user list when the job succeeds.
+Enforced: `Authorization: Bearer` and `developer-token` headers; the job flow: create, then addOperations in as
+many requests as needed while the job is PENDING, then run it once, then read its status with
+googleAds:search. Operations added to a job that has started, and a second run, are refused with 400
+FAILED_PRECONDITION (JOB_ALREADY_STARTED). A request holds at most 100,000 user identifiers and an operation at
+most 20 (TOO_MANY_USER_IDENTIFIERS); create and remove operations never share a job (CONFLICTING_OPERATION).
+Also the operation shape, SHA-256 hex for hashed identifiers, and partial failure per operation index (without
+`enablePartialFailure`, one bad operation fails the whole request). A job that runs reports RUNNING for
+`RUNNING_POLLS` status reads, then SUCCESS: its members are applied to the user list then.
+
+Test hooks: `lost_answers[action] = n` makes the next n requests to `create`, `addOperations` or `run` take effect
+and then answer 503, as when Google's answer is lost on its way back; `members()` reads a user list once every
+job that runs has finished.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import uuid
@@ -18,7 +26,9 @@ from syncs.sandbox.apps.credentials import GOOGLE_ADS_ACCESS_TOKEN, GOOGLE_ADS_D
 from syncs.sandbox.server import Request, Response, SandboxApp, route
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MAX_OPERATIONS = 100_000
+MAX_IDENTIFIERS_PER_REQUEST = 100_000
+MAX_IDENTIFIERS_PER_OPERATION = 20
+RUNNING_POLLS = 3
 JOB = r"/v\d+/customers/(?P<cid>\d+)/offlineUserDataJobs/(?P<job>\d+)"
 
 
@@ -26,6 +36,10 @@ def google_error(status: int, state: str, message: str, errors: list[dict[str, A
     details = [{"@type": "type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure", "errors": errors}]
     body = {"error": {"code": status, "message": message, "status": state, "details": details if errors else []}}
     return Response(status, body)
+
+
+def job_error(status: int, state: str, code: str, message: str) -> Response:
+    return google_error(status, state, message, [{"errorCode": {"offlineUserDataJobError": code}, "message": message}])
 
 
 def _identifier_error(identifier: Any) -> str | None:
@@ -56,6 +70,8 @@ class GoogleAdsApp(SandboxApp):
         with self.lock:
             self.jobs: dict[str, dict[str, Any]] = {}  # job resource name -> job
             self.user_lists: dict[str, set[tuple[str, str]]] = {}  # user list -> (identifier kind, value)
+            self.lost_answers: dict[str, int] = {}  # action -> answers still to lose
+            self._runs = itertools.count()
 
     def _refusal(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {self.access_token}":
@@ -63,6 +79,14 @@ class GoogleAdsApp(SandboxApp):
         if request.headers.get("developer-token") != self.developer_token:
             return google_error(403, "PERMISSION_DENIED", "The developer token is not valid.")
         return None
+
+    def _answer(self, action: str, response: Response) -> Response:
+        """The answer to a request that took effect, unless a test asked to lose it."""
+        with self.lock:
+            if self.lost_answers.get(action, 0) > 0:
+                self.lost_answers[action] -= 1
+                return google_error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        return response
 
     @route("POST", r"/v\d+/customers/(?P<cid>\d+)/offlineUserDataJobs:create")
     def create_job(self, request: Request) -> Response:
@@ -76,8 +100,8 @@ class GoogleAdsApp(SandboxApp):
             return google_error(400, "INVALID_ARGUMENT", "job needs type CUSTOMER_MATCH_USER_LIST and its userList.")
         name = f"customers/{request.params['cid']}/offlineUserDataJobs/{uuid.uuid4().int % 10**12}"
         with self.lock:
-            self.jobs[name] = {"status": "PENDING", "userList": user_list, "operations": [], "polls": 0}
-        return Response(200, {"resourceName": name})
+            self.jobs[name] = {"status": "PENDING", "userList": user_list, "operations": [], "verb": None, "polls": 0}
+        return self._answer("create", Response(200, {"resourceName": name}))
 
     @route("POST", JOB + r":addOperations")
     def add_operations(self, request: Request) -> Response:
@@ -85,8 +109,11 @@ class GoogleAdsApp(SandboxApp):
             return refusal
         body = request.json() or {}
         operations = body.get("operations")
-        if not isinstance(operations, list) or not operations or len(operations) > MAX_OPERATIONS:
-            return google_error(400, "INVALID_ARGUMENT", f"operations must hold 1 to {MAX_OPERATIONS} items.")
+        if not isinstance(operations, list) or not operations:
+            return google_error(400, "INVALID_ARGUMENT", "operations must hold at least one operation.")
+        if sum(map(_identifier_count, operations)) > MAX_IDENTIFIERS_PER_REQUEST:
+            message = f"A request holds at most {MAX_IDENTIFIERS_PER_REQUEST} user identifiers."
+            return job_error(400, "INVALID_ARGUMENT", "TOO_MANY_USER_IDENTIFIERS", message)
         errors = []
         for index, operation in enumerate(operations):
             code = _operation_error(operation)
@@ -95,13 +122,21 @@ class GoogleAdsApp(SandboxApp):
                 errors.append({"errorCode": {"offlineUserDataJobError": code}, "message": code, "location": location})
         if errors and not body.get("enablePartialFailure"):
             return google_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", errors)
-        name = _job_name(request)
+        bad = {e["location"]["fieldPathElements"][0]["index"] for e in errors}
+        kept = [op for i, op in enumerate(operations) if i not in bad]
         with self.lock:
-            job = self.jobs.get(name)
-            if job is None or job["status"] != "PENDING":
-                return google_error(400, "FAILED_PRECONDITION", "operations can only be added to a PENDING job.")
-            bad = {e["location"]["fieldPathElements"][0]["index"] for e in errors}
-            job["operations"] += [op for i, op in enumerate(operations) if i not in bad]
+            job = self.jobs.get(_job_name(request))
+            if job is None:
+                return google_error(404, "NOT_FOUND", "The offline user data job does not exist.")
+            if job["status"] != "PENDING":
+                message = "Operations cannot be added once the job has started."
+                return job_error(400, "FAILED_PRECONDITION", "JOB_ALREADY_STARTED", message)
+            verbs = {job["verb"], *(next(iter(op)) for op in kept)} - {None}
+            if len(verbs) > 1:
+                message = "Mixing creation and removal of offline data in the same job is not allowed."
+                return job_error(400, "INVALID_ARGUMENT", "CONFLICTING_OPERATION", message)
+            job["verb"] = next(iter(verbs), None)
+            job["operations"] += kept
         answer: dict[str, Any] = {}
         if errors:
             answer["partialFailureError"] = {
@@ -111,19 +146,24 @@ class GoogleAdsApp(SandboxApp):
                     {"@type": "type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure", "errors": errors}
                 ],
             }
-        return Response(200, answer)
+        return self._answer("addOperations", Response(200, answer))
 
     @route("POST", JOB + r":run")
     def run_job(self, request: Request) -> Response:
         if (refusal := self._refusal(request)) is not None:
             return refusal
-        name = _job_name(request)
         with self.lock:
-            job = self.jobs.get(name)
-            if job is None or job["status"] != "PENDING" or not job["operations"]:
-                return google_error(400, "FAILED_PRECONDITION", "only a PENDING job with operations can run.")
-            job["status"] = "RUNNING"
-        return Response(200, {"name": f"customers/{request.params['cid']}/operations/{uuid.uuid4().hex}"})
+            job = self.jobs.get(_job_name(request))
+            if job is None:
+                return google_error(404, "NOT_FOUND", "The offline user data job does not exist.")
+            if job["status"] != "PENDING":
+                return job_error(400, "FAILED_PRECONDITION", "JOB_ALREADY_STARTED", "The job has already started.")
+            if not job["operations"]:
+                return google_error(400, "FAILED_PRECONDITION", "The job has no operations to run.")
+            job["status"], job["ran"] = "RUNNING", next(self._runs)
+        return self._answer(
+            "run", Response(200, {"name": f"customers/{request.params['cid']}/operations/{uuid.uuid4().hex}"})
+        )
 
     @route("POST", r"/v\d+/customers/(?P<cid>\d+)/googleAds:search")
     def search(self, request: Request) -> Response:
@@ -137,7 +177,7 @@ class GoogleAdsApp(SandboxApp):
                 return Response(200, {"results": []})
             if job["status"] == "RUNNING":
                 job["polls"] += 1
-                if job["polls"] > 1:
+                if job["polls"] > RUNNING_POLLS:
                     self._complete(job)
             return Response(
                 200, {"results": [{"offlineUserDataJob": {"resourceName": match.group(1), "status": job["status"]}}]}
@@ -154,8 +194,11 @@ class GoogleAdsApp(SandboxApp):
         job["status"] = "SUCCESS"
 
     def members(self, user_list: str) -> set[str]:
-        """Hashed emails in a user list (for assertions)."""
+        """Hashed emails in a user list once every job that runs has finished, in the order they ran (for
+        assertions)."""
         with self.lock:
+            for job in sorted((j for j in self.jobs.values() if j["status"] == "RUNNING"), key=lambda j: j["ran"]):
+                self._complete(job)
             return {value for kind, value in self.user_lists.get(user_list, set()) if kind == "hashedEmail"}
 
 
@@ -163,10 +206,19 @@ def _job_name(request: Request) -> str:
     return f"customers/{request.params['cid']}/offlineUserDataJobs/{request.params['job']}"
 
 
+def _identifier_count(operation: Any) -> int:
+    data = next(iter(operation.values()), None) if isinstance(operation, dict) else None
+    identifiers = data.get("userIdentifiers") if isinstance(data, dict) else None
+    return len(identifiers) if isinstance(identifiers, list) else 0
+
+
 def _operation_error(operation: Any) -> str | None:
     if not isinstance(operation, dict) or len(operation) != 1 or next(iter(operation)) not in ("create", "remove"):
         return "INVALID_OPERATION"
-    identifiers = next(iter(operation.values())).get("userIdentifiers")
-    if not isinstance(identifiers, list) or not identifiers or len(identifiers) > 20:
+    data = next(iter(operation.values()))
+    identifiers = data.get("userIdentifiers") if isinstance(data, dict) else None
+    if not isinstance(identifiers, list) or not identifiers:
         return "INVALID_USER_IDENTIFIER"
+    if len(identifiers) > MAX_IDENTIFIERS_PER_OPERATION:
+        return "TOO_MANY_USER_IDENTIFIERS"
     return next((code for code in map(_identifier_error, identifiers) if code), None)
