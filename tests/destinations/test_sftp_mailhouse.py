@@ -23,6 +23,7 @@ from syncs.destinations.sftp_mailhouse import SftpMailhouseDestination
 from syncs.engine import load_project, run_sync
 from syncs.sandbox.apps.credentials import MAILHOUSE_SFTP_PASSWORD
 from syncs.sandbox.sftp import SftpSandbox
+from tests.reliability.harness import MAIL_MODEL_YAML
 
 
 @pytest.fixture
@@ -362,22 +363,6 @@ def test_another_campaigns_manifest_left_behind_is_left_to_it(sftp_server: SftpS
     assert visible(sftp_server.root / "drops") == ["winback_2_run-1.csv", "winback_2_run-1.manifest.json"]
 
 
-MAIL_MODEL = """
-models:
-  - name: mail_pieces
-    config:
-      meta:
-        tidings:
-          syncs:
-            - name: winback_mail
-              destination: mailhouse
-              mode: send_once
-              primary_key: occurrence_key
-              target: {campaign: winback}
-              mapping: {full_name: full_name, address_line1: street, city: city, state: state, postal_code: zip}
-"""
-
-
 @pytest.mark.parametrize(
     ("refused", "first_status"),
     [("*.manifest.json*", "failed"), ("*.manifest.json", "success")],
@@ -390,7 +375,7 @@ def test_a_drop_is_never_left_without_its_manifest_across_runs(
     every piece once, its correct manifest beside it, and every piece in the ledger once."""
     models = tmp_path / "project" / "models"
     models.mkdir(parents=True)
-    (models / "_mail.yml").write_text(MAIL_MODEL)
+    (models / "_mail.yml").write_text(MAIL_MODEL_YAML)
     destinations = tmp_path / "project" / "destinations.yml"
     destinations.write_text(
         textwrap.dedent(f"""

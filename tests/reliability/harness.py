@@ -97,6 +97,23 @@ models:
 
 # How the segment models filter (dim_customers.can_email): consent given and not withdrawn, not globally
 # suppressed, and a usable address.
+# A send_once sync of model `mail_pieces` to a destination named `mailhouse` (SFTP), for mail-drop tests.
+MAIL_MODEL_YAML = """
+models:
+  - name: mail_pieces
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: winback_mail
+              destination: mailhouse
+              mode: send_once
+              primary_key: occurrence_key
+              target: {campaign: winback}
+              mapping: {full_name: full_name, address_line1: street, city: city, state: state, postal_code: zip}
+"""
+
+
 CONSENTED_AUDIENCE_VIEW = """
 create view analytics.consented_audience as
 select customer_id, lower(trim(email)) as email

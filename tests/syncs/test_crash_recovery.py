@@ -8,6 +8,7 @@ from pathlib import Path
 from syncs import state
 from syncs.engine import SyncResult
 from syncs.sandbox.sftp import SftpSandbox
+from tests.reliability.harness import MAIL_MODEL_YAML
 
 
 def deliveries(env, topic: str) -> Counter[str]:
@@ -44,22 +45,6 @@ def test_send_once_crash_between_ack_and_commit_is_not_sent_twice(sync_env):
     assert len(sync_env.webhook().sent) == 40  # every occurrence reached the receiver exactly once
     assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("sent", 40)]
     assert sync_env.run("welcome_send").sent == 0
-
-
-MAIL_MODEL_YAML = """
-models:
-  - name: mail_pieces
-    config:
-      meta:
-        tidings:
-          syncs:
-            - name: winback_mail
-              destination: mailhouse
-              mode: send_once
-              primary_key: occurrence_key
-              target: {campaign: winback}
-              mapping: {full_name: full_name, address_line1: street, city: city, state: state, postal_code: zip}
-"""
 
 
 def add_mail_sync(env, sftp: SftpSandbox) -> None:
