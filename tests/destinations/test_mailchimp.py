@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from syncs.config import ConfigError, load_project
 from syncs.destinations import mailchimp as mailchimp_module
-from syncs.destinations.base import Mode, Operation, OutboundRow, RowOutcome, RunInfo
+from syncs.destinations.base import Operation, OutboundRow, RowOutcome
 from syncs.destinations.mailchimp import MailchimpDestination
 from syncs.http import DestinationHTTPError
 from syncs.identity import subscriber_hash
 from syncs.sandbox.apps.credentials import MAILCHIMP_API_KEY
+from tests.destinations.runs import send_once_run
 
 
 def mailchimp(sandbox: Any, settings: dict[str, Any] | None = None, **target: Any) -> MailchimpDestination:
@@ -29,12 +30,7 @@ def mailchimp(sandbox: Any, settings: dict[str, Any] | None = None, **target: An
 def send_run(
     dest: MailchimpDestination, rows: list[OutboundRow], run_id: str, unsettled: tuple[str, ...] = ()
 ) -> list[RowOutcome]:
-    """One send_once run as the runner drives it; `unsettled` are earlier runs that may have sent unrecorded."""
-    dest.open(RunInfo(run_id, "journeys", Mode.SEND_ONCE, estimated_rows=len(rows), unsettled_runs=unsettled))
-    try:
-        return dest.write(Operation.SEND, rows)
-    finally:
-        dest.close(success=True)
+    return send_once_run(dest, "journeys", rows, run_id, unsettled)
 
 
 def load_sync(tmp_path: Path, mode: str, target: dict[str, Any]) -> None:

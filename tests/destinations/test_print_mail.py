@@ -15,9 +15,10 @@ import requests
 
 from syncs.config import ConfigError, load_project
 from syncs.destinations import print_mail
-from syncs.destinations.base import Mode, Operation, OutboundRow, RowOutcome, RunInfo
+from syncs.destinations.base import Operation, OutboundRow, RowOutcome
 from syncs.destinations.print_mail import PrintMailDestination
 from syncs.sandbox.apps.credentials import LOB_API_KEY
+from tests.destinations.runs import send_once_run
 
 SENDER = {
     "name": "Tidings Demo Co",
@@ -60,12 +61,7 @@ def load_sync(tmp_path: Path, target: dict[str, Any], settings: dict[str, Any]) 
 def send_run(
     dest: PrintMailDestination, rows: list[OutboundRow], run_id: str, unsettled: tuple[str, ...] = ()
 ) -> list[RowOutcome]:
-    """One send_once run as the runner drives it; `unsettled` are earlier runs that may have printed unrecorded."""
-    dest.open(RunInfo(run_id, "winback_postcards", Mode.SEND_ONCE, estimated_rows=len(rows), unsettled_runs=unsettled))
-    try:
-        return dest.write(Operation.SEND, rows)
-    finally:
-        dest.close(success=True)
+    return send_once_run(dest, "winback_postcards", rows, run_id, unsettled)
 
 
 def post_postcard(sandbox: Any, idempotency_key: str, metadata: dict[str, str]) -> dict[str, Any]:
