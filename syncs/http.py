@@ -16,6 +16,8 @@ from syncs.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Answers saying the server did not process the request; a 500, 502 or 504 may come after it did.
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
 
 
 class DestinationHTTPError(Exception):
@@ -46,16 +48,18 @@ class _RateLimitedRetry(Retry):
         return super().sleep_for_retry(response)
 
 
-def build_retry(max_retries: int, bucket: TokenBucket | None) -> Retry:
+def build_retry(max_retries: int, bucket: TokenBucket | None, *, resend_processed: bool = True) -> Retry:
+    """`resend_processed=False` for calls that must never reach the server twice (no idempotency key): only a
+    request the server never got (connect errors) or did not process (429, 503) is re-sent."""
     retry = _RateLimitedRetry(
         total=max_retries,
         connect=max_retries,
-        read=max_retries,
+        read=max_retries if resend_processed else False,
         status=max_retries,
         backoff_factor=0.2,
         backoff_max=30,
         backoff_jitter=0.3,
-        status_forcelist=RETRY_STATUSES,
+        status_forcelist=RETRY_STATUSES if resend_processed else NOT_PROCESSED_STATUSES,
         allowed_methods=None,  # every method: our writes are idempotent (upserts, idempotency keys)
         respect_retry_after_header=True,
         raise_on_status=False,
@@ -78,15 +82,20 @@ class HttpClient:
         pool_size: int = 10,
         auth: Any = None,
         headers: dict[str, str] | None = None,
+        bucket: TokenBucket | None = None,
+        resend_processed: bool = True,
     ) -> None:
+        """`bucket` shares another client's rate limit; `resend_processed`: see `build_retry`."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout_seconds
-        self.bucket = TokenBucket(requests_per_second)
+        self.bucket = bucket or TokenBucket(requests_per_second)
         self.session = requests.Session()
         self.session.auth = auth
         self.session.headers.update({"User-Agent": "tidings/0.1", **(headers or {})})
         adapter = HTTPAdapter(
-            max_retries=build_retry(max_retries, self.bucket), pool_connections=pool_size, pool_maxsize=pool_size
+            max_retries=build_retry(max_retries, self.bucket, resend_processed=resend_processed),
+            pool_connections=pool_size,
+            pool_maxsize=pool_size,
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

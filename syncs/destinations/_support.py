@@ -16,6 +16,7 @@ import requests
 
 from syncs.destinations.base import Destination, DestinationSettings, OutboundRow, RowOutcome
 from syncs.http import RETRY_STATUSES, DestinationHTTPError, HttpClient
+from syncs.ratelimit import TokenBucket
 
 T = TypeVar("T")
 NON_FINITE_MESSAGE = "a field holds NaN or Infinity, which JSON cannot carry"
@@ -52,6 +53,8 @@ def http_client(
     auth: Any = None,
     headers: dict[str, str] | None = None,
     pool_size: int = 1,
+    bucket: TokenBucket | None = None,
+    resend_processed: bool = True,
 ) -> HttpClient:
     """One pooled, rate-limited, retrying client configured from a destination's settings. The connection pool
     holds `pool_size` connections per batch in flight (a connector that fans a batch out asks for more)."""
@@ -64,6 +67,8 @@ def http_client(
         pool_size=max(settings.concurrency, 1) * max(pool_size, 1),
         auth=auth,
         headers=headers,
+        bucket=bucket,
+        resend_processed=resend_processed,
     )
 
 

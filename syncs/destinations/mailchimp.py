@@ -55,14 +55,12 @@ from syncs.destinations.base import (
     SyncTarget,
     register,
 )
-from syncs.http import DestinationHTTPError, HttpClient, build_retry
+from syncs.http import DestinationHTTPError, HttpClient
 
 MAX_MEMBERS_PER_CALL = 500
 MAX_CONNECTIONS = 10
 EVENT_NAME = r"^[A-Za-z0-9_-]{2,30}$"  # Mailchimp's rule for event names
 EVENTS_PAGE = 1000  # the most a member-events read returns at once
-# Answers to an event POST that say the event was not stored (see `_client_without_resends`).
-EVENT_RETRY_STATUSES = frozenset({429, 503})
 
 
 class MailchimpSettings(DestinationSettings):
@@ -128,19 +126,18 @@ class MailchimpDestination(Destination):
             self.settings = settings
         auth = HTTPBasicAuth("tidings", api_key)
         self.http = http_client(self, settings, auth=auth, pool_size=settings.event_concurrency)
-        self.event_http = self._client_without_resends(settings, auth)
+        # Event POSTs carry no idempotency key: one Mailchimp may have stored (lost answer, 500, 502, 504) is never
+        # re-sent; it shares the main client's rate limit.
+        self.event_http = http_client(
+            self,
+            settings,
+            auth=auth,
+            pool_size=settings.event_concurrency,
+            bucket=self.http.bucket,
+            resend_processed=False,
+        )
         self.list_path = f"/lists/{target.list_id}"
         self._check_earlier_sends = False
-
-    def _client_without_resends(self, settings: MailchimpSettings, auth: HTTPBasicAuth) -> HttpClient:
-        """The client for event POSTs, sharing the main client's rate limit. It retries a POST Mailchimp never
-        received (connect errors) or refused (429, 503), never one it may have stored (lost answer, 500, 502, 504)."""
-        client = http_client(self, settings, auth=auth, pool_size=settings.event_concurrency)
-        client.bucket = self.http.bucket
-        retry = build_retry(settings.max_retries, client.bucket).new(read=False, status_forcelist=EVENT_RETRY_STATUSES)
-        for adapter in client.session.adapters.values():
-            adapter.max_retries = retry
-        return client
 
     def open(self, run: RunInfo) -> None:
         self._check_earlier_sends = bool(run.unsettled_runs)

@@ -62,14 +62,13 @@ from syncs.destinations.base import (
     SyncTarget,
     register,
 )
-from syncs.http import DestinationHTTPError, HttpClient, build_retry
+from syncs.http import NOT_PROCESSED_STATUSES, DestinationHTTPError
 from syncs.logs import get_logger, log_event
 
 log = get_logger("destinations.meta")
 
 MAX_ROWS_PER_REQUEST = 10_000
 # Answers to a users request that say Meta did not process it: the only ones the HTTP retries send again.
-USERS_RETRY_STATUSES = frozenset({429, 503})
 SESSION_REFUSED = (
     "Meta refused the upload session (a batch_seq that did not increase, or a session already ended); "
     "the rows are sent again in a new session"
@@ -183,20 +182,13 @@ class MetaCustomAudiencesDestination(Destination):
     def __init__(self, name: str, settings: MetaSettings, target: MetaTarget) -> None:
         super().__init__(name, settings, target)
         self.token = secret_from_env(settings.access_token_env, name)
-        self.http = self._client_without_resends(settings)
+        # A users request Meta may have processed (lost answer, 500, 502, 504) is never re-sent: a repeated
+        # batch_seq is refused, and re-sending within the run could not tell it was applied.
+        self.http = http_client(self, settings, resend_processed=False)
         self._planned = 0  # rows the planner gave the run, all operations together (0: unknown)
         self._planned_by_op: Mapping[Operation, int] = {}  # the same per operation, when the run knows them
         self._handed: Counter[Operation] = Counter()  # rows the runner has handed to `write` so far
         self._sessions: dict[Operation, _Session] = {}
-
-    def _client_without_resends(self, settings: MetaSettings) -> HttpClient:
-        """A client that retries a request Meta never received (connect errors) or did not process (429, 503),
-        never one it may have processed (a lost answer, 500, 502, 504)."""
-        client = http_client(self, settings)
-        retry = build_retry(settings.max_retries, client.bucket).new(read=False, status_forcelist=USERS_RETRY_STATUSES)
-        for adapter in client.session.adapters.values():
-            adapter.max_retries = retry
-        return client
 
     def open(self, run: RunInfo) -> None:
         self._planned, self._planned_by_op = run.estimated_rows, run.estimated_rows_by_op
@@ -281,7 +273,7 @@ class MetaCustomAudiencesDestination(Destination):
             self._abandon(op, session)
             raise _NotAccepted(partial(fail_all, code="session_refused", message=SESSION_REFUSED))
         if not response.ok:
-            if response.status_code >= 500 and response.status_code not in USERS_RETRY_STATUSES:
+            if response.status_code >= 500 and response.status_code not in NOT_PROCESSED_STATUSES:
                 self._abandon(op, session)
             raise _NotAccepted(partial(fail_batch_for_response, response=response, what=f"Meta {method} users"))
         session.sent, session.finished, session.tail = total, last, (schema, data[-1])
