@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Sequence
+from time import time as wall_clock
 from typing import Any, ClassVar
 
 import orjson
+import requests
 
 from syncs.destinations._support import (
     fail_all,
@@ -43,6 +44,12 @@ from syncs.http import DestinationHTTPError
 TIMESTAMP_HEADER = "X-Tidings-Timestamp"
 SIGNATURE_HEADER = "X-Tidings-Signature"
 ACKNOWLEDGED = frozenset({"accepted", "duplicate"})
+# Receivers refuse old signatures (the sandbox, like most, after 300 s) and urllib3 re-sends the same headers on its
+# retries, so a long Retry-After can age a signature past that. An auth refusal of a signature this old is sent again,
+# signed anew; a fresh signature's refusal (a wrong secret) is final.
+RESIGN_AFTER_SECONDS = 60
+MAX_RESIGNS = 3
+AUTH_REFUSALS = frozenset({401, 403})
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -98,10 +105,8 @@ class WebhookDestination(Destination):
         """POST the rows (a JSON array, rendered by the warehouse or by `write`) in one signed body."""
         topic = json.dumps(self.target.topic)
         payload = f'{{"topic":{topic},"operation":"{op.value}","rows":{rows_json}}}'.encode()
-        timestamp = str(int(time.time()))
-        headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self.secret, timestamp, payload)}
         try:
-            response = self.http.request("POST", self.http.base_url, data=payload, headers=headers)
+            response = self._post_signed(payload)
         except DestinationHTTPError as error:
             return fail_keys_for_error(keys, error)
         if response.status_code != 200:
@@ -114,6 +119,16 @@ class WebhookDestination(Destination):
             return AcknowledgedRows(keys, [item.get("delivery_id") for item in results])
         by_key = {item.get("key"): item for item in results}
         return [self._outcome(key, by_key.get(key)) for key in keys]
+
+    def _post_signed(self, payload: bytes) -> requests.Response:
+        for _ in range(MAX_RESIGNS + 1):
+            signed_at = wall_clock()
+            timestamp = str(int(signed_at))
+            headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self.secret, timestamp, payload)}
+            response = self.http.request("POST", self.http.base_url, data=payload, headers=headers)
+            if response.status_code not in AUTH_REFUSALS or wall_clock() - signed_at < RESIGN_AFTER_SECONDS:
+                break
+        return response
 
     @staticmethod
     def _outcome(key: str, result: dict[str, Any] | None) -> RowOutcome:

@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import requests
 
+from syncs.destinations import webhook as webhook_module
 from syncs.destinations.base import AcknowledgedRows, Operation, OutboundBatch, OutboundRow
 from syncs.destinations.webhook import WebhookDestination, sign
 from syncs.sandbox.apps.credentials import WEBHOOK_SECRET
@@ -107,6 +108,18 @@ def test_wrong_secret_fails_the_batch_as_transient(clean_sandbox: Any, monkeypat
     monkeypatch.setenv(WEBHOOK_SECRET, "not-the-receivers-secret")
     outcomes = webhook(clean_sandbox).write(Operation.UPSERT, rows(2))
     assert {(o.ok, o.code, o.permanent) for o in outcomes} == {(False, "http_401", False)}
+    assert clean_sandbox.app("webhook").stats["invalid_signatures"] == 1  # a fresh signature's refusal is final
+
+
+def test_a_signature_aged_by_retries_is_signed_again(clean_sandbox: Any, monkeypatch: Any) -> None:
+    """urllib3 re-sends a request's headers on its retries, so after a long Retry-After the receiver sees an aged
+    signature; the connector signs the same body anew instead of failing the batch."""
+    signing_times = [time.time() - 400]  # the first signature was made 400 s before its last attempt
+    monkeypatch.setattr(webhook_module, "wall_clock", lambda: signing_times.pop() if signing_times else time.time())
+    outcomes = webhook(clean_sandbox).write(Operation.UPSERT, rows(2))
+    assert all(o.ok for o in outcomes)
+    stats = clean_sandbox.app("webhook").stats
+    assert (stats["stale_timestamps"], stats["delivered"]) == (1, 2)
 
 
 def test_retries_through_429_and_503(clean_sandbox: Any, control: Any) -> None:

@@ -66,8 +66,10 @@ class WebhookApp(SandboxApp):
             return problem(401, "Unauthorized", "missing X-Tidings-Timestamp or X-Tidings-Signature")
         expected = hmac.new(self.secret.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256)
         if not hmac.compare_digest(signature.removeprefix("sha256="), expected.hexdigest()):
+            self.count("invalid_signatures")
             return problem(401, "Invalid Signature", "the signature does not match the body")
         if abs(time.time() - int(timestamp)) > MAX_AGE_SECONDS:
+            self.count("stale_timestamps")
             return problem(401, "Stale Timestamp", f"timestamps older than {MAX_AGE_SECONDS} s are rejected")
         return None
 
