@@ -22,6 +22,11 @@
     {{ dbt.dateadd('day', '-1 * (' ~ days ~ ')', as_of_timestamp()) }}
 {%- endmacro %}
 
+{#- The first instant of the `days`-day window that ends with the as-of day ("in the last N days", today included). -#}
+{% macro window_start(days) -%}
+    {{ days_before_as_of(days - 1) }}
+{%- endmacro %}
+
 {#- The instant `days` days after the as-of instant (use for "in the next N days" upper bounds). -#}
 {% macro days_after_as_of(days) -%}
     {{ dbt.dateadd('day', days, as_of_timestamp()) }}

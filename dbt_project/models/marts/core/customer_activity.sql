@@ -1,5 +1,6 @@
 -- Product activity per customer relative to the as-of date; every CRM contact has a row (zeros when idle).
--- Windows are [as_of - N days, as_of + 1 day): the as-of day itself counts, the future never does.
+-- An N-day window is the N days ending with the as-of day, [as_of + 1 - N days, as_of + 1 day): the as-of day counts,
+-- the future never does, and `logins_prev_30d` is the 30 days before `logins_30d`'s, so `usage_trend` compares equals.
 with customers as (
     select customer_id from {{ ref('stg_crm__customers') }}
 ),
@@ -15,18 +16,18 @@ aggregated as (
         max(occurred_at) as last_seen_at,
         max(case when event_type = 'login' then occurred_at end) as last_login_at,
         {% for days in [7, 30, 90] -%}
-        sum(case when event_type = 'login' and occurred_at >= {{ days_before_as_of(days) }} then 1 else 0 end)
+        sum(case when event_type = 'login' and occurred_at >= {{ window_start(days) }} then 1 else 0 end)
             as logins_{{ days }}d,
         {% endfor -%}
-        sum(case when event_type = 'login' and occurred_at >= {{ days_before_as_of(60) }}
-                  and occurred_at < {{ days_before_as_of(30) }} then 1 else 0 end) as logins_prev_30d,
-        sum(case when event_type = 'feature_use' and occurred_at >= {{ days_before_as_of(7) }} then 1 else 0 end)
+        sum(case when event_type = 'login' and occurred_at >= {{ window_start(60) }}
+                  and occurred_at < {{ window_start(30) }} then 1 else 0 end) as logins_prev_30d,
+        sum(case when event_type = 'feature_use' and occurred_at >= {{ window_start(7) }} then 1 else 0 end)
             as feature_uses_7d,
-        sum(case when event_type = 'feature_use' and occurred_at >= {{ days_before_as_of(30) }} then 1 else 0 end)
+        sum(case when event_type = 'feature_use' and occurred_at >= {{ window_start(30) }} then 1 else 0 end)
             as feature_uses_30d,
-        count(distinct case when event_type = 'feature_use' and occurred_at >= {{ days_before_as_of(30) }}
+        count(distinct case when event_type = 'feature_use' and occurred_at >= {{ window_start(30) }}
                             then feature_name end) as distinct_features_30d,
-        sum(case when page_category = 'pricing' and occurred_at >= {{ days_before_as_of(15) }} then 1 else 0 end)
+        sum(case when page_category = 'pricing' and occurred_at >= {{ window_start(15) }} then 1 else 0 end)
             as pricing_views_15d,
         max(case when page_category = 'pricing' then occurred_at end) as last_pricing_view_at,
         max(case when event_type = 'add_to_cart' then occurred_at end) as last_add_to_cart_at,

@@ -23,7 +23,7 @@ final as (
     inner join activity on activity.customer_id = customers.customer_id
     where customers.can_ads
         and activity.last_pricing_view_at
-            >= {{ dbt.dateadd('day', -var('pricing_view_window_days'), as_of_date()) }}
+            >= {{ window_start(var('pricing_view_window_days')) }}
         and (
             activity.last_checkout_completed_at is null
             or activity.last_checkout_completed_at < activity.last_pricing_view_at
