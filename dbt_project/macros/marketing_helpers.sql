@@ -22,6 +22,12 @@
     mod(('x' || substr({{ dbt.hash(expression) }}, 1, 8))::bit(32)::bigint, {{ buckets }})
 {%- endmacro %}
 
+{#- Whether the customer is in the global control group: a stable hash bucket below `global_control_group_pct`.
+    That customer gets no marketing on any channel (messages and marketing audiences) and is measured against. -#}
+{% macro in_global_control_group(customer_id) -%}
+    ({{ hash_bucket(dbt.concat(["'global_control|'", customer_id])) }} < {{ var('global_control_group_pct') }})
+{%- endmacro %}
+
 {% macro to_local_timestamp(utc_timestamp, time_zone) -%}
     {{ return(adapter.dispatch('to_local_timestamp', 'tidings')(utc_timestamp, time_zone)) }}
 {%- endmacro %}

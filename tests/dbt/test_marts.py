@@ -273,6 +273,62 @@ def test_invariant_test_fails_on_planted_bad_rows(warehouse_copy: Path, tmp_path
     assert ("seg_trial_ending_low_usage", sharer, "email address suppressed") in shared
 
 
+CONTROL_GROUP_TEST = "assert_global_control_group_gets_no_marketing"
+MARKETING_AUDIENCES = tuple(
+    s for s in SEGMENTS if s not in {"seg_top_clv_lookalike", "seg_existing_customers_suppression"}
+)
+
+
+def test_the_global_control_group_gets_transactional_messages_but_no_marketing(built_warehouse: Path) -> None:
+    """About `global_control_group_pct` (5%) of customers are in the control group; they are in no marketing audience
+    and no marketing message, yet still get transactional messages and stay on the exclusion list."""
+    [(customers, in_control)] = query(
+        built_warehouse, "select count(*), count(*) filter (in_global_control_group) from analytics.dim_customers"
+    )
+    assert 0.02 * customers < in_control < 0.08 * customers
+    control = "(select customer_id from analytics.dim_customers where in_global_control_group)"
+    for audience in MARKETING_AUDIENCES:
+        assert query(built_warehouse, f"select count(*) from analytics.{audience} where customer_id in {control}") == [
+            (0,)
+        ], audience
+    kinds = query(
+        built_warehouse,
+        f"select distinct message_kind from analytics.message_queue where customer_id in {control}",
+    )
+    assert kinds == [("transactional",)]
+    [(excluded,)] = query(
+        built_warehouse,
+        f"select count(*) from analytics.seg_existing_customers_suppression where customer_id in {control}",
+    )
+    assert excluded > 0
+
+
+def test_control_group_test_names_planted_marketing_rows(warehouse_copy: Path, tmp_path: Path) -> None:
+    """A control-group customer planted into a marketing audience and into a marketing message: the singular test
+    reports both, and nothing else."""
+    control = "(select min(customer_id) from analytics.dim_customers where in_global_control_group)"
+    with duckdb.connect(str(warehouse_copy)) as con:
+        con.execute(
+            f"insert into analytics.seg_renewal_due select * replace ({control} as customer_id)"
+            " from analytics.seg_renewal_due limit 1"
+        )
+        con.execute(
+            "insert into analytics.message_queue select * replace ("
+            f"'planted-' || occurrence_key as occurrence_key, {control} as customer_id)"
+            " from analytics.message_queue where message_kind = 'marketing' limit 1"
+        )
+        [(planted,)] = con.sql(f"select {control}").fetchall()
+    result = dbt(
+        "test", "--select", CONTROL_GROUP_TEST, "--store-failures",
+        warehouse=warehouse_copy, target_path=tmp_path / "target",
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout[-4000:]
+    found = query(
+        warehouse_copy, f"select source_model, customer_id from analytics_dbt_test__audit.{CONTROL_GROUP_TEST}"
+    )
+    assert sorted(found) == [("message_queue", planted), ("seg_renewal_due", planted)]
+
+
 CHANNEL_LIST_TEST = "channel_list_message_catalog_channel_candidates"
 
 

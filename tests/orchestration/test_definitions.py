@@ -148,13 +148,16 @@ def test_syncs_run_after_their_model_refreshes_once_gates_pass(defs: dg.Definiti
     assert set(sync_keys(defs)) <= sensor.asset_selection.resolve(graph)
 
 
-def test_the_suppression_invariant_test_gates_the_message_queue(defs):
+def test_the_suppression_and_control_group_tests_gate_the_message_queue(defs):
     checks = {
-        key for key in defs.resolve_asset_graph().asset_check_keys if key.asset_key == dg.AssetKey(["message_queue"])
+        key.name
+        for key in defs.resolve_asset_graph().asset_check_keys
+        if key.asset_key == dg.AssetKey(["message_queue"])
     }
-    assert (
-        dg.AssetCheckKey(dg.AssetKey(["message_queue"]), "assert_no_suppressed_or_nonconsenting_recipients") in checks
-    )
+    assert {
+        "assert_no_suppressed_or_nonconsenting_recipients",
+        "assert_global_control_group_gets_no_marketing",
+    } <= checks
 
 
 def test_a_manifest_older_than_a_project_file_is_parsed_again(tmp_path, monkeypatch):

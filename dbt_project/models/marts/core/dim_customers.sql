@@ -120,6 +120,7 @@ final as (
         consent_direct_mail and not is_globally_suppressed and not is_do_not_mail and has_valid_postal_address
             as can_mail,
         consent_ads and not is_globally_suppressed and (email_valid or phone_valid) as can_ads,
+        {{ in_global_control_group('customer_id') }} as in_global_control_group,
         signed_up_at as signup_at,
         cast(signed_up_at as date) as signup_date,
         acquisition_channel,

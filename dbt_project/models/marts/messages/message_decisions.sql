@@ -134,7 +134,7 @@ deliveries as (
             when 'direct_mail' then customers.can_mail
             else false
         end as has_consent,
-        {{ hash_bucket(dbt.concat(["'global_control|'", 'channel_options.customer_id'])) }} as global_control_bucket,
+        {{ in_global_control_group('channel_options.customer_id') }} as in_global_control_group,
         {{ hash_bucket(dbt.concat(['channel_options.message_name', "'|'", 'channel_options.customer_id'])) }}
             as sequence_bucket,
         catalog.holdout_pct,
@@ -205,8 +205,7 @@ screened as (
             when not urgent and handover_status is null and pending_channel is not null then 'already_sent'
             when is_globally_suppressed then 'suppressed'
             when not has_consent then 'no_consent'
-            when message_kind = 'marketing' and global_control_bucket < {{ var('global_control_group_pct') }}
-                then 'holdout'
+            when message_kind = 'marketing' and in_global_control_group then 'holdout'
             when message_kind = 'marketing' and sequence_bucket < holdout_pct then 'holdout'
             when channel = 'sms' and is_quiet_hour then 'quiet_hours'
         end as screen_decision
@@ -317,8 +316,7 @@ final as (
             ]) }}
             when 'no_consent' then {{ dbt.concat(["'no consent or no valid identifier for '", 'screened.channel']) }}
             when 'holdout' then case
-                when screened.global_control_bucket < {{ var('global_control_group_pct') }}
-                    then 'global control group'
+                when screened.in_global_control_group then 'global control group'
                 else {{ dbt.concat(["'holdout group of '", 'screened.message_name']) }}
             end
             when 'quiet_hours' then case

@@ -19,6 +19,7 @@ final as (
     from customers
     inner join activity on activity.customer_id = customers.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
         and activity.last_add_to_cart_at
             >= {{ dbt.dateadd('hour', -var('abandoned_cart_window_hours'), as_of_date()) }}
         and activity.last_add_to_cart_at < {{ as_of_date() }}

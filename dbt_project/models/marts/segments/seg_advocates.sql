@@ -27,6 +27,7 @@ final as (
     from customers
     left join recent_order_problems on recent_order_problems.customer_id = customers.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
         and customers.lifetime_orders >= {{ var('advocate_min_orders') }}
         and recent_order_problems.customer_id is null
 )

@@ -43,6 +43,7 @@ final as (
     inner join customers on customers.customer_id = top_topic.customer_id
     where top_topic.topic_rank = 1
         and customers.can_ads
+        and not customers.in_global_control_group
 )
 
 select * from final

@@ -21,6 +21,7 @@ final as (
     from customers
     inner join activity on activity.customer_id = customers.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
         and activity.logins_prev_30d >= {{ var('inactive_min_prev_logins_30d') }}
         and activity.logins_30d <= activity.logins_prev_30d * {{ var('inactive_max_usage_trend') }}
 )

@@ -27,6 +27,7 @@ final as (
         cast(last_order_at as date) as last_order_date
     from customers
     where can_mail
+        and not in_global_control_group
         and has_valid_postal_address
         and lifetime_revenue >= {{ var('lapsed_high_value_min_revenue') }}
         and last_order_at < {{ dbt.dateadd('day', -var('lapsed_high_value_after_days'), as_of_date()) }}

@@ -19,6 +19,7 @@ final as (
     from {{ ref('customer_loyalty_tiers') }} as loyalty
     inner join customers on customers.customer_id = loyalty.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
 )
 
 select * from final

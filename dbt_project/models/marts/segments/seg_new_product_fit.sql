@@ -29,6 +29,7 @@ final as (
     inner join customers on customers.customer_id = fits.customer_id
     where fits.launch_rank = 1
         and customers.can_email
+        and not customers.in_global_control_group
 )
 
 select * from final

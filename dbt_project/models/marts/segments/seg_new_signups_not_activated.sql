@@ -20,6 +20,7 @@ final as (
     from customers
     left join activity on activity.customer_id = customers.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
         and customers.signup_date > {{ dbt.dateadd('day', -var('activation_window_days'), as_of_date()) }}
         and customers.signup_date <= {{ as_of_date() }}
         and coalesce(activity.feature_uses_30d, 0) = 0

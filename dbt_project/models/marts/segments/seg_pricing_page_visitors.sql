@@ -22,6 +22,7 @@ final as (
     from customers
     inner join activity on activity.customer_id = customers.customer_id
     where customers.can_ads
+        and not customers.in_global_control_group
         and activity.last_pricing_view_at
             >= {{ window_start(var('pricing_view_window_days')) }}
         and (

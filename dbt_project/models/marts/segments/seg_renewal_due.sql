@@ -32,6 +32,7 @@ final as (
         end as renewal_window_days
     from due
     where can_email
+        and not in_global_control_group
         and days_until_renewal >= 0
         and days_until_renewal <= {{ windows | last }}
 )

@@ -22,6 +22,7 @@ final as (
     from customers
     left join activity on activity.customer_id = customers.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
         and customers.subscription_status = 'trialing'
         and cast(customers.trial_ends_at as date) >= {{ as_of_date() }}
         and cast(customers.trial_ends_at as date)

@@ -21,6 +21,7 @@ final as (
     from {{ ref('customer_upsell_signals') }} as signals
     inner join customers on customers.customer_id = signals.customer_id
     where customers.can_email
+        and not customers.in_global_control_group
 )
 
 select * from final
