@@ -9,8 +9,13 @@ implements; for ASCII values with phones in international format, our hashes equ
 (tests/destinations/test_identity.py).
 Where Meta's documentation asks for more than the SDK does, we follow the documentation: letters outside
 A-Z in names and cities are kept (UTF-8, "special characters in UTF-8 format") where the SDK drops them,
-spaces inside ZIP codes are removed, US ZIP codes keep their first five digits, and phones get their
-country code from the customer's country when written in national format.
+spaces inside ZIP codes are removed, US ZIP codes keep their first five digits (a ZIP+4 written without its
+hyphen and without a country included), and phones get their country code from the customer's country when
+written in national format. ST is kept as the SDK keeps it (letters only, lower case): a state written out
+(`California`) is not turned into its code, as the SDK does not.
+
+Google Customer Match hashes first and last names alike: lower case, no punctuation, spaces trimmed and collapsed,
+without the prefix (Mrs.) or suffix (Jr.) Google asks to leave out.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 _META_STRIP = " \t\r\n\0\x0b."  # what Meta's SDK strips from both ends of every multi-key value
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _COUNTRY = re.compile(r"^[a-z]{2}$")
+_US_ZIP = re.compile(r"^\d{5}(-?\d{4})?$")
+# What Google asks to leave out of names: a prefix such as Mrs. (first name), a suffix such as Jr. (last name).
+_NAME_PREFIXES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr"})
+_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md"})
 
 
 def sha256_hex(text: str) -> str:
@@ -118,14 +127,17 @@ meta_city = meta_name
 
 
 def meta_state(value: object) -> str | None:
-    """ST: the (2-letter, for the US) state code, lower case, letters only."""
+    """ST: lower case, letters only, as Meta's SDK has it: send the 2-letter code (a name is not mapped to one)."""
     return _letters(_text(value).strip(_META_STRIP)) or None
 
 
 def meta_zip(value: object, country: object = None) -> str | None:
     """ZIP: lower case without spaces; in the US the first five digits (ZIP+4 dropped)."""
     text = re.sub(r"\s", "", _text(value).strip(_META_STRIP).lower())
-    if country_code(country) == "us" or (country is None and re.match(r"^\d{5}(-\d{4})?$", text)):
+    # With no country, a value shaped like a US ZIP (5 digits, or ZIP+4 with or without its hyphen) is taken as
+    # one: a ZIP+4 stored without its hyphen is common, 9-digit all-digit postcodes elsewhere are rare (Brazil's
+    # CEP has 8 digits, Iran's postcode 10). A country, when given, decides: a non-US one keeps all the digits.
+    if country_code(country) == "us" or (not _text(country).strip() and _US_ZIP.match(text)):
         text = text.split("-")[0][:5]
         return text if re.match(r"^\d{5}$", text) else None
     return text or None
@@ -174,16 +186,26 @@ def google_phone(value: object, country: object = None) -> str | None:
     return phone_e164(value, country)
 
 
+def _google_name_words(value: object) -> list[str]:
+    """Lower case, punctuation removed (`O'Brien` -> `obrien`), split at whitespace."""
+    text = "".join(ch for ch in _text(value).lower() if not unicodedata.category(ch).startswith("P"))
+    return text.split()
+
+
 def google_first_name(value: object) -> str | None:
-    """Lower case; extra spaces before, after and in between removed."""
-    text = " ".join(_text(value).lower().split())
-    return text or None
+    """Lower case, no punctuation, spaces trimmed and collapsed; a leading title (Mrs., Dr.) dropped."""
+    words = _google_name_words(value)
+    while len(words) > 1 and words[0] in _NAME_PREFIXES:
+        words.pop(0)
+    return " ".join(words) or None
 
 
 def google_last_name(value: object) -> str | None:
-    """Lower case, no punctuation."""
-    text = "".join(ch for ch in _text(value).lower() if not unicodedata.category(ch).startswith("P"))
-    return " ".join(text.split()) or None
+    """Lower case, no punctuation, spaces trimmed and collapsed; a trailing suffix (Jr., III, PhD) dropped."""
+    words = _google_name_words(value)
+    while len(words) > 1 and words[-1] in _NAME_SUFFIXES:
+        words.pop()
+    return " ".join(words) or None
 
 
 def google_country(value: object) -> str | None:
@@ -288,9 +310,11 @@ def usps_state(value: object, country: object = "US") -> str | None:
 
 
 def usps_zip(value: object, country: object = "US") -> str | None:
-    """US: `12345` or ZIP+4 `12345-6789` (the only punctuation kept); elsewhere upper case, spaces collapsed."""
+    """US: `12345` or ZIP+4 `12345-6789` (the only punctuation kept). Elsewhere the postcode's own form: upper case,
+    spaces collapsed, hyphens kept (Brazil `01310-100`, Japan `100-0001`), other marks removed."""
     if (country_code(country) or "us") != "us":
-        return _usps_plain(_text(value)) or None
+        kept = "".join(ch for ch in _text(value).upper() if ch.isalnum() or ch.isspace() or ch == "-")
+        return " ".join(kept.split()).strip(" -") or None
     digits = re.sub(r"\D", "", _text(value))
     if len(digits) == 5:
         return digits

@@ -2,7 +2,9 @@
 
 Rows are sent with the multi-key schema: each mapped field (`EMAIL`, `PHONE`, `FN`, ...) is normalized and
 SHA-256 hashed per Meta's rules (syncs.identity), `EXTERN_ID` unhashed; a missing or unusable value is sent
-as "" so the row still matches on its other keys. A row with no usable identifier fails (`no_identifier`).
+as "" so the row still matches on its other keys. A row with no usable identifier fails (`no_identifier`). `ZIP`
+keeps its first 5 digits in the US, or with no `COUNTRY` when it is US-shaped (a ZIP+4 with or without its hyphen);
+`ST` is kept as Meta's SDK keeps it, so a state name is not mapped to its code.
 
 Uploads of one operation within a run share a session (`session_id`, `batch_seq` from 1). Its
 `estimated_num_total` is what the operation has yet to hand over when the session opens (the planner's count for

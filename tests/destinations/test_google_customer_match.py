@@ -84,6 +84,20 @@ def test_identifiers_follow_googles_normalization() -> None:
     ]
 
 
+def test_first_and_last_names_are_hashed_alike() -> None:
+    """A first name kept its punctuation where a last name lost it (`mrs. mary-ann` was hashed): both now follow
+    Google's address rules, and leave out the title Google asks to leave out."""
+    fields = {
+        "first_name": " Mrs. Mary-Ann ",
+        "last_name": "O'Brien-Smith, Jr.",
+        "country_code": "US",
+        "postal_code": "94107",
+    }
+    [identifier] = user_identifiers(fields)
+    assert identifier["addressInfo"]["hashedFirstName"] == sha("maryann")
+    assert identifier["addressInfo"]["hashedLastName"] == sha("obriensmith")
+
+
 def test_a_run_adds_every_batch_to_one_job_and_runs_it_once_without_waiting(clean_sandbox: Any) -> None:
     """The sandbox keeps a job RUNNING for a few status reads: the run acknowledges its rows once the job runs,
     without waiting for Google to process it."""

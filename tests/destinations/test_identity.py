@@ -64,6 +64,25 @@ def test_meta_rules_the_sdk_leaves_to_the_caller() -> None:
     assert identity.meta_doby(date(1984, 5, 17)) == "1984"
 
 
+def test_a_nine_digit_zip_without_a_country_is_a_us_zip_plus_4() -> None:
+    """Meta: US ZIP codes keep their first 5 digits. Nine digits with no country is a ZIP+4 written without its
+    hyphen; a country that says otherwise keeps the value whole."""
+    assert [identity.meta_zip(v) for v in ("123456789", "12345 6789", "12345-6789")] == ["12345"] * 3
+    assert identity.meta_zip("123456789", " ") == "12345"  # a blank country is no country
+    assert identity.meta_zip("123456789", "BR") == "123456789"
+    assert identity.meta_zip("1234567890") == "1234567890"  # not US-shaped
+    schema = ["ZIP", "COUNTRY"]
+    assert hashed_row(["ZIP"], {"ZIP": "123456789"}) == [identity.sha256_hex("12345")]
+    assert hashed_row(schema, {"ZIP": "123456789", "COUNTRY": "KR"})[0] == identity.sha256_hex("123456789")
+
+
+def test_meta_state_names_are_not_mapped_to_codes_as_the_sdk_does_not() -> None:
+    """Meta's SDK keeps only a state's letters (`[^a-zA-Z]` removed), so "California" hashes as "california":
+    mapping it to "ca" would break byte-for-byte equality with the SDK, so ST stays as the SDK has it."""
+    assert hashed_row(["ST"], {"ST": "California"}) == [sdk_hash("ST", "California")]
+    assert identity.meta_state("California") == "california"
+
+
 def test_hex_sha256_of_a_published_vector() -> None:
     assert identity.sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
@@ -93,6 +112,20 @@ def test_google_rules() -> None:
     assert identity.google_last_name("O'Brien-Smith") == "obriensmith"
     assert identity.google_country("us") == "US"
     assert identity.google_postal_code(" SW1A  1AA ") == "SW1A 1AA"
+
+
+def test_google_first_and_last_names_are_normalized_alike() -> None:
+    """Google's address rules: lower case, spaces trimmed and collapsed, no punctuation (OfflineUserAddressInfo),
+    no prefix such as Mrs. in a first name nor suffix such as Jr. in a last name (Data Manager's AddressInfo).
+    First names kept their punctuation: `Mary-Ann` and `Maryann` hashed apart while `O'Brien` and `OBrien` did not."""
+    assert identity.google_first_name(" Mary-Ann ") == identity.google_last_name(" Mary-Ann ") == "maryann"
+    assert identity.google_first_name("J.R.  Bob") == identity.google_last_name("J.R.  Bob") == "jr bob"
+    assert identity.google_first_name("Mrs. Zoë") == "zoë"
+    assert identity.google_last_name("Smith, Jr.") == "smith"
+    assert identity.google_last_name("Pérez III") == "pérez"
+    # A lone title is the name itself, and a title goes from its own end only.
+    assert [identity.google_first_name(v) for v in ("Dr.", "Ann Dr", "...")] == ["dr", "ann dr", None]
+    assert [identity.google_last_name(v) for v in ("Jr", "Jr Smith")] == ["jr", "jr smith"]
 
 
 def test_country_codes_must_be_known_regions() -> None:
@@ -148,4 +181,15 @@ def test_usps_names_cities_and_states_keep_their_words_without_punctuation() -> 
 def test_usps_postal_codes() -> None:
     assert identity.usps_zip("55101 1234") == "55101-1234"
     assert identity.usps_zip("5510") is None
-    assert identity.usps_zip("k1a-0b1", "CA") == "K1A 0B1"
+    assert identity.usps_zip("k1a  0b1", "CA") == "K1A 0B1"
+
+
+def test_postal_codes_outside_the_us_keep_their_own_form() -> None:
+    """Only US ZIPs get the USPS treatment: a Brazilian CEP lost its hyphen (`01310 100`), as printed."""
+    assert identity.usps_zip("01310-100", "BR") == "01310-100"
+    assert identity.usps_zip("01.310-100", "BR") == "01310-100"  # the dot of the older written form goes
+    assert identity.usps_zip(" 100-0001 ", "JP") == "100-0001"
+    assert identity.usps_zip("sw1a   1aa", "GB") == "SW1A 1AA"
+    assert identity.usps_zip("k1a-0b1", "CA") == "K1A-0B1"  # as written: no country's format is guessed
+    assert [identity.usps_zip(v, "DE") for v in (" - ", "", None)] == [None, None, None]
+    assert identity.usps_zip("01310-100") is None  # no country is the US, and that is no ZIP
