@@ -209,6 +209,7 @@ def _plan_and_deliver(
             estimated_rows=estimated,
             estimated_rows_by_op=by_op,
             unsettled_runs=unsettled,
+            mapped_fields=tuple(name for name, _ in plan.declared_fields),
         )
         concurrency = project.destinations[sync.destination].settings.concurrency
         delivering = time.monotonic()

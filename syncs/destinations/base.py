@@ -198,6 +198,9 @@ class RunInfo:
     unsettled_runs: tuple[str, ...] = ()
     # The rows the run will hand over with each operation (its pass): the plan's exact counts; empty when unknown.
     estimated_rows_by_op: Mapping[Operation, int] = field(default_factory=dict)
+    # The destination fields the sync's mapping declares, in mapping order: the fields every row carries (a file's
+    # columns are known before its first row); empty when unknown.
+    mapped_fields: tuple[str, ...] = ()
 
 
 class Destination(ABC):

@@ -21,12 +21,14 @@ of the run fails with a retryable `drop_check_failed` and nothing is uploaded. T
 deletes them on pickup defeats it.
 
 CSV columns: key, full_name, address_line1, address_line2, city, state, postal_code, country, offer_code,
-then every other mapped field (personalization) in mapping order. USPS style (Publication 28): the address in upper
-case without punctuation, bar the ZIP+4 hyphen and, in the delivery lines, the hyphen of a hyphenated house number
-and the slash of a fraction; standard abbreviations in the delivery lines only (names and cities keep their words);
-a US state spelled out becomes its code. Offer code and personalization go as written, except that a cell a
-spreadsheet would take for a formula gets a leading apostrophe (CSV injection: a mail house may open the drop in a
-spreadsheet).
+then every other field the sync maps (personalization) in mapping order (`RunInfo.mapped_fields`): every drop of a
+sync has the same header whichever rows come first, a cell left empty where a row has no value. USPS style
+(Publication 28): the address in upper case without punctuation, bar the ZIP+4 hyphen and, in the delivery lines,
+the hyphen of a hyphenated house number and the slash of a fraction; standard abbreviations in the delivery lines
+only (names and cities keep their words); a US state spelled out becomes its code. A postcode outside the US keeps
+its own form (upper case, spaces collapsed, hyphens kept: Brazil `01310-100`). Offer code and personalization go
+as written, except that a cell a spreadsheet would take for a formula gets a leading apostrophe (CSV injection: a
+mail house may open the drop in a spreadsheet).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,7 +140,8 @@ class SftpMailhouseDestination(Destination):
 
     def open(self, run: RunInfo) -> None:
         self.file_name = self._drop_name(run.run_id)
-        self._spool, self._writer, self._columns, self._spooled = None, None, [], 0
+        self._spool, self._writer, self._spooled = None, None, 0
+        self._columns = _columns(run.mapped_fields) if run.mapped_fields else []
         self.delivered, self.missing_manifests = [], []
         self._complete_manifests()
         self._dropped_earlier = self._read_earlier_drops(run.unsettled_runs)
@@ -199,10 +202,9 @@ class SftpMailhouseDestination(Destination):
                 "invalid_postal_code" if missing == ["postal_code"] and fields.get("postal_code") else "missing_address"
             )
             return RowOutcome.failure(row.key, code, f"address lacks a usable {', '.join(missing)}", permanent=True)
-        extras = [k for k in fields if k not in values]
-        if not self._columns:
-            self._columns = ["key", *ADDRESS_COLUMNS, "offer_code", *extras]
-        personal = {k: "" if v is None else str(v) for k, v in fields.items() if k in extras}
+        if not self._columns:  # a caller that declares no fields (the engine always does): the first row's
+            self._columns = _columns(fields)
+        personal = {k: "" if v is None else str(v) for k, v in fields.items() if k not in values}
         record = {"key": row.key, **{k: v or "" for k, v in values.items()}, "offer_code": self.target.offer_code or ""}
         cells = [record.get(column, personal.get(column, "")) for column in self._columns]
         return [cells[0], *map(_formula_safe, cells[1:])]  # the key as it is: earlier drops are matched on it
@@ -357,6 +359,11 @@ class SftpMailhouseDestination(Destination):
         expected = self.settings.known_host_key.strip()
         if expected != "any" and expected.split()[:2] != [key.get_name(), key.get_base64()]:
             raise paramiko.SSHException("the SFTP server's host key does not match known_host_key")
+
+
+def _columns(fields: Iterable[str]) -> list[str]:
+    """The drop's header: the key, the address, the offer code, then the personalization fields in their order."""
+    return ["key", *ADDRESS_COLUMNS, "offer_code", *(f for f in fields if f not in ADDRESS_COLUMNS)]
 
 
 def _put_then_rename(sftp: paramiko.SFTPClient, source: IO[bytes], final: str) -> None:

@@ -66,7 +66,11 @@ def person(i: int, **overrides: Any) -> OutboundRow:
 
 
 def drop(
-    dest: SftpMailhouseDestination, rows: list[OutboundRow], run_id: str = "run-1", unsettled: tuple[str, ...] = ()
+    dest: SftpMailhouseDestination,
+    rows: list[OutboundRow],
+    run_id: str = "run-1",
+    unsettled: tuple[str, ...] = (),
+    mapped: tuple[str, ...] = (),
 ) -> list:
     dest.open(
         RunInfo(
@@ -75,6 +79,7 @@ def drop(
             mode=Mode.SEND_ONCE,
             estimated_rows=len(rows),
             unsettled_runs=unsettled,
+            mapped_fields=mapped,
         )
     )
     immediate = dest.write(Operation.SEND, rows)
@@ -363,19 +368,11 @@ def test_another_campaigns_manifest_left_behind_is_left_to_it(sftp_server: SftpS
     assert visible(sftp_server.root / "drops") == ["winback_2_run-1.csv", "winback_2_run-1.manifest.json"]
 
 
-@pytest.mark.parametrize(
-    ("refused", "first_status"),
-    [("*.manifest.json*", "failed"), ("*.manifest.json", "success")],
-    ids=["manifest-upload-refused", "manifest-rename-refused"],
-)
-def test_a_drop_is_never_left_without_its_manifest_across_runs(
-    sftp_server: SftpSandbox, tmp_path: Path, refused: str, first_status: str
-) -> None:
-    """Through the engine: whichever step of the manifest fails, the following run leaves exactly one CSV with
-    every piece once, its correct manifest beside it, and every piece in the ledger once."""
+def mail_project(tmp_path: Path, server: SftpSandbox, model_yaml: str = MAIL_MODEL_YAML) -> tuple[Any, Path]:
+    """A project with the mail-drop sync `winback_mail` over `server`, and a warehouse holding its five pieces."""
     models = tmp_path / "project" / "models"
     models.mkdir(parents=True)
-    (models / "_mail.yml").write_text(MAIL_MODEL_YAML)
+    (models / "_mail.yml").write_text(model_yaml)
     destinations = tmp_path / "project" / "destinations.yml"
     destinations.write_text(
         textwrap.dedent(f"""
@@ -384,7 +381,7 @@ def test_a_drop_is_never_left_without_its_manifest_across_runs(
             mailhouse:
               type: sftp_mailhouse
               host: 127.0.0.1
-              port: {sftp_server.port}
+              port: {server.port}
               username: tidings
               password_env: {MAILHOUSE_SFTP_PASSWORD}
               remote_dir: /drops
@@ -397,9 +394,22 @@ def test_a_drop_is_never_left_without_its_manifest_across_runs(
         con.execute(
             "create schema analytics; create table analytics.mail_pieces as select 'winback:' || i as occurrence_key, "
             "'Ann Example ' || i as full_name, i || ' Main Street' as street, 'Saint Paul' as city, 'MN' as state, "
-            "'55101' as zip from range(5) t(i)"
+            "'55101' as zip, 'Ann' as first, i * 10 as points from range(5) t(i)"
         )
-    project = load_project(tmp_path / "project", destinations, profile="sandbox")
+    return load_project(tmp_path / "project", destinations, profile="sandbox"), warehouse
+
+
+@pytest.mark.parametrize(
+    ("refused", "first_status"),
+    [("*.manifest.json*", "failed"), ("*.manifest.json", "success")],
+    ids=["manifest-upload-refused", "manifest-rename-refused"],
+)
+def test_a_drop_is_never_left_without_its_manifest_across_runs(
+    sftp_server: SftpSandbox, tmp_path: Path, refused: str, first_status: str
+) -> None:
+    """Through the engine: whichever step of the manifest fails, the following run leaves exactly one CSV with
+    every piece once, its correct manifest beside it, and every piece in the ledger once."""
+    project, warehouse = mail_project(tmp_path, sftp_server)
     sftp_server.refuse_writes = refused
 
     first = run_sync("winback_mail", project=project, warehouse=warehouse)
@@ -419,6 +429,54 @@ def test_a_drop_is_never_left_without_its_manifest_across_runs(
     assert Counter(key for key, _ in ledger) == Counter(f"winback:{i}" for i in range(5))
     assert {ref for _, ref in ledger} == {drop_name}
     assert run_sync("winback_mail", project=project, warehouse=warehouse).sent == 0
+
+
+HEADER = ["key", *sftp_mailhouse.ADDRESS_COLUMNS, "offer_code"]
+
+
+def test_every_drop_has_the_declared_columns_whichever_row_comes_first(sftp_server: SftpSandbox) -> None:
+    """The header came from the first row: a personalization field it lacked never became a column, and later
+    rows lost their value for it. It now comes from the sync's mapping, in mapping order, the same for every drop."""
+    mapped = ("full_name", "address_line1", "city", "state", "postal_code", "points", "first_name")
+    without_personalization = {k: v for k, v in person(1).fields.items() if k != "first_name"}
+    rows = [OutboundRow("occ-1", without_personalization, "idem-1"), person(2, points=20)]
+
+    drop(mailhouse(sftp_server), rows, mapped=mapped)
+    drop(mailhouse(sftp_server), [person(3, points=30), person(4)], run_id="run-2", mapped=mapped)
+
+    folder = sftp_server.root / "drops"
+    first, second = (
+        list(csv.reader((folder / f"winback_{r}.csv").read_text().splitlines())) for r in ("run-1", "run-2")
+    )
+    assert first[0] == second[0] == [*HEADER, "points", "first_name"]
+    assert [record[-2:] for record in first[1:]] == [["", ""], ["20", "Ann"]]
+    assert [record[-2:] for record in second[1:]] == [["30", "Ann"], ["", "Ann"]]
+    assert json.loads((folder / "winback_run-1.manifest.json").read_text())["columns"] == first[0]
+
+
+def test_the_engine_hands_the_drop_its_mapped_fields(
+    sftp_server: SftpSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run tells the drop the sync's mapped fields, in mapping order (not the plan's sorted order)."""
+    model_yaml = MAIL_MODEL_YAML.replace("postal_code: zip}", "postal_code: zip, points: points, first_name: first}")
+    project, warehouse = mail_project(tmp_path, sftp_server, model_yaml)
+    runs: list[RunInfo] = []
+    open_drop = SftpMailhouseDestination.open
+
+    def recording_open(dest: SftpMailhouseDestination, run: RunInfo) -> None:
+        runs.append(run)
+        open_drop(dest, run)
+
+    monkeypatch.setattr(SftpMailhouseDestination, "open", recording_open)
+
+    result = run_sync("winback_mail", project=project, warehouse=warehouse)
+
+    assert result.sent == 5
+    assert [run.mapped_fields for run in runs] == [
+        ("full_name", "address_line1", "city", "state", "postal_code", "points", "first_name")
+    ]
+    content = (sftp_server.root / "drops" / f"winback_{result.run_id}.csv").read_text()
+    assert next(csv.reader(content.splitlines())) == [*HEADER, "points", "first_name"]
 
 
 def test_server_refuses_rename_onto_an_existing_file(sftp_server: SftpSandbox) -> None:
@@ -485,3 +543,12 @@ def test_state_is_required_only_where_addresses_carry_one(sftp_server: SftpSandb
     assert "state" in outcomes["occ-2"].message
     csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
     assert [(r["key"], r["state"], r["country"]) for r in csv_rows] == [("occ-1", "", "GB")]
+
+
+def test_postcodes_outside_the_us_keep_their_own_form(sftp_server: SftpSandbox) -> None:
+    """A Brazilian CEP was printed without its hyphen; US ZIPs keep the USPS form."""
+    brazil = {"city": "São Paulo", "state": "SP", "country": "BR", "postal_code": "01310-100"}
+    uk = {"city": "London", "state": None, "country": "GB", "postal_code": " sw1a  1aa"}
+    drop(mailhouse(sftp_server), [person(1, **brazil), person(2, **uk), person(3)])
+    csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
+    assert [r["postal_code"] for r in csv_rows] == ["01310-100", "SW1A 1AA", "55101-1234"]
