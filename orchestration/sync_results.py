@@ -43,6 +43,8 @@ def sync_metadata(result: SyncResult) -> dict[str, dg.RawMetadataValue]:
         metadata["export_paths"] = dg.MetadataValue.json([str(path) for path in result.export_paths])
     if result.message:
         metadata["message"] = result.message
+    if result.warnings:
+        metadata["warnings"] = dg.MetadataValue.json(list(result.warnings))
     return metadata
 
 

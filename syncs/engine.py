@@ -59,6 +59,7 @@ class SyncResult:
     rows_per_second: float = 0.0
     delivery_seconds: float = 0.0  # sending and committing state, after the plan
     guard_decisions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the destination's, for the operator (Destination.run_warnings)
     error_summary: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
     export_paths: list[str] = field(default_factory=list)
@@ -215,13 +216,13 @@ def _plan_and_deliver(
         delivering = time.monotonic()
         delivery = Runner(con, plan, destination, run, concurrency).deliver()
         result.delivery_seconds = round(time.monotonic() - delivering, 3)
-        _apply(result, delivery)
+        _apply(result, delivery, destination.run_warnings())
     finally:
         drop_plan(con, plan)
         state.checkpoint(con)
 
 
-def _apply(result: SyncResult, delivery: Delivery) -> None:
+def _apply(result: SyncResult, delivery: Delivery, warnings: list[str]) -> None:
     result.sent, result.removed, result.failed = delivery.sent, delivery.removed, delivery.failed
     result.error_summary = dict(delivery.error_summary)
     result.export_paths = delivery.export_paths
@@ -231,6 +232,9 @@ def _apply(result: SyncResult, delivery: Delivery) -> None:
     else:
         result.status = "partial" if delivered else "failed"
     result.message = f"{delivered} rows delivered, {delivery.failed} failed"
+    result.warnings = warnings
+    if warnings:
+        result.message += "; warning: " + "; ".join(warnings)
 
 
 def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult, started: float) -> None:

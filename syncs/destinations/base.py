@@ -281,6 +281,12 @@ class Destination(ABC):
         for every row its `write` left unanswered; others return None."""
         return None
 
+    def run_warnings(self) -> list[str]:
+        """What the operator of the run just closed should know beyond its row outcomes (a drop left without its
+        manifest, an upload session left open): names and counts only, never row values. The run's message, its
+        history row and its Dagster materialization carry them."""
+        return []
+
 
 _REGISTRY: dict[str, type[Destination]] = {}
 

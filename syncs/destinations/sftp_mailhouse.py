@@ -7,7 +7,8 @@ rename, which servers refuse when the name exists: a delivered drop is never ove
 manifest beside it. Every spooled row gets one answer at close (`DeferredOutcome`), only after the CSV's rename
 succeeded: a manifest the server refuses fails the drop retryably before anything is delivered. Once the CSV is
 in place the rows count as delivered even if the manifest's rename then fails, because re-sending them would
-print the drop twice; the run logs a `mailhouse.manifest_missing` warning (and lists it in `missing_manifests`),
+print the drop twice; the run logs a `mailhouse.manifest_missing` warning, lists it in `missing_manifests` and
+reports it in `run_warnings()` (the run's message and Dagster metadata),
 and every later run starts by renaming into place any manifest left at its temporary name beside its delivered
 CSV. Only such a leftover is completed: a manifest someone removed on purpose (or that the mail house consumed)
 is never written again.
@@ -135,6 +136,7 @@ class SftpMailhouseDestination(Destination):
         self.file_name = ""
         self.delivered: list[str] = []  # remote paths put in place by the last run
         self.missing_manifests: list[str] = []  # manifests the last run left at their temporary name
+        self.warnings: list[str] = []  # the last run's, for run_warnings()
         # key -> drop file of an unsettled earlier run that holds it; None when those drops could not be read
         self._dropped_earlier: dict[str, str] | None = {}
 
@@ -142,7 +144,7 @@ class SftpMailhouseDestination(Destination):
         self.file_name = self._drop_name(run.run_id)
         self._spool, self._writer, self._spooled = None, None, 0
         self._columns = _columns(run.mapped_fields) if run.mapped_fields else []
-        self.delivered, self.missing_manifests = [], []
+        self.delivered, self.missing_manifests, self.warnings = [], [], []
         self._complete_manifests()
         self._dropped_earlier = self._read_earlier_drops(run.unsettled_runs)
 
@@ -239,7 +241,11 @@ class SftpMailhouseDestination(Destination):
                 for drop_name in self._drops_with_manifest_left_behind(sftp):
                     self._complete_manifest(sftp, drop_name)
         except (OSError, paramiko.SSHException) as error:
-            self._warn("manifest_check_failed", error=type(error).__name__)
+            self._warn(
+                "manifest_check_failed",
+                "earlier drops could not be checked for a manifest left behind; the next run checks again",
+                error=type(error).__name__,
+            )
 
     def _complete_manifest(self, sftp: paramiko.SFTPClient, drop_name: str) -> None:
         manifest_name = _manifest_name(drop_name)
@@ -247,7 +253,7 @@ class SftpMailhouseDestination(Destination):
             manifest = handle.read()
         campaign = _manifest_campaign(manifest, drop_name)
         if campaign is None:
-            self._warn("manifest_unusable", drop=drop_name)
+            self._warn("manifest_unusable", f"the manifest left behind for {drop_name} is unreadable", drop=drop_name)
         elif campaign == self.target.campaign:  # else a campaign named like this one's, which completes its own
             self._place_manifest(sftp, manifest_name, manifest)
             log_event(log, "mailhouse.manifest_completed", destination=self.name, drop=drop_name)
@@ -306,7 +312,13 @@ class SftpMailhouseDestination(Destination):
         if not self._deliver_manifest(manifest_name, manifest):
             # The rows stay delivered (sent again, they would be printed twice): say so; the next run completes it.
             self.missing_manifests.append(manifest_name)
-            self._warn("manifest_missing", drop=self.file_name, rows=self._spooled, attempts=attempts)
+            self._warn(
+                "manifest_missing",
+                f"{self.file_name} was delivered without its manifest; the next run of the sync puts it in place",
+                drop=self.file_name,
+                rows=self._spooled,
+                attempts=attempts,
+            )
         return DeferredOutcome.success(destination_ref=self.file_name)
 
     def _deliver_manifest(self, file_name: str, manifest: bytes) -> bool:
@@ -332,9 +344,14 @@ class SftpMailhouseDestination(Destination):
             sftp.rename(_temp_path(path), path)
         self.delivered.append(path)
 
-    def _warn(self, event: str, **fields: str | int) -> None:
-        """Log a warning: only file names, counts and error types, never row values."""
+    def _warn(self, event: str, text: str, **fields: str | int) -> None:
+        """Log a warning and keep `text` for the run's warnings: only file names, counts and error types, never
+        row values."""
+        self.warnings.append(text)
         log_event(log, f"mailhouse.{event}", logging.WARNING, destination=self.name, **fields)
+
+    def run_warnings(self) -> list[str]:
+        return list(self.warnings)
 
     @contextmanager
     def _connect(self) -> Iterator[paramiko.SFTPClient]:

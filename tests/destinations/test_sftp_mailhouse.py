@@ -415,11 +415,22 @@ def test_a_drop_is_never_left_without_its_manifest_across_runs(
     first = run_sync("winback_mail", project=project, warehouse=warehouse)
 
     assert first.status == first_status
+    if first.sent:  # delivered without its manifest: the run says so, in its message and its history row
+        [warning] = first.warnings
+        assert warning.startswith(f"winback_{first.run_id}.csv was delivered without its manifest; the next run")
+        assert first.message.endswith(f"; warning: {warning}")
+        with duckdb.connect(str(warehouse)) as con:
+            [(message,)] = con.execute(
+                "select message from tidings.sync_runs where run_id = ?", [first.run_id]
+            ).fetchall()
+        assert warning in message
+    else:
+        assert first.warnings == []
     sftp_server.refuse_writes = ""
 
     second = run_sync("winback_mail", project=project, warehouse=warehouse)
 
-    assert (first.sent + second.sent, second.failed) == (5, 0)
+    assert (first.sent + second.sent, second.failed, second.warnings) == (5, 0, [])
     drop_name = f"winback_{(first if first.sent else second).run_id}.csv"
     assert_one_complete_drop(sftp_server.root / "drops", drop_name, [f"winback:{i}" for i in range(5)])
     with duckdb.connect(str(warehouse)) as con:
