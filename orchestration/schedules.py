@@ -14,9 +14,9 @@
 - `tidings_automation`: evaluates the sync assets' automation conditions, so a sync runs after its model
   refreshes (and its blocking checks pass), whichever job or UI action refreshed it.
 
-A sync that declares a `schedule:` is left out of both jobs: it runs once per tick of its cron, at the first
-refresh of its model after the tick (the sensor's `on_cron` condition). In a job it would run at every job run,
-a monthly mail-house drop every day.
+A sync that declares a `schedule:` is left out of both jobs: the sensor runs it at the first tick of its cron after
+a refresh of its model (`sync_assets.sync_automation_condition`). In a job it would run at every job run, a monthly
+mail-house drop every day.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def build_jobs(
             "daily_full_build",
             selection=everything - scheduled,
             description="Every unpartitioned dbt model and test, the quality gates, then every sync without a "
-            "schedule (scheduled syncs run at their cron tick, after their model's next refresh).",
+            "schedule (scheduled syncs run at the first tick of their cron after their model's refresh).",
         )
     ]
     if metrics:

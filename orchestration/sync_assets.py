@@ -4,7 +4,7 @@ Each sync asset depends on its model's dbt asset, sits in the group `syncs_<chan
 description from the YAML, and runs the sync engine. Run config (`SyncRunConfig`, editable in the launchpad)
 turns a run into a dry run or lets a mirror exceed its removal guard. Syncs run automatically after their
 model refreshes, once the model's blocking checks (dbt tests, the Great Expectations gate) have passed; a
-sync with a `schedule:` in its YAML waits for that cron tick instead.
+sync with a `schedule:` in its YAML waits for the next tick of that cron instead.
 """
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,8 +33,21 @@ def sync_asset_key(sync_name: str) -> dg.AssetKey:
 
 
 def sync_automation_condition(spec: SyncSpec) -> dg.AutomationCondition:
-    trigger = dg.AutomationCondition.on_cron(spec.schedule) if spec.schedule else dg.AutomationCondition.eager()
-    return trigger & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    """Unscheduled: after each refresh of the model. Scheduled: at the first tick of its cron after a refresh of
+    the model, on that build; never more often than the model is rebuilt (a message queue's decisions are made
+    for the time of its build). Dagster's `on_cron` waits instead for a refresh after the tick: a 07:00 sync of
+    a model built at 06:00 would run after the next day's build, and a drop due at 07:00 on the 1st on the 2nd."""
+    checks_passed = dg.AutomationCondition.all_deps_blocking_checks_passed()
+    if not spec.schedule:
+        return dg.AutomationCondition.eager() & checks_passed
+    at_tick = (
+        dg.AutomationCondition.cron_tick_passed(spec.schedule).since_last_handled()
+        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+    ).with_label(f"first tick of {spec.schedule} after a refresh of the model")
+    return at_tick & checks_passed
 
 
 def build_sync_assets(syncs: Iterable[SyncSpec], model_keys: Mapping[str, dg.AssetKey]) -> list[dg.AssetsDefinition]:
