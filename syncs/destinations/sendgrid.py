@@ -24,7 +24,8 @@
 Every request, polls included, goes through the rate-limited, retrying client.
 Fields: `email` (required), `first_name`, `last_name`, `phone_number`, `address_line_1`, `city`,
 `state_province_region`, `postal_code`, `country`; any other mapped field is a custom field, named in the
-mapping by its SendGrid custom field id (e.g. `e1_T`), as the API keys custom fields by id.
+mapping by its SendGrid custom field id (e.g. `e1_T`), as the API keys custom fields by id. A decimal goes to a
+Number field (id ending `_N`) as a JSON number, since the id says the field's type; elsewhere as exact text.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from requests import Response
@@ -85,6 +87,7 @@ MAX_LENGTHS = {
     "country": 50,
 }
 CONTACTS_PATH = "/v3/marketing/contacts"
+NUMBER_FIELD_SUFFIX = "_N"  # SendGrid's custom field ids carry their type: e1_T text, e2_N number, e3_D date
 REQUEST_FIELDS = frozenset({"list_ids", "contacts"})  # a 400 naming these is about the request, not a contact
 SPLIT_BUDGET = 120  # extra PUTs a part may spend isolating refused contacts per run: 4 among 30,000
 REMOVE_CHUNK = 100  # addresses per contact search (the API's limit), hence at most 100 contact ids per DELETE
@@ -346,6 +349,8 @@ def _contact(row: OutboundRow, address: str) -> dict[str, Any]:
             continue
         if name in RESERVED_FIELDS:
             contact[name] = str(value)
+        elif isinstance(value, Decimal) and name.endswith(NUMBER_FIELD_SUFFIX) and value.is_finite():
+            custom[name] = int(value) if value == value.to_integral_value() else float(value)
         else:
             custom[name] = value if isinstance(value, int | float | str) else str(value)
     if custom:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -37,6 +38,19 @@ def test_upsert_waits_for_the_import_job(clean_sandbox: Any) -> None:
     contact = app.contacts["person0@example.com"]
     assert contact["first_name"] == "Ann" and contact["custom_fields"] == {"plan_name": "pro"}
     assert all(job["polls"] >= 2 for job in app.jobs.values())
+
+
+def test_a_decimal_goes_to_a_number_field_as_a_number(clean_sandbox: Any) -> None:
+    """The warehouse's DECIMAL(18,2) reaches a Number custom field (id `_N`) as a JSON number, not as text;
+    a text field keeps the exact digits."""
+    rows = people(2)
+    rows[0].fields.update(e1_N=Decimal("1250.50"), e5_T=Decimal("1250.50"))
+    rows[1].fields.update(e1_N=Decimal("12.00"))
+    assert all(o.ok for o in sendgrid(clean_sandbox).write(Operation.UPSERT, rows))
+    contacts = clean_sandbox.app("sendgrid").contacts
+    assert contacts["person0@example.com"]["custom_fields"] == {"plan_name": "pro", "e1_N": 1250.5, "e5_T": "1250.50"}
+    assert contacts["person1@example.com"]["custom_fields"]["e1_N"] == 12
+    assert type(contacts["person1@example.com"]["custom_fields"]["e1_N"]) is int
 
 
 ODD = "a" * 65 + "@example.com"  # shaped like an address, but SendGrid refuses a local part over 64 characters
