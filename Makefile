@@ -9,6 +9,8 @@ export PATH := $(BIN):$(PATH)
 export TIDINGS_WAREHOUSE ?= $(CURDIR)/dbt_project/warehouse/warehouse.duckdb
 export DBT_PROFILES_DIR := $(CURDIR)/dbt_project
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# pytest-xdist workers for `make test`; each test file runs whole in one worker (module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test dev lint format bench soak lock clean
 
@@ -25,7 +27,7 @@ demo: venv
 	$(PY) -m orchestration.demo
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 dev: venv
 	mkdir -p $(DAGSTER_HOME)

@@ -13,8 +13,11 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.reliability.figures import FIGURES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -117,3 +120,25 @@ def clean_sandbox(sandbox: object) -> Iterator[object]:
     restore_sandbox(sandbox)
     yield sandbox
     restore_sandbox(sandbox)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand the reliability tally to the controller
+        workeroutput["reliability_figures"] = FIGURES.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist controller: add up each worker's reliability tally."""
+    FIGURES.add(getattr(node, "workeroutput", {}).get("reliability_figures", {}))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not FIGURES.any():
+        return
+    path = WORK_DIR / "reliability-figures.json"
+    FIGURES.write(path)
+    terminalreporter.write_sep("-", "reliability figures")
+    terminalreporter.write_line(FIGURES.summary_line())
+    terminalreporter.write_line(f"figures written to {path}")

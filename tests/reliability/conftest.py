@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite, its size knobs, and the end-of-session figures.
+"""Fixtures of the reliability suite and its size knobs (its end-of-session figures: tests/conftest.py).
 
 Two forms: the fast form runs inside `make test`; the long form (`make soak`, TIDINGS_SOAK=1) runs only the
 tests marked `soak`, with `SOAK_ITERATIONS` kill/recovery cycles per sync mode (TIDINGS_SOAK=<n> sets n).
@@ -10,19 +10,16 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.reliability.figures import FIGURES
 from tests.reliability.harness import make_env
 from tests.syncs.conftest import SyncEnv, write_project  # noqa: F401 - write_project is a shared fixture
 
 SOAK_DEFAULT_ITERATIONS = 25
 FAST_ITERATIONS = 1
-_figures_file: list[Path] = []
 
 
 def soak_iterations() -> int:
@@ -44,19 +41,3 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     request.node.user_properties.append(("seed", seed))
     print(f"random seed {seed} (rerun with TIDINGS_RELIABILITY_SEED={seed})")
     return random.Random(seed)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def reliability_figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    yield
-    path = tmp_path_factory.getbasetemp() / "reliability-figures.json"
-    FIGURES.write(path)
-    _figures_file.append(path)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES.subprocess_runs or FIGURES.bad_inputs_tried or FIGURES.property_examples:
-        terminalreporter.write_sep("-", "reliability figures")
-        terminalreporter.write_line(FIGURES.summary_line())
-        for path in _figures_file:
-            terminalreporter.write_line(f"figures written to {path}")

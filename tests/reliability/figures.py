@@ -1,6 +1,7 @@
 """The figures the reliability suite reports at the end of a session (and writes to JSON).
 
-Tests add to one process-wide tally; the conftest prints it and writes it next to pytest's temp files.
+Tests add to one process-wide tally. Under pytest-xdist each worker hands its tally to the controller, which adds
+them up (tests/conftest.py); the end-of-session summary prints the total and writes it next to pytest's temp files.
 `rows_lost` and `duplicates_delivered` are counted by the invariant checks, which also fail the test, so a
 non-zero figure always comes with a failure that says where.
 """
@@ -38,6 +39,17 @@ class Figures:
             f"rows lost {self.rows_lost}, duplicates delivered {self.duplicates_delivered}, "
             f"stale members left {self.stale_members_left}"
         )
+
+    def any(self) -> bool:
+        return bool(self.subprocess_runs or self.bad_inputs_tried or self.property_examples)
+
+    def add(self, other: dict[str, int]) -> None:
+        """Add another process's tally (an xdist worker's) to this one."""
+        for name, value in other.items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
