@@ -18,8 +18,10 @@
 - remove (mirror): per 100 addresses (the search's limit), contact ids come from
   `POST /v3/marketing/contacts/search/emails`, then `DELETE /v3/marketing/lists/{list_id}/contacts?contact_ids=...`
   removes them from the list only (the contact stays in the account for other lists). An address the search
-  does not find is no contact and counts as removed; the addresses of a search that failed fail, retryable
-  (a 400 included: SendGrid answers it when any address is invalid, and its body does not say which).
+  does not find is no contact and counts as removed; the addresses of a search that failed fail, retryable. A
+  400 means some address is one the search will not take, and the body does not say which: the addresses are
+  searched again in halves, so the others are removed and that one fails `search_refused`, permanently (at most
+  2 * ceil(log2 100) = 14 extra searches per such address).
 
 Every request, polls included, goes through the rate-limited, retrying client.
 Fields: `email` (required), `first_name`, `last_name`, `phone_number`, `address_line_1`, `city`,
@@ -93,6 +95,7 @@ SPLIT_BUDGET = 120  # extra PUTs a part may spend isolating refused contacts per
 REMOVE_CHUNK = 100  # addresses per contact search (the API's limit), hence at most 100 contact ids per DELETE
 FINISHED = frozenset({"completed", "errored", "failed"})  # import job states; `pending` is the other
 SEARCH_PATH = "/v3/marketing/contacts/search/emails"
+SEARCH_REFUSED = "SendGrid's contact search refuses this address, so it cannot be removed from the list here"
 T = TypeVar("T")
 _PLAIN_TEXT = re.compile(r"[A-Za-z][A-Za-z _,.;:'()/-]{0,119}")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
@@ -254,6 +257,12 @@ class SendGridDestination(Destination):
         try:
             found = self._call("POST", SEARCH_PATH, rows, json={"emails": [address for _, address in chunk]})
         except _Failed as failed:  # whatever the status, these may still be members: never report them removed
+            refused = failed.response is not None and failed.response.status_code == 400
+            if refused and len(chunk) > 1:  # one address the search will not take: find it, remove the others
+                half = len(chunk) // 2
+                return _each([chunk[:half], chunk[half:]], self._remove)
+            if refused:
+                return [RowOutcome.failure(rows[0].key, "search_refused", SEARCH_REFUSED, permanent=True)]
             raise _Failed([replace(outcome, permanent=False) for outcome in failed.outcomes]) from None
         ids = {
             email.lower(): item["contact"]["id"]

@@ -122,14 +122,34 @@ def test_a_large_removal_searches_100_addresses_at_a_time(clean_sandbox: Any) ->
     assert clean_sandbox.app("sendgrid").list_members("renewals") == set()
 
 
-def test_addresses_a_failed_search_did_not_answer_are_not_reported_removed(clean_sandbox: Any) -> None:
+def test_an_address_the_search_refuses_fails_alone(clean_sandbox: Any) -> None:
+    """The search answers 400 for a whole chunk when one address is one it will not take, without saying which:
+    the chunk is searched again in halves, the others are removed and that address fails permanently (before,
+    its 49 neighbours stayed members, retried and refused again every run)."""
     dest = sendgrid(clean_sandbox, requests_per_second=50)
     dest.write(Operation.UPSERT, people(149))
+    app = clean_sandbox.app("sendgrid")
+    searches_before = app.stats["requests"] - app.stats["rate_limited"]
     outcomes = {o.key: o for o in dest.write(Operation.REMOVE, [*people(149), OutboundRow("odd", {"email": ODD})])}
-    assert all(outcomes[f"c{i}"].ok for i in range(100))
-    unanswered = [outcomes[f"c{i}"] for i in range(100, 149)] + [outcomes["odd"]]  # the chunk SendGrid refused
-    assert {(o.code, o.permanent) for o in unanswered} == {("http_400", False)}
-    assert clean_sandbox.app("sendgrid").list_members("renewals") == {f"person{i}@example.com" for i in range(100, 149)}
+    assert all(outcomes[f"c{i}"].ok for i in range(149))
+    odd = outcomes["odd"]
+    assert (odd.code, odd.permanent) == ("search_refused", True)
+    assert ODD not in odd.message
+    assert app.list_members("renewals") == set()
+    # chunk 1: a search and a DELETE; chunk 2 (50 rows, the refused address last): its refused search, then per
+    # halving level the other half's search and DELETE and the refused half's search
+    levels = math.ceil(math.log2(50))
+    answered = app.stats["requests"] - app.stats["rate_limited"]  # a 429 is re-sent
+    assert answered - searches_before == 2 + 1 + levels * 3
+
+
+def test_a_search_that_fails_otherwise_reports_nobody_removed(clean_sandbox: Any, control: Any) -> None:
+    dest = sendgrid(clean_sandbox, requests_per_second=50, max_retries=1)
+    dest.write(Operation.UPSERT, people(3))
+    control("sendgrid", burst_5xx=10)
+    outcomes = dest.write(Operation.REMOVE, people(3))
+    assert {(o.code, o.permanent) for o in outcomes} == {("http_503", False)}
+    assert len(clean_sandbox.app("sendgrid").list_members("renewals")) == 3
 
 
 def test_large_batches_split_at_30000_contacts_and_6_mb() -> None:
