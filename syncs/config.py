@@ -431,6 +431,16 @@ def _check_fields(path: Path, where: str, decl: SyncDeclaration, cls: type[Desti
                 f"map each of them to a model column, e.g. `{missing[0]}: <column>`",
             )
         )
+    for name in sorted(decl.mapping.keys() & cls.reserved_fields):
+        problems.append(
+            ConfigProblem(
+                path,
+                where,
+                f"mapping.{name}",
+                f"{cls.type_name} fills the field {name!r} itself",
+                f"give the mapped field another name than {sorted(cls.reserved_fields)}",
+            )
+        )
     if not cls.accepts_extra_fields:
         unknown = sorted(decl.mapping.keys() - cls.required_fields - cls.optional_fields)
         allowed = sorted(cls.required_fields | cls.optional_fields)

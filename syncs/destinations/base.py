@@ -218,6 +218,8 @@ class Destination(ABC):
     optional_fields: ClassVar[frozenset[str]] = frozenset()
     # True when the destination accepts arbitrary extra fields (merge fields, custom fields, properties).
     accepts_extra_fields: ClassVar[bool] = True
+    # Names the connector fills itself (a file's `key` column), which a mapping may not use: a load-time error.
+    reserved_fields: ClassVar[frozenset[str]] = frozenset()
     # Fields by which the destination knows a member (a list keyed by email, an audience matched on hashed
     # identifiers). When a mirror's change alters one, the planner also retires the previous identity.
     identity_fields: ClassVar[frozenset[str]] = frozenset()

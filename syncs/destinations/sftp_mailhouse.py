@@ -23,7 +23,9 @@ deletes them on pickup defeats it.
 
 CSV columns: key, full_name, address_line1, address_line2, city, state, postal_code, country, offer_code,
 then every other field the sync maps (personalization) in mapping order (`RunInfo.mapped_fields`): every drop of a
-sync has the same header whichever rows come first, a cell left empty where a row has no value. USPS style
+sync has the same header whichever rows come first, a cell left empty where a row has no value. A mapped
+`offer_code` (a per-recipient code) fills the offer code column, else the target's `offer_code`; `key` is the row
+key's and may not be mapped (`reserved_fields`). USPS style
 (Publication 28): the address in upper case without punctuation, bar the ZIP+4 hyphen and, in the delivery lines,
 the hyphen of a hyphenated house number and the slash of a fraction; standard abbreviations in the delivery lines
 only (names and cities keep their words); a US state spelled out becomes its code. A postcode outside the US keeps
@@ -118,7 +120,8 @@ class SftpMailhouseDestination(Destination):
     Settings = SftpMailhouseSettings
     Target = SftpMailhouseTarget
     required_fields = REQUIRED
-    optional_fields = frozenset({"address_line2", "country"})
+    optional_fields = frozenset({"address_line2", "country", "offer_code"})
+    reserved_fields = frozenset({"key"})  # the row key's column
     accepts_extra_fields = True
     answers_at_close = True
 
@@ -207,7 +210,8 @@ class SftpMailhouseDestination(Destination):
         if not self._columns:  # a caller that declares no fields (the engine always does): the first row's
             self._columns = _columns(fields)
         personal = {k: "" if v is None else str(v) for k, v in fields.items() if k not in values}
-        record = {"key": row.key, **{k: v or "" for k, v in values.items()}, "offer_code": self.target.offer_code or ""}
+        offer = personal.pop("offer_code", "") or self.target.offer_code or ""
+        record = {"key": row.key, **{k: v or "" for k, v in values.items()}, "offer_code": offer}
         cells = [record.get(column, personal.get(column, "")) for column in self._columns]
         return [cells[0], *map(_formula_safe, cells[1:])]  # the key as it is: earlier drops are matched on it
 
@@ -380,7 +384,8 @@ class SftpMailhouseDestination(Destination):
 
 def _columns(fields: Iterable[str]) -> list[str]:
     """The drop's header: the key, the address, the offer code, then the personalization fields in their order."""
-    return ["key", *ADDRESS_COLUMNS, "offer_code", *(f for f in fields if f not in ADDRESS_COLUMNS)]
+    fixed = ["key", *ADDRESS_COLUMNS, "offer_code"]
+    return [*fixed, *(f for f in fields if f not in fixed)]
 
 
 def _put_then_rename(sftp: paramiko.SFTPClient, source: IO[bytes], final: str) -> None:

@@ -17,6 +17,7 @@ import duckdb
 import paramiko
 import pytest
 
+from syncs.config import ConfigError
 from syncs.destinations import sftp_mailhouse
 from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.sftp_mailhouse import SftpMailhouseDestination
@@ -563,3 +564,22 @@ def test_postcodes_outside_the_us_keep_their_own_form(sftp_server: SftpSandbox) 
     drop(mailhouse(sftp_server), [person(1, **brazil), person(2, **uk), person(3)])
     csv_rows = list(csv.DictReader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
     assert [r["postal_code"] for r in csv_rows] == ["01310-100", "SW1A 1AA", "55101-1234"]
+
+
+def test_a_mapped_offer_code_fills_the_offer_column_and_a_mapped_key_is_refused(
+    sftp_server: SftpSandbox, tmp_path: Path
+) -> None:
+    """A per-recipient offer code mapped as `offer_code` fills the offer column once (it was written a second time,
+    with the target's code in both); `key` is the row key's column, so mapping it is a load-time error."""
+    mapped = ("full_name", "address_line1", "city", "state", "postal_code", "offer_code")
+    rows = [person(1, offer_code="VIP-7"), person(2, offer_code=None)]
+    drop(mailhouse(sftp_server), rows, mapped=mapped)
+    csv_rows = list(csv.reader((sftp_server.root / "drops" / "winback_run-1.csv").read_text().splitlines()))
+    assert csv_rows[0] == HEADER
+    assert [record[HEADER.index("offer_code")] for record in csv_rows[1:]] == ["VIP-7", "WINBACK20"]
+
+    with pytest.raises(ConfigError) as refused:
+        mail_project(
+            tmp_path, sftp_server, MAIL_MODEL_YAML.replace("postal_code: zip}", "postal_code: zip, key: first}")
+        )
+    assert "mapping.key" in str(refused.value) and "fills the field 'key' itself" in str(refused.value)
