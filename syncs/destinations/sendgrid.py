@@ -20,8 +20,10 @@
   removes them from the list only (the contact stays in the account for other lists). An address the search
   does not find is no contact and counts as removed; the addresses of a search that failed fail, retryable. A
   400 means some address is one the search will not take, and the body does not say which: the addresses are
-  searched again in halves, so the others are removed and that one fails `search_refused`, permanently (at most
-  2 * ceil(log2 100) = 14 extra searches per such address).
+  searched again in halves, so the others are removed and that one fails `search_refused` (at most
+  2 * ceil(log2 100) = 14 extra searches per such address, `SEARCH_SPLIT_BUDGET` per batch; chunks refused beyond
+  it stay in error, retryable). It fails permanently only when another search of the batch was answered, which
+  shows the 400 is about the address and not the request; else it is retried next run.
 
 Every request, polls included, goes through the rate-limited, retrying client.
 Fields: `email` (required), `first_name`, `last_name`, `phone_number`, `address_line_1`, `city`,
@@ -96,6 +98,8 @@ REMOVE_CHUNK = 100  # addresses per contact search (the API's limit), hence at m
 FINISHED = frozenset({"completed", "errored", "failed"})  # import job states; `pending` is the other
 SEARCH_PATH = "/v3/marketing/contacts/search/emails"
 SEARCH_REFUSED = "SendGrid's contact search refuses this address, so it cannot be removed from the list here"
+SEARCH_REFUSED_CODE = "search_refused"
+SEARCH_SPLIT_BUDGET = 60  # extra searches a removal batch may spend finding refused addresses: 4 of them
 T = TypeVar("T")
 _PLAIN_TEXT = re.compile(r"[A-Za-z][A-Za-z _,.;:'()/-]{0,119}")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
@@ -112,9 +116,26 @@ class _Failed(Exception):
 
 @dataclass
 class _Budget:
-    """The extra PUTs a part may still spend isolating refused contacts, shared by all its halves."""
+    """The extra requests a part may still spend isolating refused contacts (PUTs) or addresses (searches), shared
+    by all its halves."""
 
     left: int
+
+
+@dataclass
+class _Search:
+    """The contact searches of one removal batch: whether any was answered, and the extra searches left."""
+
+    budget: _Budget
+    answered: bool = False
+
+
+def _settle(outcome: RowOutcome, search_answered: bool) -> RowOutcome:
+    """An address the search refused alone fails permanently only when another search of the batch was answered:
+    else the 400 may be about the request itself, and the row is retried."""
+    if outcome.code == SEARCH_REFUSED_CODE and search_answered:
+        return replace(outcome, permanent=True)
+    return outcome
 
 
 class SendGridSettings(DestinationSettings):
@@ -163,7 +184,9 @@ class SendGridDestination(Destination):
             valid, not_finite = split_non_finite(valid, lambda pair: pair[0])
             outcomes += not_finite
         if op is Operation.REMOVE:
-            return outcomes + _each(chunks(valid, REMOVE_CHUNK), self._remove)
+            search = _Search(_Budget(SEARCH_SPLIT_BUDGET))
+            removed = _each(chunks(valid, REMOVE_CHUNK), lambda chunk: self._remove(chunk, search))
+            return outcomes + [_settle(outcome, search.answered) for outcome in removed]
         contacts = []
         for row, address in valid:
             contact = _contact(row, address)
@@ -252,18 +275,20 @@ class SendGridDestination(Destination):
             if line.get("email")
         }
 
-    def _remove(self, chunk: Sequence[tuple[OutboundRow, str]]) -> list[RowOutcome]:
+    def _remove(self, chunk: Sequence[tuple[OutboundRow, str]], search: _Search) -> list[RowOutcome]:
         rows = [row for row, _ in chunk]
         try:
             found = self._call("POST", SEARCH_PATH, rows, json={"emails": [address for _, address in chunk]})
         except _Failed as failed:  # whatever the status, these may still be members: never report them removed
             refused = failed.response is not None and failed.response.status_code == 400
-            if refused and len(chunk) > 1:  # one address the search will not take: find it, remove the others
+            if refused and len(chunk) > 1 and search.budget.left >= 2:  # find the address, remove the others
+                search.budget.left -= 2
                 half = len(chunk) // 2
-                return _each([chunk[:half], chunk[half:]], self._remove)
-            if refused:
-                return [RowOutcome.failure(rows[0].key, "search_refused", SEARCH_REFUSED, permanent=True)]
+                return _each([chunk[:half], chunk[half:]], lambda part: self._remove(part, search))
+            if refused and len(chunk) == 1:  # permanent only once another search shows the request is fine
+                return [RowOutcome.failure(rows[0].key, SEARCH_REFUSED_CODE, SEARCH_REFUSED, permanent=False)]
             raise _Failed([replace(outcome, permanent=False) for outcome in failed.outcomes]) from None
+        search.answered = True
         ids = {
             email.lower(): item["contact"]["id"]
             for email, item in (found.get("result") or {}).items()

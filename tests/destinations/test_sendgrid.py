@@ -143,6 +143,18 @@ def test_an_address_the_search_refuses_fails_alone(clean_sandbox: Any) -> None:
     assert answered - searches_before == 2 + 1 + levels * 3
 
 
+def test_a_refusal_no_answered_search_explains_is_retried(clean_sandbox: Any) -> None:
+    """When no search of the batch is answered, a 400 may be about the request itself, not the address: the rows
+    stay retryable rather than being given up for good."""
+    odd_too = "b" * 65 + "@example.com"
+    rows = [OutboundRow("odd", {"email": ODD}), OutboundRow("odd_too", {"email": odd_too})]
+    outcomes = sendgrid(clean_sandbox, requests_per_second=50).write(Operation.REMOVE, rows)
+    assert {(o.key, o.code, o.permanent) for o in outcomes} == {
+        ("odd", "search_refused", False),
+        ("odd_too", "search_refused", False),
+    }
+
+
 def test_a_search_that_fails_otherwise_reports_nobody_removed(clean_sandbox: Any, control: Any) -> None:
     dest = sendgrid(clean_sandbox, requests_per_second=50, max_retries=1)
     dest.write(Operation.UPSERT, people(3))
