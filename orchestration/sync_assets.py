@@ -35,8 +35,11 @@ def sync_asset_key(sync_name: str) -> dg.AssetKey:
 def sync_automation_condition(spec: SyncSpec) -> dg.AutomationCondition:
     """Unscheduled: after each refresh of the model. Scheduled: at the first tick of its cron after a refresh of
     the model, on that build; never more often than the model is rebuilt (a message queue's decisions are made
-    for the time of its build). Dagster's `on_cron` waits instead for a refresh after the tick: a 07:00 sync of
-    a model built at 06:00 would run after the next day's build, and a drop due at 07:00 on the 1st on the 2nd."""
+    for the time of its build). A tick with no good build since the sync last ran stays pending, so a build that
+    comes late or passes its gate after a failure is synced at once; a run that fails counts as handled and the
+    sync waits for its next tick (a failed monthly drop can be rerun from the UI). Dagster's `on_cron` waits
+    instead for a refresh after the tick: a 07:00 sync of a model built at 06:00 would run after the next day's
+    build, and a drop due at 07:00 on the 1st on the 2nd."""
     checks_passed = dg.AutomationCondition.all_deps_blocking_checks_passed()
     if not spec.schedule:
         return dg.AutomationCondition.eager() & checks_passed

@@ -36,7 +36,7 @@ _COUNTRY = re.compile(r"^[a-z]{2}$")
 _US_ZIP = re.compile(r"^\d{5}(-?\d{4})?$")
 # What Google asks to leave out of names: a prefix such as Mrs. (first name), a suffix such as Jr. (last name).
 _NAME_PREFIXES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr"})
-_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md"})
+_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd"})  # not "md": also short for Muhammad
 
 
 def sha256_hex(text: str) -> str:

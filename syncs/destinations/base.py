@@ -285,7 +285,7 @@ class Destination(ABC):
 
     def run_warnings(self) -> list[str]:
         """What the operator of the run just closed should know beyond its row outcomes (a drop left without its
-        manifest, an upload session left open): names and counts only, never row values. The run's message, its
+        manifest, a manifest check that failed): names and counts only, never row values. The run's message, its
         history row and its Dagster materialization carry them."""
         return []
 

@@ -115,8 +115,9 @@ def test_google_rules() -> None:
 
 
 def test_google_first_and_last_names_are_normalized_alike() -> None:
-    """Google's address rules: lower case, spaces trimmed and collapsed, no punctuation (OfflineUserAddressInfo),
-    no prefix such as Mrs. in a first name nor suffix such as Jr. in a last name (Data Manager's AddressInfo).
+    """Google's address rules: lower case, spaces trimmed and collapsed, no punctuation (OfflineUserAddressInfo says
+    so of last names; Data Manager's AddressInfo of names), no prefix such as Mrs. in a first name nor suffix such as
+    Jr. in a last name (Data Manager's AddressInfo).
     First names kept their punctuation: `Mary-Ann` and `Maryann` hashed apart while `O'Brien` and `OBrien` did not."""
     assert identity.google_first_name(" Mary-Ann ") == identity.google_last_name(" Mary-Ann ") == "maryann"
     assert identity.google_first_name("J.R.  Bob") == identity.google_last_name("J.R.  Bob") == "jr bob"

@@ -1,7 +1,7 @@
 """The figures the reliability suite reports at the end of a session (and writes to JSON).
 
 Tests add to one process-wide tally. Under pytest-xdist each worker hands its tally to the controller, which adds
-them up (tests/conftest.py); the end-of-session summary prints the total and writes it next to pytest's temp files.
+them up (tests/conftest.py); the end-of-session summary prints the total and writes it to the suite's work directory.
 `rows_lost` and `duplicates_delivered` are counted by the invariant checks, which also fail the test, so a
 non-zero figure always comes with a failure that says where.
 """
