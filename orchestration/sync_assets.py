@@ -19,6 +19,12 @@ from orchestration.sync_results import report_sync_result
 from syncs.engine import SyncSpec, load_project, run_sync
 
 SYNC_KEY_PREFIX = "syncs"
+# A failed or locked run is retried in the same Dagster run after about 5, 10 and 20 minutes (a blocked one is
+# not: sync_results.RETRIED_STATUSES), so a short outage does not leave a scheduled drop for its next tick.
+# Retrying is safe: rows already delivered are in state and the ledger, and are not sent again.
+SYNC_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=300, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 class SyncRunConfig(dg.Config):
@@ -36,8 +42,8 @@ def sync_automation_condition(spec: SyncSpec) -> dg.AutomationCondition:
     """Unscheduled: after each refresh of the model. Scheduled: at the first tick of its cron after a refresh of
     the model, on that build; never more often than the model is rebuilt (a message queue's decisions are made
     for the time of its build). A tick with no good build since the sync last ran stays pending, so a build that
-    comes late or passes its gate after a failure is synced at once; a run that fails counts as handled and the
-    sync waits for its next tick (a failed monthly drop can be rerun from the UI). Dagster's `on_cron` waits
+    comes late or passes its gate after a failure is synced at once; a run that still fails after its retries
+    (`SYNC_RETRY_POLICY`) counts as handled and the sync waits for its next tick. Dagster's `on_cron` waits
     instead for a refresh after the tick: a 07:00 sync of a model built at 06:00 would run after the next day's
     build, and a drop due at 07:00 on the 1st on the 2nd."""
     checks_passed = dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -79,6 +85,7 @@ def _sync_asset(spec: SyncSpec, model_key: dg.AssetKey) -> dg.AssetsDefinition:
         },
         pool=DUCKDB_POOL,
         automation_condition=sync_automation_condition(spec),
+        retry_policy=SYNC_RETRY_POLICY,
         output_required=False,
     )
     def sync(

@@ -15,6 +15,8 @@ import dagster as dg
 from syncs.engine import SyncResult
 
 FAILED_STATUSES = frozenset({"failed", "blocked", "locked"})
+# A destination that was down or a lock another run held may be gone minutes later; a guard's verdict will not.
+RETRIED_STATUSES = frozenset({"failed", "locked"})
 PREVIEW_ROWS = 20
 
 
@@ -61,6 +63,7 @@ def report_sync_result(
         raise dg.Failure(
             description=f"sync {result.sync_name} {result.status}: {result.message or 'see row errors'}",
             metadata=metadata,
+            allow_retries=result.status in RETRIED_STATUSES,
         )
     if result.status == "dry_run":
         metadata["preview"] = dg.MetadataValue.md(preview_table(result.preview or []))

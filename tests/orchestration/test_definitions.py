@@ -14,7 +14,7 @@ from orchestration_helpers import sync_keys
 
 from orchestration.dbt_assets import METRICS_MODELS, partitioned_metrics_models, tidings_dbt_metrics
 from orchestration.schedules import is_triggered_message_model
-from orchestration.sync_assets import sync_asset_key
+from orchestration.sync_assets import SYNC_RETRY_POLICY, sync_asset_key
 from syncs.engine import load_project
 
 # Importing the definitions takes about 3.5 s on an idle 2-core machine (nearly all of it importing dagster and
@@ -140,6 +140,7 @@ def test_metrics_read_by_an_unpartitioned_model_or_a_sync_stay_unpartitioned():
 def test_syncs_run_after_their_model_refreshes_once_gates_pass(defs: dg.Definitions):
     graph = defs.resolve_asset_graph()
     for name, spec in load_project().syncs.items():
+        assert defs.resolve_assets_def(sync_asset_key(name)).op.retry_policy == SYNC_RETRY_POLICY
         condition = graph.get(sync_asset_key(name)).automation_condition
         labels = {child.get_label() for child in condition.children}
         assert "all_deps_blocking_checks_passed" in labels

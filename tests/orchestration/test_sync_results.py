@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from orchestration.sync_results import report_sync_result, sync_metadata
 from syncs.engine import SyncResult
@@ -27,3 +28,12 @@ def test_a_runs_warnings_are_materialization_metadata() -> None:
 
 def test_a_run_without_warnings_has_no_warnings_entry() -> None:
     assert "warnings" not in sync_metadata(SyncResult("r2", "winback_mail", "send_once", "success"))
+
+
+@pytest.mark.parametrize(("status", "retried"), [("failed", True), ("locked", True), ("blocked", False)])
+def test_a_failed_or_locked_run_may_be_retried_but_a_blocked_one_not(status: str, retried: bool) -> None:
+    """A destination that was down or a lock another run held may be gone at the retry; a guard's verdict not."""
+    result = SyncResult("r3", "winback_mail", "send_once", status, message="why")
+    with pytest.raises(dg.Failure) as failure:
+        list(report_sync_result(dg.AssetKey(["syncs", "winback_mail"]), result))
+    assert failure.value.allow_retries is retried
