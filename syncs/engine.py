@@ -188,9 +188,6 @@ def _plan_and_deliver(
             result.status, result.message = "blocked", "; ".join(d for d in verdict.decisions if "blocked" in d)
             return
         destination = project.destination_for(sync)
-        estimated = plan.counts.add + plan.counts.change + plan.counts.remove
-        if sync.mode is Mode.EXPORT:
-            estimated += plan.counts.unchanged
         # The rows of each of the runner's passes (`Runner._passes`): a mirror's `remove` counts its retirements
         # too, and not the removals released as shared identities (never sent).
         counts = plan.counts
@@ -207,7 +204,7 @@ def _plan_and_deliver(
             result.run_id,
             sync.name,
             sync.mode,
-            estimated_rows=estimated,
+            estimated_rows=sum(by_op.values()),
             estimated_rows_by_op=by_op,
             unsettled_runs=unsettled,
             mapped_fields=tuple(name for name, _ in plan.declared_fields),

@@ -164,8 +164,14 @@ def test_retry_resends_only_rows_in_error(sync_env):
     assert sync_env.run("audience_mirror").planned.change == 1
 
 
-def test_export_writes_a_full_file_each_run(sync_env):
-    """Each file holds the whole audience in row-key order, whether a row was added, changed or unchanged."""
+def test_export_writes_a_full_file_each_run(sync_env, monkeypatch):
+    """Each file holds the whole audience in row-key order, whether a row was added, changed or unchanged; the
+    run tells the exporter it will hand over exactly those rows (removed rows are not among them)."""
+    told: list[int] = []
+    open_export = FileExportDestination.open
+    monkeypatch.setattr(
+        FileExportDestination, "open", lambda dest, run: (told.append(run.estimated_rows), open_export(dest, run))[1]
+    )
     first = sync_env.run("audience_export")
     sync_env.sql("delete from analytics.audience where customer_id >= 'c00095'")
     sync_env.sql("update analytics.audience set score = score + 1 where customer_id in ('c00003', 'c00060')")
@@ -173,6 +179,7 @@ def test_export_writes_a_full_file_each_run(sync_env):
     second = sync_env.run("audience_export")
 
     assert (first.sent, second.sent, second.planned.remove, second.removed) == (100, 96, 5, 5)
+    assert told == [100, 96]
     assert (second.planned.add, second.planned.change) == (1, 2)
     assert len(second.export_paths) == 1 and second.export_paths != first.export_paths
     with Path(second.export_paths[0]).open() as handle:
