@@ -32,6 +32,11 @@ class SyncRunConfig(dg.Config):
     allow_large_removal: bool = Field(
         default=False, description="Let a mirror remove more members than its max_removal_share guard allows."
     )
+    resend_all: bool = Field(
+        default=False,
+        description="Mirror/upsert: re-send every current member, changed or not (the destination lost data, a "
+        "changed normalization). Removals go as usual.",
+    )
 
 
 def sync_asset_key(sync_name: str) -> dg.AssetKey:
@@ -98,6 +103,7 @@ def _sync_asset(spec: SyncSpec, model_key: dg.AssetKey) -> dg.AssetsDefinition:
             warehouse=tidings.warehouse_path(),
             dry_run=config.dry_run,
             allow_large_removal=config.allow_large_removal,
+            resend_all=config.resend_all,
         )
         context.log.info(f"sync {spec.name}: {result.status}, {result.sent} sent, {result.failed} failed")
         yield from report_sync_result(context.asset_key, result)

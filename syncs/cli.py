@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return 2
-    except (KeyError, FileNotFoundError) as error:
+    except (KeyError, FileNotFoundError, engine.RunRefused) as error:
         print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
 
@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("name")
     run.add_argument("--dry-run", action="store_true", help="plan, apply the guards, preview; send nothing")
     run.add_argument("--allow-large-removal", action="store_true", help="override the removal-share guard")
+    run.add_argument(
+        "--resend-all",
+        action="store_true",
+        help="mirror/upsert: re-send every current member, changed or not (the destination lost data, a changed "
+        "normalization); removals as usual",
+    )
     run.add_argument("--json", action="store_true")
     retry = command("retry", _retry, "re-send only the rows currently in error")
     retry.add_argument("name")
@@ -136,6 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         warehouse=args.warehouse,
         dry_run=args.dry_run,
         allow_large_removal=args.allow_large_removal,
+        resend_all=args.resend_all,
     )
     return _report(result, args.json)
 

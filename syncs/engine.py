@@ -44,6 +44,10 @@ __all__ = [
 log = get_logger("engine")
 
 
+class RunRefused(Exception):
+    """A run asked for something its sync's mode does not allow; nothing was started."""
+
+
 @dataclass
 class SyncResult:
     run_id: str
@@ -123,11 +127,19 @@ def run_sync(
     dry_run: bool = False,
     allow_large_removal: bool = False,
     only_rows_in_error: bool = False,
+    resend_all: bool = False,
 ) -> SyncResult:
     """Plan, guard and deliver one sync. Row failures are recorded, not raised; a run that cannot start
-    (configuration, missing model, missing secret) is recorded as failed and its error re-raised."""
+    (configuration, missing model, missing secret) is recorded as failed and its error re-raised.
+    `resend_all` re-sends every current member of a mirror or upsert sync, changed or not (a destination that lost
+    its data, a changed normalization); removals go as usual."""
     project = project or load_project()
     sync = project.sync(name)
+    if resend_all and sync.mode not in (Mode.MIRROR, Mode.UPSERT):
+        raise RunRefused(
+            f"sync {name!r} is {sync.mode.value}: resending applies to mirror and upsert syncs (a send_once sync "
+            "never sends a delivered message again; an export writes every row each run)"
+        )
     run_id = new_run_id()
     result = SyncResult(run_id=run_id, sync_name=name, mode=sync.mode.value, status="failed")
     con = _open(warehouse)
@@ -141,7 +153,8 @@ def run_sync(
         try:
             state.record_run_start(con, run_id, name, sync.mode.value, dry_run)
             log_event(log, "run.started", run_id=run_id, sync=name, mode=sync.mode.value, dry_run=dry_run)
-            _plan_and_deliver(con, project, sync, result, dry_run, allow_large_removal, only_rows_in_error)
+            options = {"only_rows_in_error": only_rows_in_error, "resend_all": resend_all}
+            _plan_and_deliver(con, project, sync, result, dry_run, allow_large_removal, options)
         except Exception as error:
             result.status, result.message = "failed", _safe_message(error)
             raise
@@ -169,11 +182,12 @@ def _plan_and_deliver(
     result: SyncResult,
     dry_run: bool,
     allow_large_removal: bool,
-    only_rows_in_error: bool,
+    plan_options: dict[str, bool],
 ) -> None:
+    """`plan_options`: `only_rows_in_error` and `resend_all`, handed to the planner."""
     drop_orphan_plans(con, sync.name)
     check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
-    plan = build_plan(con, sync, result.run_id, only_rows_in_error=only_rows_in_error, **project.identity_rules(sync))
+    plan = build_plan(con, sync, result.run_id, **plan_options, **project.identity_rules(sync))
     try:
         verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview

@@ -120,6 +120,7 @@ def build_plan(
     run_id: str,
     *,
     only_rows_in_error: bool = False,
+    resend_all: bool = False,
     identity_fields: frozenset[str] = frozenset(),
     case_sensitive_fields: frozenset[str] = frozenset(),
     normalized_kinds: Mapping[str, IdentityKind] = MappingProxyType({}),
@@ -129,7 +130,8 @@ def build_plan(
     destination fields that identify a member there (`Destination.identity_fields`; those in
     `case_sensitive_fields` compared with their case): a mirror retires the previous identity of a member whose
     change alters any of them, and releases an identity another member keeps instead of removing it, also when
-    the two differ only in what the connector normalizes away (`normalized_kinds`, `sent_identity`)."""
+    the two differ only in what the connector normalizes away (`normalized_kinds`, `sent_identity`).
+    `resend_all` (mirror and upsert) plans every current row as a change, under idempotency keys of this run."""
     relation = f"{quote(models_schema())}.{quote(sync.model)}"
     _check_relation(con, sync)
     field_names = sorted(sync.mapping)
@@ -148,7 +150,8 @@ def build_plan(
     keep_unchanged = sync.mode is Mode.EXPORT or only_rows_in_error
     mapped_identity = sorted(identity_fields & set(field_names)) if sync.mode is Mode.MIRROR else []
     retiring = [IdentityField(name, fold_case=name not in case_sensitive_fields) for name in mapped_identity]
-    sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring)
+    resend_run = run_id if resend_all else None
+    sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring, resend_run)
     con.execute(f"create or replace table {table} as {sql}")
     if retiring and plans_removals(con, table):
         normalized = {name: kind for name, kind in normalized_kinds.items() if name in mapped_identity}
@@ -291,6 +294,7 @@ def _plan_sql(
     has_duplicate_keys: bool,
     keep_unchanged: bool,
     retiring: list[IdentityField],
+    resend_run: str | None = None,
 ) -> str:
     name = literal(sync.name)
     pairs = ", ".join(f"{literal(n)}, f_{i}" for i, n in enumerate(field_names))
@@ -319,7 +323,8 @@ def _plan_sql(
                  when c.row_key is null then case when {removable} then 'remove' end
                  when c.conflicting then 'duplicate_key'
                  when s.row_key is null or s.row_hash is null then 'add'
-                 when s.row_hash <> c.row_hash and {literal(sync.mode.value)} <> 'send_once' then 'change'
+                 when (s.row_hash <> c.row_hash or {"true" if resend_run else "false"})
+                      and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,
             case when {retirement} then md5(s.row_fields) else coalesce(c.row_hash, s.row_hash) end as row_hash,
             coalesce(c.row_fields, s.row_fields) as row_fields,
@@ -331,10 +336,11 @@ def _plan_sql(
     if retiring:
         classified += _retirements_sql(sync, current, state, retiring, len(field_names))
     in_error = f"select row_key, row_hash, permanent from {S}.row_errors where sync_name = {name}"
+    resent = f" || '/resend/' || {literal(resend_run)}" if resend_run else ""  # a receiver must not dedupe it
     identity = (
         f"md5({name} || '/' || p.row_key)"
         if sync.mode is Mode.SEND_ONCE
-        else f"md5({name} || '/' || p.action || '/' || p.row_key || '/' || p.row_hash)"
+        else f"md5({name} || '/' || p.action || '/' || p.row_key || '/' || p.row_hash{resent})"
     )
     # A retry sends exactly the rows in error; a normal run skips rows rejected for good in this version.
     restrict = " and e.row_key is not null" if only_rows_in_error else ""

@@ -170,3 +170,32 @@ def test_generate_anchors_on_tidings_as_of_date(tmp_path, monkeypatch):
     monkeypatch.setenv("TIDINGS_AS_OF_DATE", "June 1st")
     with pytest.raises(ValueError, match="TIDINGS_AS_OF_DATE='June 1st' is not a date"):
         main(["--warehouse", str(warehouse), "generate", "--customers", "25"])
+
+
+def test_resend_all_delivers_every_member_again_and_refuses_send_once(sync_env, capsys):
+    """`--resend-all` re-sends every current member of a mirror, under new idempotency keys (a receiver that
+    dedupes by key applies them again), and still removes who left; a send_once sync refuses it, sending nothing."""
+    assert cli(sync_env, "run", "audience_mirror") == 0
+    sync_env.sql("delete from analytics.audience where customer_id = 'c00099'")
+    sync_env.sql("update analytics.audience set score = score + 1 where customer_id = 'c00001'")
+    delivered_before = sync_env.webhook().stats["delivered"]
+    capsys.readouterr()
+
+    assert cli(sync_env, "run", "audience_mirror", "--resend-all", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["planned"]["change"], result["planned"]["unchanged"], result["sent"], result["removed"]) == (
+        99,
+        0,
+        99,
+        1,
+    )
+    assert (
+        sync_env.webhook().stats["delivered"] - delivered_before == 100
+    )  # 99 upserts and the removal, none a duplicate
+    assert cli(sync_env, "run", "audience_mirror", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["sent"] == 0  # state holds what was re-sent
+
+    requests_before = sync_env.webhook().stats["requests"]
+    assert cli(sync_env, "run", "welcome_send", "--resend-all") == 2
+    assert "resending applies to mirror and upsert syncs" in capsys.readouterr().err
+    assert sync_env.webhook().stats["requests"] == requests_before
