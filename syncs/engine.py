@@ -153,8 +153,16 @@ def run_sync(
         try:
             state.record_run_start(con, run_id, name, sync.mode.value, dry_run)
             log_event(log, "run.started", run_id=run_id, sync=name, mode=sync.mode.value, dry_run=dry_run)
-            options = {"only_rows_in_error": only_rows_in_error, "resend_all": resend_all}
-            _plan_and_deliver(con, project, sync, result, dry_run, allow_large_removal, options)
+            _plan_and_deliver(
+                con,
+                project,
+                sync,
+                result,
+                dry_run=dry_run,
+                allow_large_removal=allow_large_removal,
+                only_rows_in_error=only_rows_in_error,
+                resend_all=resend_all,
+            )
         except Exception as error:
             result.status, result.message = "failed", _safe_message(error)
             raise
@@ -180,14 +188,22 @@ def _plan_and_deliver(
     project: Project,
     sync: SyncSpec,
     result: SyncResult,
+    *,
     dry_run: bool,
     allow_large_removal: bool,
-    plan_options: dict[str, bool],
+    only_rows_in_error: bool,
+    resend_all: bool,
 ) -> None:
-    """`plan_options`: `only_rows_in_error` and `resend_all`, handed to the planner."""
     drop_orphan_plans(con, sync.name)
     check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
-    plan = build_plan(con, sync, result.run_id, **plan_options, **project.identity_rules(sync))
+    plan = build_plan(
+        con,
+        sync,
+        result.run_id,
+        only_rows_in_error=only_rows_in_error,
+        resend_all=resend_all,
+        **project.identity_rules(sync),
+    )
     try:
         verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
