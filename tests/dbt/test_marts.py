@@ -57,6 +57,14 @@ def query(warehouse: Path, sql: str) -> list[tuple]:
         return con.sql(sql).fetchall()
 
 
+def stored_failures(test: str, columns: str, *, warehouse: Path, tmp_path: Path) -> tuple[str, list[tuple]]:
+    """Run the singular or generic dbt test `test` with `--store-failures`, which must fail; returns dbt's output
+    and the `columns` of the failing rows dbt stored."""
+    result = dbt("test", "--select", test, "--store-failures", warehouse=warehouse, target_path=tmp_path / "target")
+    assert result.returncode != 0, result.stdout[-4000:]
+    return result.stdout, query(warehouse, f"select {columns} from analytics_dbt_test__audit.{test}")
+
+
 def dbt(*args: str, warehouse: Path, target_path: Path, extra_vars: str = "") -> subprocess.CompletedProcess[str]:
     """Run dbt against `warehouse` with the suite's as-of date (plus `extra_vars`); the caller checks the result."""
     cmd = [
@@ -250,14 +258,8 @@ def test_invariant_test_fails_on_planted_bad_rows(warehouse_copy: Path, tmp_path
             "(select email from raw.crm_customers where customer_id = 'planted-household-member') "
             "and customer_id <> 'planted-household-member'"
         ).fetchall()
-    result = dbt(
-        "test", "--select", INVARIANT_TEST, "--store-failures",
-        warehouse=warehouse_copy, target_path=tmp_path / "target",
-    )  # fmt: skip
-    assert result.returncode != 0, result.stdout[-4000:]
-    found = query(
-        warehouse_copy,
-        f"select source_model, customer_id, violation from analytics_dbt_test__audit.{INVARIANT_TEST}",
+    _, found = stored_failures(
+        INVARIANT_TEST, "source_model, customer_id, violation", warehouse=warehouse_copy, tmp_path=tmp_path
     )
     planted_audience_row = query(
         warehouse_copy,
@@ -318,13 +320,8 @@ def test_control_group_test_names_planted_marketing_rows(warehouse_copy: Path, t
             " from analytics.message_queue where message_kind = 'marketing' limit 1"
         )
         [(planted,)] = con.sql(f"select {control}").fetchall()
-    result = dbt(
-        "test", "--select", CONTROL_GROUP_TEST, "--store-failures",
-        warehouse=warehouse_copy, target_path=tmp_path / "target",
-    )  # fmt: skip
-    assert result.returncode != 0, result.stdout[-4000:]
-    found = query(
-        warehouse_copy, f"select source_model, customer_id from analytics_dbt_test__audit.{CONTROL_GROUP_TEST}"
+    _, found = stored_failures(
+        CONTROL_GROUP_TEST, "source_model, customer_id", warehouse=warehouse_copy, tmp_path=tmp_path
     )
     assert sorted(found) == [("message_queue", planted), ("seg_renewal_due", planted)]
 
@@ -348,13 +345,10 @@ def test_channel_list_test_names_each_bad_channel_list(warehouse_copy: Path, tmp
                 "update analytics.message_catalog set channel_candidates = ? where message_name = ?",
                 [channels, message],
             )
-    result = dbt(
-        "test", "--select", CHANNEL_LIST_TEST, "--store-failures",
-        warehouse=warehouse_copy, target_path=tmp_path / "target",
-    )  # fmt: skip
-    assert result.returncode != 0, result.stdout[-4000:]
-    assert f"FAIL 4 {CHANNEL_LIST_TEST}" in result.stdout, result.stdout[-4000:]
-    failures = query(warehouse_copy, f"select channel_list, problem from analytics_dbt_test__audit.{CHANNEL_LIST_TEST}")
+    output, failures = stored_failures(
+        CHANNEL_LIST_TEST, "channel_list, problem", warehouse=warehouse_copy, tmp_path=tmp_path
+    )
+    assert f"FAIL 4 {CHANNEL_LIST_TEST}" in output, output[-4000:]
     assert sorted(failures) == [
         ("email,,sms", "an empty entry (a stray comma, or no channel); list at least one of email, sms, direct_mail"),
         ("email,sms,direct_mail,push", "more than 3 entries; list each of email, sms, direct_mail at most once"),
