@@ -10,16 +10,11 @@
     'seg_advocates', 'seg_new_product_fit', 'seg_lapsed_high_value_direct_mail'
 ] %}
 {%- set lists_kept_whole = ['seg_top_clv_lookalike', 'seg_existing_customers_suppression'] %}
-{%- if execute %}
-    {%- for node in graph.nodes.values()
-        if node.resource_type == 'model' and node.name.startswith('seg_')
-            and node.name not in marketing_audiences and node.name not in lists_kept_whole %}
-        {{ exceptions.raise_compiler_error(
-            "assert_global_control_group_gets_no_marketing does not know " ~ node.name
-            ~ ": add it to `marketing_audiences` (and filter on `not in_global_control_group`) or, if it messages"
-            ~ " nobody, to `lists_kept_whole` in tests/assert_global_control_group_gets_no_marketing.sql") }}
-    {%- endfor %}
-{%- endif %}
+{{- require_every_segment_listed(
+    marketing_audiences + lists_kept_whole,
+    "assert_global_control_group_gets_no_marketing does not know ",
+    ": add it to `marketing_audiences` (and filter on `not in_global_control_group`) or, if it messages"
+    ~ " nobody, to `lists_kept_whole` in tests/assert_global_control_group_gets_no_marketing.sql") }}
 
 with recipients as (
     {%- for segment in marketing_audiences %}

@@ -11,14 +11,10 @@
     'seg_advocates', 'seg_new_product_fit', 'seg_lapsed_high_value_direct_mail', 'seg_top_clv_lookalike',
     'seg_existing_customers_suppression'
 ] %}
-{%- if execute %}
-    {%- for node in graph.nodes.values()
-        if node.resource_type == 'model' and node.name.startswith('seg_') and node.name not in segments %}
-        {{ exceptions.raise_compiler_error(
-            "assert_no_suppressed_or_nonconsenting_recipients does not check " ~ node.name
-            ~ ": add it to `segments` in tests/assert_no_suppressed_or_nonconsenting_recipients.sql") }}
-    {%- endfor %}
-{%- endif %}
+{{- require_every_segment_listed(
+    segments,
+    "assert_no_suppressed_or_nonconsenting_recipients does not check ",
+    ": add it to `segments` in tests/assert_no_suppressed_or_nonconsenting_recipients.sql") }}
 
 with recipients as (
     {%- for segment in segments %}
