@@ -54,6 +54,8 @@ class CommitScope:
     # The run's write-ahead stamp: commits are stamped no earlier, so they void its entries even if the clock
     # went back during the run.
     not_before: datetime | None = None
+    # A mirror to a destination that `confirms_later`: acknowledged removals are kept until it confirms them.
+    keep_removals: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class StateCommitter:
             outcomes=outcomes,
             clear_errors=self._errors_on_record,
             not_before=scope.not_before,
+            keep_removals=scope.keep_removals,
         )
         self.transactions += 1
         self._errors_on_record = self._errors_on_record or not pc.all(outcomes["ok"]).as_py()

@@ -20,6 +20,7 @@ from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, Operation, RunInfo
+from syncs.later_checks import check_earlier_deliveries
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
 from syncs.runner import Delivery, Runner
@@ -63,7 +64,8 @@ class SyncResult:
     rows_per_second: float = 0.0
     delivery_seconds: float = 0.0  # sending and committing state, after the plan
     guard_decisions: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # the destination's, for the operator (Destination.run_warnings)
+    # For the operator: earlier work the destination failed (syncs.later_checks), Destination.run_warnings.
+    warnings: list[str] = field(default_factory=list)
     error_summary: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
     export_paths: list[str] = field(default_factory=list)
@@ -195,7 +197,10 @@ def _plan_and_deliver(
     resend_all: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
-    check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
+    destination_class = project.destinations[sync.destination].destination_class
+    check_mapped_column_types(con, sync, destination_class)
+    if destination_class.confirms_later and not (dry_run or only_rows_in_error):
+        result.warnings = check_earlier_deliveries(con, project, sync, result.run_id)
     plan = build_plan(
         con,
         sync,
@@ -215,7 +220,8 @@ def _plan_and_deliver(
         found = plan.skipped.get("duplicate_key", 0) > 0
         state.record_duplicate_keys(con, sync.name, result.run_id, plan.table, found=found)
         if verdict.blocked:
-            result.status, result.message = "blocked", "; ".join(d for d in verdict.decisions if "blocked" in d)
+            blocked = "; ".join(d for d in verdict.decisions if "blocked" in d)
+            result.status, result.message = "blocked", _with_warnings(blocked, result.warnings)
             return
         destination = project.destination_for(sync)
         # The rows of each of the runner's passes (`Runner._passes`): a mirror's `remove` counts its retirements
@@ -258,10 +264,12 @@ def _apply(result: SyncResult, delivery: Delivery, warnings: list[str]) -> None:
         result.status = "success"
     else:
         result.status = "partial" if delivered else "failed"
-    result.message = f"{delivered} rows delivered, {delivery.failed} failed"
-    result.warnings = warnings
-    if warnings:
-        result.message += "; warning: " + "; ".join(warnings)
+    result.warnings = [*result.warnings, *warnings]
+    result.message = _with_warnings(f"{delivered} rows delivered, {delivery.failed} failed", result.warnings)
+
+
+def _with_warnings(message: str, warnings: list[str]) -> str:
+    return message + "; warning: " + "; ".join(warnings) if warnings else message
 
 
 def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult, started: float) -> None:

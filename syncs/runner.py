@@ -137,6 +137,7 @@ class Runner:
                 keep_fields=self.plan.mode is Mode.MIRROR,
                 plan_table=self.plan.table,
                 not_before=written_ahead_at,
+                keep_removals=self.plan.mode is Mode.MIRROR and self.destination.confirms_later,
             ),
             errors_on_record=state.has_row_errors(self.con, self.run.sync_name),
             crash_after=0 if self._crash_before_commit else self._crash_after,
@@ -162,6 +163,10 @@ class Runner:
             # Rows a destination answers at close (a file, a drop) may be the whole audience: settled in chunks.
             closing = self.destination.close(success=success)
             if closing is not None:
+                if closing.ok and closing.destination_ref and self.destination.confirms_later:
+                    state.record_unconfirmed_delivery(
+                        self.con, self.run.sync_name, self.run.run_id, closing.destination_ref
+                    )
                 self._settle_deferred_passes(closing)
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:

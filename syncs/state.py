@@ -100,6 +100,20 @@ DDL = [
         row_fields varchar,  -- JSON of the fields being sent: a removal needs the identifiers
         run_id varchar not null,
         marked_at timestamp not null)""",
+    # Work a destination that `confirms_later` took from a run and may still fail (a Google job it processes
+    # hours later): one row per run, checked before later runs plan (`syncs.later_checks`) and dropped once done.
+    f"""create table if not exists {S}.unconfirmed_deliveries (
+        sync_name varchar not null,
+        destination_ref varchar not null,
+        run_id varchar not null,
+        recorded_at timestamp not null)""",
+    # The members such work removed (or retired), with the fields sent: gone from sync_state, they are what a
+    # failed removal has to send again.
+    f"""create table if not exists {S}.unconfirmed_removals (
+        sync_name varchar not null,
+        destination_ref varchar not null,
+        row_key varchar not null,
+        row_fields varchar)""",
     f"""create table if not exists {S}.sync_locks (
         sync_name varchar primary key,
         run_id varchar not null,
@@ -478,6 +492,49 @@ def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str) -> Non
         )
 
 
+def record_unconfirmed_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, ref: str) -> None:
+    """Before its rows are settled: the run's work (`ref`) the destination may still fail."""
+    con.execute(f"insert into {S}.unconfirmed_deliveries values (?, ?, ?, ?)", [sync_name, ref, run_id, utcnow()])
+
+
+def unconfirmed_deliveries(con: duckdb.DuckDBPyConnection, sync_name: str) -> list[tuple[str, str, datetime]]:
+    """(ref, run id, recorded at) of the sync's work not confirmed yet, oldest first."""
+    return con.execute(
+        f"select destination_ref, run_id, recorded_at from {S}.unconfirmed_deliveries where sync_name = ? "
+        "order by recorded_at, run_id",
+        [sync_name],
+    ).fetchall()
+
+
+def forget_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str) -> None:
+    """The work is done (or no longer checked): its record and the removals kept for it go."""
+    with transaction(con):
+        for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
+            con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
+
+
+def redo_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str, run_id: str) -> tuple[int, int]:
+    """The destination failed the work: in one transaction, the members it sent and whose state still comes from it
+    are planned again (an empty row hash: a change, or a removal when gone from the model), and the members it
+    removed and nobody added back since are written ahead as the destination may still hold them (a mirror then
+    removes them again, or adds them when back in the model). Returns (members re-sent, removals re-sent)."""
+    removed = (
+        f"select row_key, row_fields from {S}.unconfirmed_removals r where r.sync_name = ? and r.destination_ref = ? "
+        f"and not exists (select 1 from {S}.sync_state s where s.sync_name = r.sync_name and s.row_key = r.row_key)"
+    )
+    with transaction(con):
+        (resent,) = con.execute(
+            f"update {S}.sync_state set row_hash = '' where sync_name = ? and destination_ref = ?", [sync_name, ref]
+        ).fetchone()
+        (redone,) = con.execute(
+            f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from ({removed})",
+            [sync_name, run_id, utcnow(), sync_name, ref],
+        ).fetchone()
+        for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
+            con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
+    return int(resent), int(redone)
+
+
 def record_duplicate_keys(
     con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, plan_table: str, *, found: bool = True
 ) -> None:
@@ -517,6 +574,7 @@ def commit_batch(
     outcomes: pa.Table,
     clear_errors: bool = True,
     not_before: datetime | None = None,
+    keep_removals: bool = False,
 ) -> None:
     """Apply settled rows (one batch, or a group the committer gathered) in one transaction: acknowledged rows
     move into state (or the ledger), failed rows into row_errors. `keep_fields` stores the sent fields (mirror
@@ -527,7 +585,8 @@ def commit_batch(
     absent and the sync's lock keeps it so), only changed rows pay for an upsert, and unchanged rows (re-sent by
     exports) leave state as it is. `clear_errors` False skips clearing row errors of
     acknowledged rows when the caller knows the sync has none on record. `not_before` is the run's write-ahead
-    stamp (`mark_members_pending`): the commit's stamp is never earlier."""
+    stamp (`mark_members_pending`): the commit's stamp is never earlier. `keep_removals` keeps what acknowledged
+    removals sent, by their `destination_ref`, for a destination that `confirms_later` (`redo_delivery`)."""
     if "action" not in outcomes.column_names:
         outcomes = _with_plan_entries(con, outcomes, plan_table)
     now = utcnow() if not_before is None else max(utcnow(), not_before)
@@ -556,6 +615,12 @@ def commit_batch(
                     "(select row_key from settled_batch where ok and action = 'remove')",
                     [sync_name],
                 )
+        if keep_removals and acknowledged & {"remove", "retire"}:
+            con.execute(
+                f"insert into {S}.unconfirmed_removals select ?, destination_ref, row_key, row_fields "
+                "from settled_batch where ok and action in ('remove', 'retire') and destination_ref is not null",
+                [sync_name],
+            )
         if keep_fields and acknowledged & {"remove", "retire"}:  # a removed member's write-ahead entry is void
             con.execute(
                 f"delete from {S}.pending_members where sync_name = ? and row_key in "

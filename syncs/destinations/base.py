@@ -138,6 +138,16 @@ class DeferredOutcome:
         return cls(ok=False, code=code, message=message, permanent=permanent)
 
 
+@dataclass(frozen=True)
+class LaterCheck:
+    """What a destination that `confirms_later` says, at a later run, of work an earlier run handed it (one
+    `DeferredOutcome.destination_ref`): `done`, still `pending`, `failed` (with a reason, never row values), or
+    `unknown` when it could not tell (the destination was unreachable, or no longer knows the work)."""
+
+    state: Literal["done", "pending", "failed", "unknown"]
+    reason: str | None = None
+
+
 class AcknowledgedRows(Sequence[RowOutcome]):
     """Every row of an `OutboundBatch` acknowledged in one answer, in the batch's order: what a connector may
     return instead of one `RowOutcome` per row, so a fully successful batch settles without per-row objects."""
@@ -256,6 +266,11 @@ class Destination(ABC):
     # export), instead of one `RowOutcome` per row.
     answers_at_close: ClassVar[bool] = False
 
+    # True when a run's acknowledgement is a promise: `close()` names in `DeferredOutcome.destination_ref` work the
+    # destination finishes later and may still fail (Google processes a job hours after it runs). The engine keeps
+    # each such ref and, before later runs plan, asks `check_later`; the rows of a failed one are sent again.
+    confirms_later: ClassVar[bool] = False
+
     def __init__(self, name: str, settings: DestinationSettings, target: SyncTarget) -> None:
         self.name = name
         self.settings = settings
@@ -282,6 +297,11 @@ class Destination(ABC):
         """Called once after the last batch. A destination that `answers_at_close` returns one `DeferredOutcome`
         for every row its `write` left unanswered; others return None."""
         return None
+
+    def check_later(self, refs: Sequence[str]) -> Mapping[str, LaterCheck]:
+        """For a destination that `confirms_later`: where the work behind each ref of earlier runs stands. Called
+        on an instance of its own, never opened or closed: it releases what it uses before it returns."""
+        return {}
 
     def run_warnings(self) -> list[str]:
         """What the operator of the run just closed should know beyond its row outcomes (a drop left without its

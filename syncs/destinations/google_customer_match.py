@@ -12,13 +12,17 @@ for Google to process a job (10 minutes to 24 hours). Google's rules behind this
 - two jobs on one list may be processed in parallel, in either order. A mirror sends its removals before its
   adds, so an add sharing an identifier with a removal of the same run is not sent: it fails `removal_pending`
   (retryable) and goes out next run, and the removal cannot undo it. Across runs the race remains when a job
-  of the previous run still runs (a run does not know the previous run's jobs).
+  of the previous run still runs.
 
 Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
 Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is
 added. A failed or crashed run runs nothing: its jobs stay PENDING and Google never processes them, and their
-rows, unacknowledged, go out in a new job next run. A job that ran and then FAILS at Google shows in Google Ads
-(and in the job's status) but not here: its rows stay acknowledged.
+rows, unacknowledged, go out in a new job next run.
+
+A job that ran may still FAIL at Google, having applied some of its operations or none (`confirms_later`): the
+engine keeps each run's jobs (`destination_ref`, the job names) and, before a later run plans, `check_later`
+reads their status (one search for up to 200 jobs). A run whose job failed is sent again, both its adds and its
+removals (`syncs.later_checks`); one whose jobs succeeded is forgotten.
 
 Lost answers: the client re-sends a request whose answer it lost. A repeated `:run` is refused because the job
 has started; the job's status then tells whether it runs. A repeated `:addOperations` adds the same members
@@ -56,6 +60,7 @@ from syncs.destinations.base import (
     DeferredOutcome,
     Destination,
     DestinationSettings,
+    LaterCheck,
     Mode,
     Operation,
     OutboundRow,
@@ -67,6 +72,7 @@ from syncs.destinations.base import (
 from syncs.http import DestinationHTTPError
 
 STARTED = frozenset({"RUNNING", "SUCCESS"})
+JOBS_PER_SEARCH = 200
 REMOVAL_PENDING = (
     "this run removes an identifier this row adds, and Google may process the two jobs in either order: "
     "the add goes out next run"
@@ -152,6 +158,7 @@ class GoogleCustomerMatchDestination(Destination):
     normalized_identity_kinds = MappingProxyType({"email": "email", "phone": "phone"})
     accepts_extra_fields = False
     answers_at_close = True
+    confirms_later = True
 
     @classmethod
     def sent_identity(cls, fields: Mapping[str, Any]) -> str | None:
@@ -249,24 +256,50 @@ class GoogleCustomerMatchDestination(Destination):
             if response.ok:
                 return None
             status, refusal = response.status_code, f"Google Ads run failed with HTTP {response.status_code}"
-        state = self._status(job)
+        state, _ = self._statuses([job]).get(job, (None, None))
         if state in STARTED:
             return None
         if state == "FAILED":
             return DeferredOutcome.failure("job_failed", "Google failed the offline user data job")
         return DeferredOutcome.failure(status_code(status), refusal)
 
-    def _status(self, job: str) -> str | None:
+    def check_later(self, refs: Sequence[str]) -> dict[str, LaterCheck]:
+        """Each ref names a run's jobs: failed when one failed, pending while one runs, done when all succeeded."""
+        try:
+            names = sorted({job for ref in refs for job in ref.split()})
+            found: dict[str, tuple[str, str | None]] = {}
+            for start in range(0, len(names), JOBS_PER_SEARCH):
+                found.update(self._statuses(names[start : start + JOBS_PER_SEARCH]))
+        finally:
+            self.http.close()
+        return {ref: _run_check([found.get(job) for job in ref.split()]) for ref in refs}
+
+    def _statuses(self, jobs: list[str]) -> dict[str, tuple[str, str | None]]:
+        """Job name -> (status, failure reason) of the jobs Google answers for; none when the search fails."""
+        names = ", ".join(f"'{job}'" for job in jobs)
         query = (
-            "SELECT offline_user_data_job.status FROM offline_user_data_job "
-            f"WHERE offline_user_data_job.resource_name = '{job}'"
+            "SELECT offline_user_data_job.resource_name, offline_user_data_job.status, "
+            "offline_user_data_job.failure_reason FROM offline_user_data_job "
+            f"WHERE offline_user_data_job.resource_name IN ({names})"
         )
         try:
             response = self.http.request("POST", f"{self.customer}/googleAds:search", json={"query": query})
         except DestinationHTTPError:
-            return None
+            return {}
         results = response.json().get("results", []) if response.ok else []
-        return results[0]["offlineUserDataJob"]["status"] if results else None
+        jobs_found = (result["offlineUserDataJob"] for result in results)
+        return {job["resourceName"]: (job["status"], job.get("failureReason")) for job in jobs_found}
+
+
+def _run_check(jobs: list[tuple[str, str | None] | None]) -> LaterCheck:
+    """One run's jobs as (status, failure reason), None for a job Google did not answer for."""
+    known = [job for job in jobs if job is not None]
+    reasons = [reason for status, reason in known if status == "FAILED"]
+    if reasons:
+        return LaterCheck("failed", f"Google failed an offline user data job ({reasons[0] or 'no reason given'})")
+    if len(known) < len(jobs):
+        return LaterCheck("unknown")
+    return LaterCheck("done") if all(status == "SUCCESS" for status, _ in known) else LaterCheck("pending")
 
 
 def _keys(identifiers: list[dict[str, Any]]) -> list[str]:

@@ -241,6 +241,33 @@ def test_a_failed_run_runs_no_job(clean_sandbox: Any) -> None:
     assert clean_sandbox.app("google_ads").members(USER_LIST) == set()
 
 
+def test_later_checks_read_every_earlier_jobs_status_in_one_search(clean_sandbox: Any) -> None:
+    """A ref names a run's jobs: failed when one failed (with Google's reason), pending while one runs, done when
+    all succeeded, unknown when Google does not know one."""
+    app = clean_sandbox.app("google_ads")
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, people(2)))[1].ok
+    done = next(reversed(app.jobs))
+    assert deliver(google(clean_sandbox), (Operation.REMOVE, people(1)), (Operation.UPSERT, emails(1, start=20)))[1].ok
+    two_jobs = " ".join(list(app.jobs)[1:])
+    app.failing_jobs["remove"] = 1
+    app.members(USER_LIST)  # the first and the create job succeed, the remove job fails
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, emails(1, start=30)))[1].ok
+    running = next(reversed(app.jobs))
+    unknown = "customers/1234567890/offlineUserDataJobs/404"
+    searches = app.stats["requests"]
+
+    checks = google(clean_sandbox).check_later([done, two_jobs, running, unknown])
+
+    assert app.stats["requests"] == searches + 1
+    assert {ref: check.state for ref, check in checks.items()} == {
+        done: "done",
+        two_jobs: "failed",
+        running: "pending",
+        unknown: "unknown",
+    }
+    assert checks[two_jobs].reason == "Google failed an offline user data job (UNKNOWN)"
+
+
 def test_the_sandbox_holds_google_to_its_job_contract(clean_sandbox: Any, monkeypatch: Any) -> None:
     monkeypatch.setattr(google_ads, "MAX_IDENTIFIERS_PER_REQUEST", 40)  # Google's is 100,000
     base = f"{clean_sandbox.url}/google-ads/v21/customers/1234567890"

@@ -7,11 +7,15 @@ FAILED_PRECONDITION (JOB_ALREADY_STARTED). A request holds at most 100,000 user 
 most 20 (TOO_MANY_USER_IDENTIFIERS); create and remove operations never share a job (CONFLICTING_OPERATION).
 Also the operation shape, SHA-256 hex for hashed identifiers, and partial failure per operation index (without
 `enablePartialFailure`, one bad operation fails the whole request). A job that runs reports RUNNING for
-`RUNNING_POLLS` status reads, then SUCCESS: its members are applied to the user list then.
+`RUNNING_POLLS` status reads, then SUCCESS: its members are applied to the user list then. Status reads name one
+job (`resource_name = '...'`) or several (`resource_name IN ('...', ...)`), and a FAILED job has a
+`failureReason`.
 
 Test hooks: `lost_answers[action] = n` makes the next n requests to `create`, `addOperations` or `run` take effect
-and then answer 503, as when Google's answer is lost on its way back; `members()` reads a user list once every
-job that runs has finished.
+and then answer 503, as when Google's answer is lost on its way back; `failing_jobs[verb] = n` makes the next n
+jobs of that verb (`create` or `remove`) that finish end FAILED, having applied only their first half of
+operations (Google: "some operations may have been successfully processed"); `members()` reads a user list once
+every job that runs has finished.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class GoogleAdsApp(SandboxApp):
             self.jobs: dict[str, dict[str, Any]] = {}  # job resource name -> job
             self.user_lists: dict[str, set[tuple[str, str]]] = {}  # user list -> (identifier kind, value)
             self.lost_answers: dict[str, int] = {}  # action -> answers still to lose
+            self.failing_jobs: dict[str, int] = {}  # verb -> jobs still to fail
             self._runs = itertools.count()
 
     def _refusal(self, request: Request) -> Response | None:
@@ -170,28 +175,36 @@ class GoogleAdsApp(SandboxApp):
         if (refusal := self._refusal(request)) is not None:
             return refusal
         query = str((request.json() or {}).get("query", ""))
-        match = re.search(r"offline_user_data_job\.resource_name\s*=\s*'([^']+)'", query)
+        match = re.search(r"offline_user_data_job\.resource_name\s*(?:=\s*'[^']+'|in\s*\([^)]*\))", query, re.I)
+        names = re.findall(r"'([^']+)'", match.group(0)) if match else []
+        results = []
         with self.lock:
-            job = self.jobs.get(match.group(1)) if match else None
-            if job is None:
-                return Response(200, {"results": []})
-            if job["status"] == "RUNNING":
-                job["polls"] += 1
-                if job["polls"] > RUNNING_POLLS:
-                    self._complete(job)
-            return Response(
-                200, {"results": [{"offlineUserDataJob": {"resourceName": match.group(1), "status": job["status"]}}]}
-            )
+            for name in names:
+                job = self.jobs.get(name)
+                if job is None:
+                    continue
+                if job["status"] == "RUNNING":
+                    job["polls"] += 1
+                    if job["polls"] > RUNNING_POLLS:
+                        self._complete(job)
+                found = {"resourceName": name, "status": job["status"]}
+                if job["status"] == "FAILED":
+                    found["failureReason"] = "UNKNOWN"
+                results.append({"offlineUserDataJob": found})
+        return Response(200, {"results": results})
 
     def _complete(self, job: dict[str, Any]) -> None:
         members = self.user_lists.setdefault(job["userList"], set())
-        for operation in job["operations"]:
+        operations, job["status"] = job["operations"], "SUCCESS"
+        if self.failing_jobs.get(job["verb"], 0) > 0:
+            self.failing_jobs[job["verb"]] -= 1
+            operations, job["status"] = operations[: len(operations) // 2], "FAILED"
+        for operation in operations:
             verb = "create" if "create" in operation else "remove"
             for identifier in operation[verb]["userIdentifiers"]:
                 ((kind, value),) = identifier.items()
                 key = (kind, json.dumps(value, sort_keys=True) if isinstance(value, dict) else value)
                 (members.add if verb == "create" else members.discard)(key)
-        job["status"] = "SUCCESS"
 
     def members(self, user_list: str) -> set[str]:
         """Hashed emails in a user list once every job that runs has finished, in the order they ran (for

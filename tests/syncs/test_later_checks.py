@@ -1,0 +1,167 @@
+"""Work Google Customer Match processes after the run (a job runs at close; Google applies it hours later and may
+fail it): before a later run plans, the engine reads the status of earlier runs' jobs and sends a failed run's
+adds and removals again, so a failure at Google neither leaves members out nor keeps opted-out ones in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from syncs.identity import sha256_hex
+
+USER_LIST = "customers/1234567890/userLists/people"
+
+PEOPLE_YAML = """
+models:
+  - name: people
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: people_google
+              destination: google_ads
+              mode: mirror
+              primary_key: customer_id
+              target: {customer_id: "123-456-7890", user_list_id: people}
+              mapping: {email: email}
+              guards: {max_removal_share: 1.0}
+            - name: people_google_upsert
+              destination: google_ads
+              mode: upsert
+              primary_key: customer_id
+              target: {customer_id: "123-456-7890", user_list_id: people}
+              mapping: {email: email}
+"""
+
+GOOGLE = """
+    google_ads:
+      type: google_customer_match
+      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
+      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
+      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
+"""
+
+
+@pytest.fixture
+def env(sync_env: Any) -> Any:
+    (sync_env.dbt_project_dir / "models" / "_people.yml").write_text(PEOPLE_YAML)
+    with sync_env.destinations_file.open("a") as destinations:
+        destinations.write(GOOGLE)
+    sync_env.sql(
+        """create table analytics.people as select * from (values
+            ('c1', 'ann@example.com'), ('c2', 'bob@example.com'), ('c3', 'cy@example.com')
+        ) t(customer_id, email)"""
+    )
+    return sync_env
+
+
+def google(env: Any) -> Any:
+    return env.sandbox.app("google_ads")
+
+
+def members(env: Any) -> set[str]:
+    """The user list once Google has processed every job that ran."""
+    return google(env).members(USER_LIST)
+
+
+def hashed(*emails: str) -> set[str]:
+    return {sha256_hex(email) for email in emails}
+
+
+def unconfirmed(env: Any) -> tuple[int, int]:
+    return (
+        env.sql("select count(*) from tidings.unconfirmed_deliveries")[0][0],
+        env.sql("select count(*) from tidings.unconfirmed_removals")[0][0],
+    )
+
+
+@pytest.mark.parametrize("sync", ["people_google", "people_google_upsert"])
+def test_members_of_a_job_google_failed_are_sent_again(env: Any, sync: str) -> None:
+    assert env.run(sync).sent == 3
+    google(env).failing_jobs["create"] = 1
+    assert members(env) == hashed("ann@example.com")  # the job failed after applying part of its operations
+    dry = env.run(sync, dry_run=True)
+    assert dry.planned.change == 0 and unconfirmed(env) == (1, 0)  # a dry run changes no state: it does not check
+
+    again = env.run(sync)
+
+    assert (again.status, again.sent, again.planned.change) == ("success", 3, 3)
+    [warning] = again.warnings
+    assert "Google failed an offline user data job (UNKNOWN)" in warning and "3 members and 0 removals" in warning
+    assert warning in again.message
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+    settled = env.run(sync)
+    assert (settled.planned.change, settled.warnings, unconfirmed(env)) == (0, [], (0, 0))
+
+
+def test_a_removal_google_failed_is_sent_again(env: Any) -> None:
+    """Ann opts out; Google fails the job removing her: she must not stay in the audience."""
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    assert env.run("people_google").removed == 1
+    assert unconfirmed(env) == (1, 1)
+    google(env).failing_jobs["remove"] = 1
+    assert sha256_hex("ann@example.com") in members(env)
+
+    again = env.run("people_google")
+
+    assert (again.status, again.removed, again.sent) == ("success", 1, 0)
+    assert "0 members and 1 removals" in again.warnings[0]
+    assert members(env) == hashed("bob@example.com", "cy@example.com")
+    assert env.run("people_google").warnings == [] and unconfirmed(env) == (0, 0)
+
+
+def test_a_member_back_in_the_model_after_a_failed_removal_is_added(env: Any) -> None:
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_google")
+    google(env).failing_jobs["remove"] = 1
+    members(env)
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
+
+    again = env.run("people_google")
+
+    assert (again.sent, again.removed, again.planned.add) == (1, 0, 1)
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_a_retired_identity_google_failed_to_remove_is_retired_again(env: Any) -> None:
+    """Ann moves to a new address: the run retires the old one in its remove job, which Google fails."""
+    env.run("people_google")
+    members(env)
+    env.sql("update analytics.people set email = 'ann.new@example.com' where customer_id = 'c1'")
+    moved = env.run("people_google")
+    assert (moved.sent, moved.removed) == (1, 1)
+    google(env).failing_jobs["remove"] = 1
+    assert hashed("ann@example.com", "ann.new@example.com") <= members(env)
+
+    again = env.run("people_google")
+
+    assert again.status == "success" and again.removed == 1
+    assert members(env) == hashed("ann.new@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_a_job_still_running_is_checked_again_warned_after_a_day_and_dropped_after_a_week(env: Any) -> None:
+    env.run("people_google")  # the sandbox keeps the job RUNNING for three status reads
+
+    quiet = env.run("people_google")
+    assert (quiet.warnings, unconfirmed(env)) == ([], (1, 0))
+    env.sql("update tidings.unconfirmed_deliveries set recorded_at = recorded_at - interval 30 hour")
+    late = env.run("people_google")
+    assert late.warnings and "still being processed after 30 hours" in late.warnings[0]
+    env.sql("update tidings.unconfirmed_deliveries set recorded_at = recorded_at - interval 7 day")
+    dropped = env.run("people_google")
+
+    assert "still pending at the destination after 8 days: no longer checked" in dropped.warnings[0]
+    assert unconfirmed(env) == (0, 0)
+
+
+def test_a_job_google_does_not_know_is_kept_quietly_until_it_is_dropped(env: Any) -> None:
+    env.run("people_google")
+    google(env).jobs.clear()
+
+    assert env.run("people_google").warnings == []
+    assert unconfirmed(env) == (1, 0)
