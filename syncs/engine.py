@@ -20,7 +20,7 @@ from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, Operation, RunInfo
-from syncs.later_checks import check_earlier_deliveries
+from syncs.later_checks import EarlierWork, check_earlier_deliveries, in_flight
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
 from syncs.runner import Delivery, Runner
@@ -199,8 +199,10 @@ def _plan_and_deliver(
     drop_orphan_plans(con, sync.name)
     destination_class = project.destinations[sync.destination].destination_class
     check_mapped_column_types(con, sync, destination_class)
+    earlier = EarlierWork()
     if destination_class.confirms_later and not (dry_run or only_rows_in_error):
-        result.warnings = check_earlier_deliveries(con, project, sync, result.run_id)
+        earlier = check_earlier_deliveries(con, project, sync, result.run_id)
+        result.warnings = earlier.warnings
     plan = build_plan(
         con,
         sync,
@@ -236,6 +238,7 @@ def _plan_and_deliver(
         unsettled = (
             state.unsettled_runs(con, sync.name, result.run_id, plan.table) if sync.mode is Mode.SEND_ONCE else ()
         )
+        added_in_flight, removed_in_flight = in_flight(con, sync.name, earlier.pending, plan.table)
         run = RunInfo(
             result.run_id,
             sync.name,
@@ -244,6 +247,8 @@ def _plan_and_deliver(
             estimated_rows_by_op=by_op,
             unsettled_runs=unsettled,
             mapped_fields=tuple(name for name, _ in plan.declared_fields),
+            added_in_flight=added_in_flight,
+            removed_in_flight=removed_in_flight,
         )
         concurrency = project.destinations[sync.destination].settings.concurrency
         delivering = time.monotonic()

@@ -211,6 +211,11 @@ class RunInfo:
     # The destination fields the sync's mapping declares, in mapping order: the fields every row carries (a file's
     # columns are known before its first row); empty when unknown.
     mapped_fields: tuple[str, ...] = ()
+    # For a destination that `confirms_later`: members whose earlier work it is still processing, where this run
+    # sends the opposite (added then and removed now, removed then and added now), with the fields sent then. It
+    # may process the two in either order. Rows hold PII: kept out of the repr.
+    added_in_flight: Sequence[Mapping[str, Any]] = field(default=(), repr=False)
+    removed_in_flight: Sequence[Mapping[str, Any]] = field(default=(), repr=False)
 
 
 class Destination(ABC):

@@ -11,8 +11,10 @@ for Google to process a job (10 minutes to 24 hours). Google's rules behind this
 - additions to one job must not overlap (CONCURRENT_MODIFICATION): batches add in turn;
 - two jobs on one list may be processed in parallel, in either order. A mirror sends its removals before its
   adds, so an add sharing an identifier with a removal of the same run is not sent: it fails `removal_pending`
-  (retryable) and goes out next run, and the removal cannot undo it. Across runs the race remains when a job
-  of the previous run still runs.
+  (retryable) and goes out next run, and the removal cannot undo it. Across runs, the engine tells the run which
+  of its members an earlier job Google is still processing adds or removes (`RunInfo.added_in_flight`,
+  `removed_in_flight`): an add of an identifier such a job removes fails `removal_pending` too, and a removal of
+  one it adds fails `add_pending` (retryable), so it goes out once that job is done.
 
 Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
 Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is
@@ -74,8 +76,12 @@ from syncs.http import DestinationHTTPError
 STARTED = frozenset({"RUNNING", "SUCCESS"})
 JOBS_PER_SEARCH = 200
 REMOVAL_PENDING = (
-    "this run removes an identifier this row adds, and Google may process the two jobs in either order: "
-    "the add goes out next run"
+    "this run, or an earlier run's job Google is still processing, removes an identifier this row adds, and Google "
+    "may process the two jobs in either order: the add goes out on a later run"
+)
+ADD_PENDING = (
+    "an earlier run's job Google is still processing adds an identifier this row removes, and Google may process "
+    "the two jobs in either order: the removal goes out once that job is done"
 )
 
 
@@ -178,10 +184,13 @@ class GoogleCustomerMatchDestination(Destination):
         self.user_list = f"{self.customer}/userLists/{target.user_list_id}"
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # by verb, in the order the run needed them
-        self._removed: set[str] = set()  # identifiers in this run's remove job, as sent
+        self._removed: set[str] = set()  # identifiers in this run's remove job or an earlier one still processed
+        self._added_earlier: set[str] = set()  # identifiers an earlier job still processed adds
 
     def open(self, run: RunInfo) -> None:
-        self._jobs, self._removed = {}, set()
+        self._jobs = {}
+        self._removed = {key for fields in run.removed_in_flight for key in _keys(user_identifiers(dict(fields)))}
+        self._added_earlier = {key for fields in run.added_in_flight for key in _keys(user_identifiers(dict(fields)))}
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         """Answers only the rows that failed; the others are answered at close, when their job runs."""
@@ -196,6 +205,8 @@ class GoogleCustomerMatchDestination(Destination):
                 outcomes.append(RowOutcome.failure(row.key, "no_identifier", message, permanent=True))
             elif verb == "create" and not self._removed.isdisjoint(_keys(identifiers)):  # removals came first
                 outcomes.append(RowOutcome.failure(row.key, "removal_pending", REMOVAL_PENDING))
+            elif verb == "remove" and not self._added_earlier.isdisjoint(_keys(identifiers)):
+                outcomes.append(RowOutcome.failure(row.key, "add_pending", ADD_PENDING))
             else:
                 sendable.append((row, identifiers))
         if sendable:

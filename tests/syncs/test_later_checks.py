@@ -165,3 +165,48 @@ def test_a_job_google_does_not_know_is_kept_quietly_until_it_is_dropped(env: Any
 
     assert env.run("people_google").warnings == []
     assert unconfirmed(env) == (1, 0)
+
+
+def test_a_member_removed_by_a_job_still_processing_is_added_back_once_it_is_done(env: Any) -> None:
+    """Ann leaves, then comes back while Google still processes the job removing her: adding her now could be
+    undone by that job, so the add waits for it."""
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    assert env.run("people_google").removed == 1  # its job stays RUNNING for three status reads
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
+
+    held = env.run("people_google")
+
+    assert (held.status, held.sent, held.error_summary) == ("failed", 0, {"removal_pending": 1})
+    assert members(env) == hashed("bob@example.com", "cy@example.com")  # Google finishes the removal
+    added = env.run("people_google")
+    assert (added.status, added.sent) == ("success", 1)
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env: Any) -> None:
+    """Ann opts out while Google still processes the job adding her: a removal now could be processed first and
+    leave her in the audience, so the removal waits for that job, and then goes out."""
+    env.run("people_google")  # its job stays RUNNING for three status reads
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    held = env.run("people_google")
+
+    assert (held.removed, held.error_summary) == (0, {"add_pending": 1})
+    members(env)  # Google finishes the add job
+    removed = env.run("people_google")
+    assert (removed.status, removed.removed) == ("success", 1)
+    assert members(env) == hashed("bob@example.com", "cy@example.com")
+
+
+def test_a_retirement_waits_for_a_job_still_adding_the_old_address(env: Any) -> None:
+    env.run("people_google")
+    env.sql("update analytics.people set email = 'ann.new@example.com' where customer_id = 'c1'")
+
+    held = env.run("people_google")
+
+    assert (held.sent, held.removed, held.error_summary) == (1, 0, {"add_pending": 1})
+    members(env)
+    assert env.run("people_google").removed == 1
+    assert members(env) == hashed("ann.new@example.com", "bob@example.com", "cy@example.com")
