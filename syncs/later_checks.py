@@ -8,6 +8,7 @@ the run), checked before a run plans, so a failure there is sent again instead o
   the run tells the destination which of its members that work still adds or removes (`in_flight`);
 - pending or unknown after `GIVE_UP_AFTER`: a warning, and no longer checked.
 
+Only mirror and upsert syncs are checked: their state says what the destination holds, so it can be planned again.
 Dry runs and retries of rows in error do not check: they change no state beyond their own rows.
 """
 
@@ -23,11 +24,12 @@ import pyarrow as pa
 
 from syncs import state
 from syncs.config import Project, SyncSpec
-from syncs.destinations.base import LaterCheck
+from syncs.destinations.base import LaterCheck, Mode
 from syncs.identity_release import RETIRED_MARKER
 from syncs.logs import get_logger, log_event
 from syncs.sql_text import literal
 
+MEMBER_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})  # a failed send_once or export is not re-sent from state
 PENDING_WARNING_AFTER = timedelta(days=1)  # Google: a job takes up to 24 hours
 GIVE_UP_AFTER = timedelta(days=7)
 

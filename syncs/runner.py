@@ -52,6 +52,7 @@ from syncs.destinations.base import (
     RowOutcome,
     RunInfo,
 )
+from syncs.later_checks import MEMBER_MODES
 from syncs.logs import get_logger, log_event
 from syncs.planner import REMOVAL_ACTIONS, Plan, stream_sql
 from syncs.sql_text import literal
@@ -113,6 +114,7 @@ class Runner:
         self._crash_after = int(os.environ.get("TIDINGS_CRASH_AFTER_BATCHES", "0") or 0)
         self._crash_before_commit = os.environ.get("TIDINGS_CRASH_BEFORE_COMMIT") == "1"
         self._committer: StateCommitter | None = None
+        self._members = plan.mode in MEMBER_MODES  # the syncs whose later-confirmed work is checked
         # The rows' fields in mapping order, as destination names and plan columns, for every batch.
         declared = plan.declared_fields
         self._field_names = [name for name, _ in declared]
@@ -163,7 +165,7 @@ class Runner:
             # Rows a destination answers at close (a file, a drop) may be the whole audience: settled in chunks.
             closing = self.destination.close(success=success)
             if closing is not None:
-                if closing.ok and closing.destination_ref and self.destination.confirms_later:
+                if closing.ok and closing.destination_ref and self.destination.confirms_later and self._members:
                     state.record_unconfirmed_delivery(
                         self.con, self.run.sync_name, self.run.run_id, closing.destination_ref
                     )

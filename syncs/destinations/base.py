@@ -273,7 +273,8 @@ class Destination(ABC):
 
     # True when a run's acknowledgement is a promise: `close()` names in `DeferredOutcome.destination_ref` work the
     # destination finishes later and may still fail (Google processes a job hours after it runs). The engine keeps
-    # each such ref and, before later runs plan, asks `check_later`; the rows of a failed one are sent again.
+    # each such ref of a mirror or upsert run and, before later runs plan, asks `check_later`; the rows of a failed one
+    # are sent again.
     confirms_later: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: DestinationSettings, target: SyncTarget) -> None:
