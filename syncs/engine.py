@@ -20,7 +20,7 @@ from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, Operation, RunInfo
-from syncs.later_checks import MEMBER_MODES, EarlierWork, check_earlier_deliveries, in_flight
+from syncs.later_checks import MEMBER_MODES, EarlierWork, check_earlier_deliveries, in_flight, unchecked
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
 from syncs.runner import Delivery, Runner
@@ -200,8 +200,11 @@ def _plan_and_deliver(
     destination_class = project.destinations[sync.destination].destination_class
     check_mapped_column_types(con, sync, destination_class)
     earlier = EarlierWork()
-    if destination_class.confirms_later and sync.mode in MEMBER_MODES and not (dry_run or only_rows_in_error):
-        earlier = check_earlier_deliveries(con, project, sync, result.run_id)
+    if destination_class.confirms_later and sync.mode in MEMBER_MODES and not dry_run:
+        if only_rows_in_error:
+            earlier = unchecked(con, sync)
+        else:
+            earlier = check_earlier_deliveries(con, project, sync, result.run_id)
         result.warnings = earlier.warnings
     plan = build_plan(
         con,
@@ -238,7 +241,7 @@ def _plan_and_deliver(
         unsettled = (
             state.unsettled_runs(con, sync.name, result.run_id, plan.table) if sync.mode is Mode.SEND_ONCE else ()
         )
-        added_in_flight, removed_in_flight = in_flight(con, sync.name, earlier.pending, plan.table)
+        added_in_flight, removed_in_flight = in_flight(con, sync.name, earlier.in_flight, plan.table)
         run = RunInfo(
             result.run_id,
             sync.name,

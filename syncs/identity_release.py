@@ -29,6 +29,14 @@ class IdentityField:
     fold_case: bool  # compared case-insensitively (the connector lower-cases it)
 
 
+def identity_fields_mapped(
+    field_names: list[str], identity_fields: frozenset[str], case_sensitive_fields: frozenset[str]
+) -> list[IdentityField]:
+    """The destination's identity fields a sync maps, in name order, each compared with or without its case."""
+    names = sorted(identity_fields & set(field_names))
+    return [IdentityField(name, fold_case=name not in case_sensitive_fields) for name in names]
+
+
 IDENTITY_TRIM = " \t\n\r\x0b"  # ASCII whitespace every identity normalizer strips (`syncs.identity`)
 
 

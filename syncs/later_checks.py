@@ -2,14 +2,16 @@
 the run), checked before a run plans, so a failure there is sent again instead of staying acknowledged:
 
 - done: forgotten;
-- failed: its rows are planned again (`state.redo_delivery`): the members it sent are re-sent, the ones it removed
-  are removed again (or added, when back in the model); the run reports it as a warning;
-- pending: checked again next run, with a warning once it has taken more than `PENDING_WARNING_AFTER`; meanwhile
-  the run tells the destination which of its members that work still adds or removes (`in_flight`);
+- failed: its rows are planned again (`redo`): the members it sent are re-sent, the ones it removed or retired are
+  removed again; the run reports it as a warning;
+- pending (or unknown: the destination did not say): checked again next run, with a warning once pending for more
+  than `PENDING_WARNING_AFTER`; meanwhile the run tells the destination which of its members that work still adds
+  or removes (`in_flight`), so it can hold an opposite operation on them;
 - pending or unknown after `GIVE_UP_AFTER`: a warning, and no longer checked.
 
 Only mirror and upsert syncs are checked: their state says what the destination holds, so it can be planned again.
-Dry runs and retries of rows in error do not check: they change no state beyond their own rows.
+Dry runs send nothing and do not check; a retry of rows in error does not check either (it plans only those rows)
+but treats every unconfirmed piece of work as in flight.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import pyarrow as pa
 from syncs import state
 from syncs.config import Project, SyncSpec
 from syncs.destinations.base import LaterCheck, Mode
-from syncs.identity_release import RETIRED_MARKER
+from syncs.identity_release import RETIRED_MARKER, identity_fields_mapped, identity_sql
 from syncs.logs import get_logger, log_event
 from syncs.sql_text import literal
 
 MEMBER_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})  # a failed send_once or export is not re-sent from state
 PENDING_WARNING_AFTER = timedelta(days=1)  # Google: a job takes up to 24 hours
 GIVE_UP_AFTER = timedelta(days=7)
+MARKER = literal(RETIRED_MARKER)
 
 log = get_logger("later_checks")
 
@@ -39,7 +42,7 @@ log = get_logger("later_checks")
 @dataclass
 class EarlierWork:
     warnings: list[str] = field(default_factory=list)  # for the run's operator
-    pending: list[str] = field(default_factory=list)  # refs the destination is still processing
+    in_flight: list[str] = field(default_factory=list)  # refs the destination may still be processing
 
 
 def check_earlier_deliveries(
@@ -59,7 +62,7 @@ def check_earlier_deliveries(
         if check.state == "done":
             state.forget_delivery(con, sync.name, ref)
         elif check.state == "failed":
-            resent, removals = state.redo_delivery(con, sync.name, ref, run_id)
+            resent, removals = redo(con, project, sync, ref, run_id)
             work.warnings.append(
                 f"{check.reason} for run {earlier} ({ref}): its {resent} members and {removals} removals "
                 "still current are sent again"
@@ -70,34 +73,85 @@ def check_earlier_deliveries(
                 f"run {earlier}'s delivery ({ref}) is still {check.state} at the destination after {age.days} "
                 "days: no longer checked"
             )
-        elif check.state == "pending":
-            work.pending.append(ref)
-            if age >= PENDING_WARNING_AFTER:
+        else:
+            work.in_flight.append(ref)
+            if check.state == "pending" and age >= PENDING_WARNING_AFTER:
                 hours = int(age.total_seconds() // 3600)
                 work.warnings.append(f"run {earlier}'s delivery ({ref}) is still being processed after {hours} hours")
     return work
 
 
+def unchecked(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> EarlierWork:
+    """For a run that does not check (a retry): every unconfirmed piece of work counts as in flight."""
+    return EarlierWork(in_flight=[ref for ref, _, _ in state.unconfirmed_deliveries(con, sync.name)])
+
+
+def redo(con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, ref: str, run_id: str) -> tuple[int, int]:
+    """The destination failed the work `ref` (it may have applied part of it). In one transaction:
+    - the members it sent whose state still comes from it get an empty row hash: re-sent, or removed once gone;
+    - the identities it removed or retired are written ahead again (`pending_members`), so the planner removes them
+      again: under the member's own key when the sync holds nothing else for it (and adds it when back in the
+      model), as a retirement when the member is held with another identity or written ahead by another run, and
+      not at all when the member is held with that very identity again (a later run added it back).
+    Returns (members re-sent, removals re-sent)."""
+    destination = project.destinations[sync.destination].destination_class
+    fields = identity_fields_mapped(
+        sorted(sync.mapping), destination.identity_fields, destination.case_sensitive_identity_fields
+    )
+    same = (
+        f"{identity_sql('s.row_fields', fields)} = {identity_sql('r.row_fields', fields)}"
+        if fields
+        else "s.row_fields = r.row_fields"
+    )
+    removed = f"""
+        select r.*, split_part(r.row_key, {MARKER}, 1) as member from {state.S}.unconfirmed_removals r
+        where r.sync_name = $sync and r.destination_ref = $ref"""
+    written_ahead = f"select row_key from {state.S}.pending_members where sync_name = $sync"
+    with state.transaction(con):
+        (resent,) = con.execute(
+            f"update {state.S}.sync_state set row_hash = '' where sync_name = $sync and destination_ref = $ref",
+            {"sync": sync.name, "ref": ref},
+        ).fetchone()
+        (redone,) = con.execute(
+            f"""insert into {state.S}.pending_members
+            select $sync,
+                case when s.row_key is null and r.member not in ({written_ahead}) then r.row_key
+                     else r.member || {MARKER} || md5(r.row_fields) end,
+                r.row_fields, $run, $stamp
+            from ({removed}) r
+            left join {state.S}.sync_state s on s.sync_name = $sync and s.row_key = r.member
+            where s.row_key is null or not ({same})""",
+            {"sync": sync.name, "ref": ref, "run": run_id, "stamp": state.write_ahead_stamp(con, sync.name)},
+        ).fetchone()
+        state.forget_delivery(con, sync.name, ref, within_transaction=True)
+    return int(resent), int(redone)
+
+
 def in_flight(
-    con: duckdb.DuckDBPyConnection, sync_name: str, pending: list[str], plan_table: str
+    con: duckdb.DuckDBPyConnection, sync_name: str, refs: list[str], plan_table: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Fields of members that pending earlier work still adds or removes, where this plan sends the opposite to the
-    same member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
-    retired then and added or changed now). The destination may process the two in either order."""
-    if not pending:
+    """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
+    member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
+    retired then and added or changed now). The destination may process the two in either order. Added members are
+    read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented."""
+    if not refs:
         return [], []
-    marker = literal(RETIRED_MARKER)
-    with state.registered(con, "pending_refs", pa.table({"ref": pa.array(pending, pa.string())})):
+    removing = f"select split_part(row_key, {MARKER}, 1) from {plan_table} where action in ('remove', 'retire')"
+    with state.registered(con, "in_flight_refs", pa.table({"ref": pa.array(refs, pa.string())})):
         added = con.execute(
-            f"select s.row_fields from {state.S}.sync_state s where s.sync_name = ? and s.row_fields is not null "
-            "and s.destination_ref in (select ref from pending_refs) and s.row_key in "
-            f"(select split_part(row_key, {marker}, 1) from {plan_table} where action in ('remove', 'retire'))",
-            [sync_name],
+            f"""select row_fields from {state.S}.sync_state where sync_name = $sync and row_fields is not null
+                and destination_ref in (select ref from in_flight_refs) and row_key in ({removing})
+            union all
+            select row_fields from {state.S}.pending_members where sync_name = $sync and run_id in (
+                select run_id from {state.S}.unconfirmed_deliveries
+                where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
+                and not contains(row_key, {MARKER}) and row_key in ({removing})""",
+            {"sync": sync_name},
         ).fetchall()
         removed = con.execute(
-            f"select r.row_fields from {state.S}.unconfirmed_removals r where r.sync_name = ? "
-            f"and r.destination_ref in (select ref from pending_refs) and split_part(r.row_key, {marker}, 1) in "
-            f"(select row_key from {plan_table} where action in ('add', 'change'))",
-            [sync_name],
+            f"""select row_fields from {state.S}.unconfirmed_removals where sync_name = $sync
+                and destination_ref in (select ref from in_flight_refs) and split_part(row_key, {MARKER}, 1) in
+                (select row_key from {plan_table} where action in ('add', 'change'))""",
+            {"sync": sync_name},
         ).fetchall()
     return [json.loads(fields) for (fields,) in added], [json.loads(fields) for (fields,) in removed]

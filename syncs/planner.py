@@ -35,6 +35,7 @@ from syncs.destinations.base import IdentityKind, Mode
 from syncs.identity_release import (
     RETIRED_MARKER,
     IdentityField,
+    identity_fields_mapped,
     identity_value_sql,
     plans_removals,
     release_shared_identities,
@@ -148,12 +149,14 @@ def build_plan(
         raise _filter_error(sync, error) from None
     # Unchanged rows are only counted, unless the run sends them (export) or a retry restricts the plan.
     keep_unchanged = sync.mode is Mode.EXPORT or only_rows_in_error
-    mapped_identity = sorted(identity_fields & set(field_names)) if sync.mode is Mode.MIRROR else []
-    retiring = [IdentityField(name, fold_case=name not in case_sensitive_fields) for name in mapped_identity]
+    retiring = (
+        identity_fields_mapped(field_names, identity_fields, case_sensitive_fields) if sync.mode is Mode.MIRROR else []
+    )
     resend_run = run_id if resend_all else None
     sql = _plan_sql(sync, source, field_names, only_rows_in_error, extra_rows > 0, keep_unchanged, retiring, resend_run)
     con.execute(f"create or replace table {table} as {sql}")
     if retiring and plans_removals(con, table):
+        mapped_identity = {field.name for field in retiring}
         normalized = {name: kind for name, kind in normalized_kinds.items() if name in mapped_identity}
         release_shared_identities(con, table, _state_sql(sync), retiring, normalized, sent_identity)
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)

@@ -454,18 +454,24 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
     entry, superseded), and a member this run may deliver would be removed later by its previous identity,
     leaving the new one in the destination."""
     with transaction(con):
-        (latest,) = con.execute(
-            f"select max(stamp) from (select max(synced_at) as stamp from {S}.sync_state where sync_name = ? "
-            f"union all select max(marked_at) from {S}.pending_members where sync_name = ?)",
-            [sync_name, sync_name],
-        ).fetchone()
-        marked_at = utcnow() if latest is None else max(utcnow(), latest + timedelta(microseconds=1))
+        marked_at = write_ahead_stamp(con, sync_name)
         con.execute(
             f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from {plan_table} "
             "where action in ('add', 'change', 'retire')",
             [sync_name, run_id, marked_at],
         )
     return marked_at
+
+
+def write_ahead_stamp(con: duckdb.DuckDBPyConnection, sync_name: str) -> datetime:
+    """A stamp for new write-ahead entries: now, or just after every state commit and entry of the sync if the clock
+    went back (an entry that looked older than the settled state would be taken as void)."""
+    (latest,) = con.execute(
+        f"select max(stamp) from (select max(synced_at) as stamp from {S}.sync_state where sync_name = ? "
+        f"union all select max(marked_at) from {S}.pending_members where sync_name = ?)",
+        [sync_name, sync_name],
+    ).fetchone()
+    return utcnow() if latest is None else max(utcnow(), latest + timedelta(microseconds=1))
 
 
 def release_members(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
@@ -506,33 +512,17 @@ def unconfirmed_deliveries(con: duckdb.DuckDBPyConnection, sync_name: str) -> li
     ).fetchall()
 
 
-def forget_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str) -> None:
-    """The work is done (or no longer checked): its record and the removals kept for it go."""
-    with transaction(con):
-        for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
-            con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
-
-
-def redo_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str, run_id: str) -> tuple[int, int]:
-    """The destination failed the work: in one transaction, the members it sent and whose state still comes from it
-    are planned again (an empty row hash: a change, or a removal when gone from the model), and the members it
-    removed and nobody added back since are written ahead as the destination may still hold them (a mirror then
-    removes them again, or adds them when back in the model). Returns (members re-sent, removals re-sent)."""
-    removed = (
-        f"select row_key, row_fields from {S}.unconfirmed_removals r where r.sync_name = ? and r.destination_ref = ? "
-        f"and not exists (select 1 from {S}.sync_state s where s.sync_name = r.sync_name and s.row_key = r.row_key)"
-    )
-    with transaction(con):
-        (resent,) = con.execute(
-            f"update {S}.sync_state set row_hash = '' where sync_name = ? and destination_ref = ?", [sync_name, ref]
-        ).fetchone()
-        (redone,) = con.execute(
-            f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from ({removed})",
-            [sync_name, run_id, utcnow(), sync_name, ref],
-        ).fetchone()
-        for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
-            con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
-    return int(resent), int(redone)
+def forget_delivery(
+    con: duckdb.DuckDBPyConnection, sync_name: str, ref: str, *, within_transaction: bool = False
+) -> None:
+    """The work is done, re-planned or no longer checked: its record and the removals kept for it go (in the
+    caller's transaction when `within_transaction`, else in one of their own)."""
+    if not within_transaction:
+        with transaction(con):
+            forget_delivery(con, sync_name, ref, within_transaction=True)
+        return
+    for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
+        con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
 
 
 def record_duplicate_keys(

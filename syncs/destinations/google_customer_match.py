@@ -12,9 +12,10 @@ for Google to process a job (10 minutes to 24 hours). Google's rules behind this
 - two jobs on one list may be processed in parallel, in either order. A mirror sends its removals before its
   adds, so an add sharing an identifier with a removal of the same run is not sent: it fails `removal_pending`
   (retryable) and goes out next run, and the removal cannot undo it. Across runs, the engine tells the run which
-  of its members an earlier job Google is still processing adds or removes (`RunInfo.added_in_flight`,
-  `removed_in_flight`): an add of an identifier such a job removes fails `removal_pending` too, and a removal of
-  one it adds fails `add_pending` (retryable), so it goes out once that job is done.
+  of its members (by row key) an earlier job Google may still be processing adds or removes
+  (`RunInfo.added_in_flight`, `removed_in_flight`): an add of an identifier such a job removes fails
+  `removal_pending` too, and a removal of one it adds fails `add_pending` (retryable), so it goes out once that job
+  is done. Another member taking an identifier such a job removes is not held.
 
 Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
 Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is
@@ -24,7 +25,7 @@ rows, unacknowledged, go out in a new job next run.
 A job that ran may still FAIL at Google, having applied some of its operations or none (`confirms_later`): the
 engine keeps each run's jobs (`destination_ref`, the job names) and, before a later run plans, `check_later`
 reads their status (one search for up to 200 jobs). A run whose job failed is sent again, both its adds and its
-removals (`syncs.later_checks`); one whose jobs succeeded is forgotten.
+removals, once none of its jobs still runs (`syncs.later_checks`); one whose jobs succeeded is forgotten.
 
 Lost answers: the client re-sends a request whose answer it lost. A repeated `:run` is refused because the job
 has started; the job's status then tells whether it runs. A repeated `:addOperations` adds the same members
@@ -295,22 +296,23 @@ class GoogleCustomerMatchDestination(Destination):
         )
         try:
             response = self.http.request("POST", f"{self.customer}/googleAds:search", json={"query": query})
-        except DestinationHTTPError:
-            return {}
-        results = response.json().get("results", []) if response.ok else []
-        jobs_found = (result["offlineUserDataJob"] for result in results)
-        return {job["resourceName"]: (job["status"], job.get("failureReason")) for job in jobs_found}
+            results = response.json().get("results", []) if response.ok else []
+            jobs_found = [result["offlineUserDataJob"] for result in results]
+            return {job["resourceName"]: (job["status"], job.get("failureReason")) for job in jobs_found}
+        except (DestinationHTTPError, ValueError, KeyError, TypeError, AttributeError):
+            return {}  # unreachable, or an answer of another shape: the jobs' status is unknown
 
 
 def _run_check(jobs: list[tuple[str, str | None] | None]) -> LaterCheck:
-    """One run's jobs as (status, failure reason), None for a job Google did not answer for."""
+    """One run's jobs as (status, failure reason), None for a job Google did not answer for. Pending while one
+    still runs, even when another failed: the failed run is sent again once nothing of it is in flight."""
     known = [job for job in jobs if job is not None]
+    if any(status not in ("SUCCESS", "FAILED") for status, _ in known):
+        return LaterCheck("pending")
     reasons = [reason for status, reason in known if status == "FAILED"]
     if reasons:
         return LaterCheck("failed", f"Google failed an offline user data job ({reasons[0] or 'no reason given'})")
-    if len(known) < len(jobs):
-        return LaterCheck("unknown")
-    return LaterCheck("done") if all(status == "SUCCESS" for status, _ in known) else LaterCheck("pending")
+    return LaterCheck("unknown") if len(known) < len(jobs) else LaterCheck("done")
 
 
 def _keys(identifiers: list[dict[str, Any]]) -> list[str]:

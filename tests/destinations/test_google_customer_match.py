@@ -266,6 +266,15 @@ def test_later_checks_read_every_earlier_jobs_status_in_one_search(clean_sandbox
         unknown: "unknown",
     }
     assert checks[two_jobs].reason == "Google failed an offline user data job (UNKNOWN)"
+    app.jobs[two_jobs.split()[1]]["status"] = "RUNNING"  # the failed job's sibling has not finished
+    assert google(clean_sandbox).check_later([two_jobs])[two_jobs].state == "pending"
+
+
+def test_later_checks_take_an_answer_of_another_shape_as_unknown(clean_sandbox: Any, control: Any) -> None:
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, people(1)))[1].ok
+    ref = next(iter(clean_sandbox.app("google_ads").jobs))
+    control("google_ads", error_rate=1.0)
+    assert google(clean_sandbox, max_retries=0).check_later([ref])[ref].state == "unknown"
 
 
 def test_the_sandbox_holds_google_to_its_job_contract(clean_sandbox: Any, monkeypatch: Any) -> None:

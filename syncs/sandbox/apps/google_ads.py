@@ -15,7 +15,8 @@ Test hooks: `lost_answers[action] = n` makes the next n requests to `create`, `a
 and then answer 503, as when Google's answer is lost on its way back; `failing_jobs[verb] = n` makes the next n
 jobs of that verb (`create` or `remove`) that finish end FAILED, having applied only their first half of
 operations (Google: "some operations may have been successfully processed"); `members()` reads a user list once
-every job that runs has finished.
+every job that runs has finished, in the order they ran, or newest first with `newest_first = True` (Google may
+process two jobs on one list in either order).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class GoogleAdsApp(SandboxApp):
             self.user_lists: dict[str, set[tuple[str, str]]] = {}  # user list -> (identifier kind, value)
             self.lost_answers: dict[str, int] = {}  # action -> answers still to lose
             self.failing_jobs: dict[str, int] = {}  # verb -> jobs still to fail
+            self.newest_first = False
             self._runs = itertools.count()
 
     def _refusal(self, request: Request) -> Response | None:
@@ -207,10 +209,10 @@ class GoogleAdsApp(SandboxApp):
                 (members.add if verb == "create" else members.discard)(key)
 
     def members(self, user_list: str) -> set[str]:
-        """Hashed emails in a user list once every job that runs has finished, in the order they ran (for
-        assertions)."""
+        """Hashed emails in a user list once every job that runs has finished (for assertions)."""
         with self.lock:
-            for job in sorted((j for j in self.jobs.values() if j["status"] == "RUNNING"), key=lambda j: j["ran"]):
+            running = [job for job in self.jobs.values() if job["status"] == "RUNNING"]
+            for job in sorted(running, key=lambda job: job["ran"], reverse=self.newest_first):
                 self._complete(job)
             return {value for kind, value in self.user_lists.get(user_list, set()) if kind == "hashedEmail"}
 
