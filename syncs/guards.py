@@ -52,11 +52,15 @@ def _empty_source(plan: Plan, verdict: GuardVerdict) -> None:
 
 
 def _removal_share(sync: SyncSpec, plan: Plan, verdict: GuardVerdict, allow_large_removal: bool) -> None:
-    members, removals = plan.mirror_members, plan.counts.remove
+    """Removals sent again because the destination failed them (`Plan.redone_removals`) passed the guard of the run
+    that made them: they are named, not counted."""
+    members, removals = plan.mirror_members, plan.counts.remove - plan.redone_removals
     if removals == 0 or not members:
         return
     share, limit = removals / members, sync.guards.max_removal_share
     summary = f"would remove {removals} of {members} members ({share:.0%}; limit {limit:.0%})"
+    if plan.redone_removals:
+        summary += f", besides {plan.redone_removals} removals sent again as the destination failed them"
     if share <= limit:
         verdict.allow(f"max_removal_share: {summary}")
     elif allow_large_removal:

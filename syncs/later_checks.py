@@ -62,10 +62,10 @@ def check_earlier_deliveries(
         if check.state == "done":
             state.forget_delivery(con, sync.name, ref)
         elif check.state == "failed":
-            resent, removals = redo(con, project, sync, ref, run_id)
+            resent, removals = redo(con, project, sync, ref, earlier)
             work.warnings.append(
                 f"{check.reason} for run {earlier} ({ref}): its {resent} members and {removals} removals "
-                "still current are sent again"
+                "still current are planned again"
             )
         elif age >= GIVE_UP_AFTER:
             state.forget_delivery(con, sync.name, ref)
@@ -78,6 +78,8 @@ def check_earlier_deliveries(
             if check.state == "pending" and age >= PENDING_WARNING_AFTER:
                 hours = int(age.total_seconds() // 3600)
                 work.warnings.append(f"run {earlier}'s delivery ({ref}) is still being processed after {hours} hours")
+            elif check.state == "unknown" and check.reason:
+                work.warnings.append(f"run {earlier}'s delivery ({ref}) could not be checked: {check.reason}")
     return work
 
 
@@ -86,14 +88,17 @@ def unchecked(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> EarlierWork:
     return EarlierWork(in_flight=[ref for ref, _, _ in state.unconfirmed_deliveries(con, sync.name)])
 
 
-def redo(con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, ref: str, run_id: str) -> tuple[int, int]:
-    """The destination failed the work `ref` (it may have applied part of it). In one transaction:
+def redo(
+    con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, ref: str, earlier_run: str
+) -> tuple[int, int]:
+    """The destination failed the work `ref` of `earlier_run` (it may have applied part of it). In one transaction:
     - the members it sent whose state still comes from it get an empty row hash: re-sent, or removed once gone;
-    - the identities it removed or retired are written ahead again (`pending_members`), so the planner removes them
-      again: under the member's own key when the sync holds nothing else for it (and adds it when back in the
-      model), as a retirement when the member is held with another identity or written ahead by another run, and
-      not at all when the member is held with that very identity again (a later run added it back).
-    Returns (members re-sent, removals re-sent)."""
+    - the identities it removed or retired are written ahead again (`pending_members`, run `redo:<earlier run>`, which
+      the removal guard does not count twice), so the planner removes them again: under the member's own key when
+      the sync holds nothing else for it (and adds it when back in the model), as a retirement when the member is
+      held or written ahead otherwise, and not at all when the member's settled state holds that very identity
+      (a later run added it back) with no newer write-ahead entry.
+    Returns (members planned again, removals planned again)."""
     destination = project.destinations[sync.destination].destination_class
     fields = identity_fields_mapped(
         sorted(sync.mapping), destination.identity_fields, destination.case_sensitive_identity_fields
@@ -120,8 +125,15 @@ def redo(con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, ref: 
                 r.row_fields, $run, $stamp
             from ({removed}) r
             left join {state.S}.sync_state s on s.sync_name = $sync and s.row_key = r.member
-            where s.row_key is null or not ({same})""",
-            {"sync": sync.name, "ref": ref, "run": run_id, "stamp": state.write_ahead_stamp(con, sync.name)},
+            where s.row_key is null or not ({same}) or exists (
+                select 1 from {state.S}.pending_members p
+                where p.sync_name = $sync and p.row_key = r.member and p.marked_at > s.synced_at)""",
+            {
+                "sync": sync.name,
+                "ref": ref,
+                "run": f"{state.REDO_RUN_PREFIX}{earlier_run}",
+                "stamp": state.write_ahead_stamp(con, sync.name),
+            },
         ).fetchone()
         state.forget_delivery(con, sync.name, ref, within_transaction=True)
     return int(resent), int(redone)
@@ -133,7 +145,8 @@ def in_flight(
     """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
     member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
     retired then and added or changed now). The destination may process the two in either order. Added members are
-    read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented."""
+    read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented (not
+    those the run failed: they were not in its work)."""
     if not refs:
         return [], []
     removing = f"select split_part(row_key, {MARKER}, 1) from {plan_table} where action in ('remove', 'retire')"
@@ -142,10 +155,12 @@ def in_flight(
             f"""select row_fields from {state.S}.sync_state where sync_name = $sync and row_fields is not null
                 and destination_ref in (select ref from in_flight_refs) and row_key in ({removing})
             union all
-            select row_fields from {state.S}.pending_members where sync_name = $sync and run_id in (
+            select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (
                 select run_id from {state.S}.unconfirmed_deliveries
                 where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
-                and not contains(row_key, {MARKER}) and row_key in ({removing})""",
+                and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})
+                and not exists (select 1 from {state.S}.row_errors e
+                    where e.sync_name = $sync and e.row_key = p.row_key and e.run_id = p.run_id)""",
             {"sync": sync_name},
         ).fetchall()
         removed = con.execute(

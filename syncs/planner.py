@@ -43,7 +43,7 @@ from syncs.identity_release import (
 from syncs.masking import mask_row
 from syncs.settings import STATE_SCHEMA, models_schema
 from syncs.sql_text import literal, quote
-from syncs.state import sent_occurrences_sql
+from syncs.state import REDO_RUN_PREFIX, sent_occurrences_sql
 
 S = STATE_SCHEMA
 PREVIEW_ROWS = 10
@@ -76,6 +76,9 @@ class Plan:
     # send_once sync's count would scan its whole ledger history for a figure nothing reads).
     mirror_members: int | None
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    # Removals written ahead again because the destination failed the run that sent them (`syncs.later_checks`):
+    # that run's guards passed them already.
+    redone_removals: int = 0
     preview: list[dict[str, Any]] = field(default_factory=list)
     guard_decisions: list[str] = field(default_factory=list)
     # Whether every mapped field has a type whose warehouse JSON is exactly what Python's json module writes
@@ -164,6 +167,8 @@ def build_plan(
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, mirror_members, skipped)
     plan.mapping_order = list(sync.mapping)
+    if counts.remove and sync.mode is Mode.MIRROR:
+        plan.redone_removals = _redone_removals(con, sync, table)
     plan.preview = _preview(con, plan)
     plan.json_exact = _json_exact(con, plan)
     return plan
@@ -422,6 +427,16 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
         "shared_identity": by_action.get("release", 0),
     }
     return counts, not_sent
+
+
+def _redone_removals(con: duckdb.DuckDBPyConnection, sync: SyncSpec, table: str) -> int:
+    redone = (
+        f"select row_key from {S}.pending_members where sync_name = {literal(sync.name)} "
+        f"and starts_with(run_id, {literal(REDO_RUN_PREFIX)})"
+    )
+    return con.execute(
+        f"select count(*) from {table} where action in ('remove', 'retire') and row_key in ({redone})"
+    ).fetchone()[0]
 
 
 def _mirror_members(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> int:

@@ -24,6 +24,9 @@ from syncs.logs import get_logger, log_event
 from syncs.settings import STATE_SCHEMA, duckdb_memory_limit
 
 S = STATE_SCHEMA
+# `pending_members.run_id` of removals written ahead again because the destination failed the work that made them
+# (`syncs.later_checks.redo`): `redo:<the run that made them>`. The removal guard does not count them again.
+REDO_RUN_PREFIX = "redo:"
 log = get_logger("state")
 
 # One row per occurrence a send_once sync ever handed over, so it grows with every message sent: no key,
@@ -576,7 +579,7 @@ def commit_batch(
     exports) leave state as it is. `clear_errors` False skips clearing row errors of
     acknowledged rows when the caller knows the sync has none on record. `not_before` is the run's write-ahead
     stamp (`mark_members_pending`): the commit's stamp is never earlier. `keep_removals` keeps what acknowledged
-    removals sent, by their `destination_ref`, for a destination that `confirms_later` (`redo_delivery`)."""
+    removals sent, by their `destination_ref`, for a destination that `confirms_later` (`syncs.later_checks.redo`)."""
     if "action" not in outcomes.column_names:
         outcomes = _with_plan_entries(con, outcomes, plan_table)
     now = utcnow() if not_before is None else max(utcnow(), not_before)

@@ -15,7 +15,8 @@ for Google to process a job (10 minutes to 24 hours). Google's rules behind this
   of its members (by row key) an earlier job Google may still be processing adds or removes
   (`RunInfo.added_in_flight`, `removed_in_flight`): an add of an identifier such a job removes fails
   `removal_pending` too, and a removal of one it adds fails `add_pending` (retryable), so it goes out once that job
-  is done. Another member taking an identifier such a job removes is not held.
+  is done; a held retirement holds its member's change too (`add_pending`), so the member's state keeps naming the
+  job in flight. Another member taking an identifier such a job removes is not held.
 
 Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
 Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is
@@ -73,6 +74,7 @@ from syncs.destinations.base import (
     register,
 )
 from syncs.http import DestinationHTTPError
+from syncs.identity_release import RETIRED_MARKER
 
 STARTED = frozenset({"RUNNING", "SUCCESS"})
 JOBS_PER_SEARCH = 200
@@ -83,6 +85,10 @@ REMOVAL_PENDING = (
 ADD_PENDING = (
     "an earlier run's job Google is still processing adds an identifier this row removes, and Google may process "
     "the two jobs in either order: the removal goes out once that job is done"
+)
+CHANGE_HELD = (
+    "an earlier run's job Google is still processing adds this member's previous identifiers, whose retirement waits "
+    "for it: the change goes out with the retirement"
 )
 
 
@@ -187,9 +193,10 @@ class GoogleCustomerMatchDestination(Destination):
         self._jobs: dict[str, _Job] = {}  # by verb, in the order the run needed them
         self._removed: set[str] = set()  # identifiers in this run's remove job or an earlier one still processed
         self._added_earlier: set[str] = set()  # identifiers an earlier job still processed adds
+        self._held_members: set[str] = set()  # row keys whose retirement this run holds (`add_pending`)
 
     def open(self, run: RunInfo) -> None:
-        self._jobs = {}
+        self._jobs, self._held_members = {}, set()
         self._removed = {key for fields in run.removed_in_flight for key in _keys(user_identifiers(dict(fields)))}
         self._added_earlier = {key for fields in run.added_in_flight for key in _keys(user_identifiers(dict(fields)))}
 
@@ -208,6 +215,9 @@ class GoogleCustomerMatchDestination(Destination):
                 outcomes.append(RowOutcome.failure(row.key, "removal_pending", REMOVAL_PENDING))
             elif verb == "remove" and not self._added_earlier.isdisjoint(_keys(identifiers)):
                 outcomes.append(RowOutcome.failure(row.key, "add_pending", ADD_PENDING))
+                self._held_members.add(row.key.split(RETIRED_MARKER)[0])
+            elif verb == "create" and row.key in self._held_members:  # its state must keep the earlier job's ref
+                outcomes.append(RowOutcome.failure(row.key, "add_pending", CHANGE_HELD))
             else:
                 sendable.append((row, identifiers))
         if sendable:
@@ -268,7 +278,8 @@ class GoogleCustomerMatchDestination(Destination):
             if response.ok:
                 return None
             status, refusal = response.status_code, f"Google Ads run failed with HTTP {response.status_code}"
-        state, _ = self._statuses([job]).get(job, (None, None))
+        answered = self._statuses([job])
+        state = None if isinstance(answered, str) else answered.get(job, (None, None))[0]
         if state in STARTED:
             return None
         if state == "FAILED":
@@ -280,14 +291,20 @@ class GoogleCustomerMatchDestination(Destination):
         try:
             names = sorted({job for ref in refs for job in ref.split()})
             found: dict[str, tuple[str, str | None]] = {}
+            refusals: list[str] = []
             for start in range(0, len(names), JOBS_PER_SEARCH):
-                found.update(self._statuses(names[start : start + JOBS_PER_SEARCH]))
+                answered = self._statuses(names[start : start + JOBS_PER_SEARCH])
+                if isinstance(answered, str):
+                    refusals.append(answered)
+                else:
+                    found.update(answered)
         finally:
             self.http.close()
-        return {ref: _run_check([found.get(job) for job in ref.split()]) for ref in refs}
+        unknown = f"Google's status search failed ({refusals[0]})" if refusals else None
+        return {ref: _run_check([found.get(job) for job in ref.split()], unknown) for ref in refs}
 
-    def _statuses(self, jobs: list[str]) -> dict[str, tuple[str, str | None]]:
-        """Job name -> (status, failure reason) of the jobs Google answers for; none when the search fails."""
+    def _statuses(self, jobs: list[str]) -> dict[str, tuple[str, str | None]] | str:
+        """Job name -> (status, failure reason) of the jobs Google answers for, or why the search failed."""
         names = ", ".join(f"'{job}'" for job in jobs)
         query = (
             "SELECT offline_user_data_job.resource_name, offline_user_data_job.status, "
@@ -296,23 +313,28 @@ class GoogleCustomerMatchDestination(Destination):
         )
         try:
             response = self.http.request("POST", f"{self.customer}/googleAds:search", json={"query": query})
-            results = response.json().get("results", []) if response.ok else []
-            jobs_found = [result["offlineUserDataJob"] for result in results]
+        except DestinationHTTPError as error:
+            return str(error)
+        if not response.ok:
+            return f"HTTP {response.status_code}"
+        try:
+            jobs_found = [result["offlineUserDataJob"] for result in response.json().get("results", [])]
             return {job["resourceName"]: (job["status"], job.get("failureReason")) for job in jobs_found}
-        except (DestinationHTTPError, ValueError, KeyError, TypeError, AttributeError):
-            return {}  # unreachable, or an answer of another shape: the jobs' status is unknown
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return "an answer of another shape"
 
 
-def _run_check(jobs: list[tuple[str, str | None] | None]) -> LaterCheck:
-    """One run's jobs as (status, failure reason), None for a job Google did not answer for. Pending while one
-    still runs, even when another failed: the failed run is sent again once nothing of it is in flight."""
+def _run_check(jobs: list[tuple[str, str | None] | None], unknown: str | None) -> LaterCheck:
+    """One run's jobs as (status, failure reason), None for a job Google did not answer for (`unknown` says why when
+    a search failed). Pending while one still runs, even when another failed: the failed run is sent again once
+    nothing of it is in flight."""
     known = [job for job in jobs if job is not None]
     if any(status not in ("SUCCESS", "FAILED") for status, _ in known):
         return LaterCheck("pending")
     reasons = [reason for status, reason in known if status == "FAILED"]
     if reasons:
         return LaterCheck("failed", f"Google failed an offline user data job ({reasons[0] or 'no reason given'})")
-    return LaterCheck("unknown") if len(known) < len(jobs) else LaterCheck("done")
+    return LaterCheck("unknown", unknown) if len(known) < len(jobs) else LaterCheck("done")
 
 
 def _keys(identifiers: list[dict[str, Any]]) -> list[str]:

@@ -4,8 +4,10 @@ hashing, partial failures, lost answers, auth."""
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import requests
 
 from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RowOutcome, RunInfo
@@ -270,11 +272,30 @@ def test_later_checks_read_every_earlier_jobs_status_in_one_search(clean_sandbox
     assert google(clean_sandbox).check_later([two_jobs])[two_jobs].state == "pending"
 
 
-def test_later_checks_take_an_answer_of_another_shape_as_unknown(clean_sandbox: Any, control: Any) -> None:
+def test_later_checks_take_a_failed_search_as_unknown_and_say_why(clean_sandbox: Any, control: Any) -> None:
     assert deliver(google(clean_sandbox), (Operation.UPSERT, people(1)))[1].ok
     ref = next(iter(clean_sandbox.app("google_ads").jobs))
     control("google_ads", error_rate=1.0)
-    assert google(clean_sandbox, max_retries=0).check_later([ref])[ref].state == "unknown"
+    check = google(clean_sandbox, max_retries=0).check_later([ref])[ref]
+    assert check.state == "unknown" and check.reason.startswith("Google's status search failed (")
+
+
+@pytest.mark.parametrize(
+    "answer", [{"results": [{}]}, {"results": [{"offlineUserDataJob": {"resourceName": "x"}}]}, ["results"], None]
+)
+def test_later_checks_take_an_answer_of_another_shape_as_unknown(clean_sandbox: Any, answer: Any) -> None:
+    """None stands for a body that is not JSON."""
+    ref = "customers/1234567890/offlineUserDataJobs/1"
+    dest = google(clean_sandbox)
+
+    def body() -> Any:
+        if answer is None:
+            raise ValueError("not JSON")
+        return answer
+
+    dest.http.request = lambda *args, **kwargs: SimpleNamespace(ok=True, status_code=200, json=body)
+    check = dest.check_later([ref])[ref]
+    assert (check.state, check.reason) == ("unknown", "Google's status search failed (an answer of another shape)")
 
 
 def test_the_sandbox_holds_google_to_its_job_contract(clean_sandbox: Any, monkeypatch: Any) -> None:

@@ -32,6 +32,25 @@ models:
               primary_key: customer_id
               target: {customer_id: "123-456-7890", user_list_id: people}
               mapping: {email: email}
+            - name: people_google_guarded
+              destination: google_ads
+              mode: mirror
+              primary_key: customer_id
+              target: {customer_id: "123-456-7890", user_list_id: guarded}
+              mapping: {email: email}
+              guards: {max_removal_share: 0.5}
+  - name: contacts
+    config:
+      meta:
+        tidings:
+          syncs:
+            - name: contacts_google
+              destination: google_ads
+              mode: mirror
+              primary_key: customer_id
+              target: {customer_id: "123-456-7890", user_list_id: contacts}
+              mapping: {email: email, phone: phone, country_code: country}
+              guards: {max_removal_share: 1.0}
 """
 
 GOOGLE = """
@@ -288,3 +307,130 @@ def test_members_of_a_run_that_died_before_settling_count_as_in_flight(env: Any)
     members(env)
     assert env.run("people_google").removed == 1
     assert members(env) == hashed("bob@example.com", "cy@example.com")
+
+
+def test_a_member_removed_by_a_job_still_processing_is_added_back_once_it_is_done(env: Any) -> None:
+    """Ann leaves, then comes back while Google still processes the job removing her: adding her now could be
+    undone by that job (the sandbox processes the newest job first), so the add waits for it."""
+    google(env).newest_first = True
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    assert env.run("people_google").removed == 1  # its job stays RUNNING for three status reads
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
+
+    held = env.run("people_google")
+
+    assert (held.status, held.sent, held.error_summary) == ("failed", 0, {"removal_pending": 1})
+    assert members(env) == hashed("bob@example.com", "cy@example.com")  # Google finishes the removal
+    added = env.run("people_google")
+    assert (added.status, added.sent) == ("success", 1)
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env: Any) -> None:
+    """Ann opts out while Google still processes the job adding her: a removal now could be processed first and
+    leave her in the audience, so the removal waits for that job, and then goes out."""
+    google(env).newest_first = True
+    env.run("people_google")  # its job stays RUNNING for three status reads
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    held = env.run("people_google")
+
+    assert (held.removed, held.error_summary) == (0, {"add_pending": 1})
+    members(env)  # Google finishes the add job
+    removed = env.run("people_google")
+    assert (removed.status, removed.removed) == ("success", 1)
+    assert members(env) == hashed("bob@example.com", "cy@example.com")
+
+
+def test_a_retirement_and_its_change_wait_for_a_job_still_adding_the_old_address(env: Any) -> None:
+    """Ann moves while the job adding her old address still runs: its retirement waits, and so does the change, so
+    her state keeps naming that job and the next run still holds the retirement."""
+    google(env).newest_first = True
+    env.run("people_google")
+    env.sql("update analytics.people set email = 'ann.new@example.com' where customer_id = 'c1'")
+
+    held = env.run("people_google")
+
+    assert (held.sent, held.removed, held.error_summary) == (0, 0, {"add_pending": 2})
+    assert env.run("people_google").error_summary == {"add_pending": 2}  # the job still runs
+    members(env)
+    moved = env.run("people_google")
+    assert (moved.status, moved.sent, moved.removed) == ("success", 1, 1)
+    assert members(env) == hashed("ann.new@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_removals_redone_after_a_failure_do_not_count_against_the_removal_guard(env: Any) -> None:
+    """Their run was allowed to remove them; blocking every later run would leave opted-out members in the list."""
+    guarded = "customers/1234567890/userLists/guarded"
+    env.run("people_google_guarded")
+    google(env).members(guarded)
+    env.sql("delete from analytics.people where customer_id in ('c1', 'c2')")
+    assert env.run("people_google_guarded").status == "blocked"
+    assert env.run("people_google_guarded", allow_large_removal=True).removed == 2
+    google(env).failing_jobs["remove"] = 1
+    assert len(google(env).members(guarded)) == 2  # the failed job removed one of the two
+
+    again = env.run("people_google_guarded")
+
+    assert (again.status, again.removed) == ("success", 2)
+    assert google(env).members(guarded) == hashed("cy@example.com")
+
+
+def test_a_retirement_whose_replacement_was_held_is_redone(env: Any) -> None:
+    """Ann's phone changes: the retirement of (email, old phone) goes, the add of (email, new phone) shares the email
+    and waits; Google fails the retirement. Her settled state still shows the old phone, but her write-ahead entry
+    is newer: the retirement is sent again."""
+    contacts = "customers/1234567890/userLists/contacts"
+    env.sql(
+        """create table analytics.contacts as select * from (values
+            ('c1', 'ann@example.com', '+1 415 555 0100', 'US'), ('c2', 'bob@example.com', '+1 415 555 0101', 'US')
+        ) t(customer_id, email, phone, country)"""
+    )
+    env.run("contacts_google")
+    google(env).members(contacts)
+    env.sql("update analytics.contacts set phone = '+1 415 555 0199' where customer_id = 'c1'")
+    changed = env.run("contacts_google")
+    assert (changed.removed, changed.error_summary) == (1, {"removal_pending": 1})
+    google(env).failing_jobs["remove"] = 1
+    google(env).members(contacts)
+
+    again = env.run("contacts_google")
+
+    assert again.removed == 1 and "1 removals" in again.warnings[0]
+    google(env).members(contacts)
+    env.run("contacts_google")  # the add waited for the removal of the run before
+    google(env).members(contacts)
+    phones = {value for kind, value in google(env).user_lists[contacts] if kind == "hashedPhoneNumber"}
+    assert phones == {sha256_hex("+14155550199"), sha256_hex("+14155550101")}
+
+
+def test_a_failed_removal_of_a_member_a_dead_run_wrote_ahead_is_a_retirement(env: Any) -> None:
+    """Ann leaves (her removal will fail), comes back with another address in a run that dies after its job ran,
+    and leaves again: both addresses go."""
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_google")
+    env.sql("insert into analytics.people values ('c1', 'ann.other@example.com')")
+    died = env.run_in_subprocess("people_google", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1")
+    assert died.returncode == 137, died.stderr
+    google(env).failing_jobs["remove"] = 1
+    assert members(env) == hashed("ann@example.com", "ann.other@example.com", "bob@example.com", "cy@example.com")
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    again = env.run("people_google")
+
+    assert (again.status, again.removed) == ("success", 2)
+    assert members(env) == hashed("bob@example.com", "cy@example.com")
+
+
+def test_a_status_search_google_refuses_is_a_warning(env: Any, monkeypatch: Any) -> None:
+    env.run("people_google")
+    monkeypatch.setattr(google(env), "developer_token", "revoked")
+
+    refused = env.run("people_google")
+
+    assert refused.status == "success" and unconfirmed(env) == (1, 0)
+    assert "could not be checked: Google's status search failed (HTTP 403)" in refused.warnings[0]
