@@ -55,6 +55,10 @@ def _removal_share(sync: SyncSpec, plan: Plan, verdict: GuardVerdict, allow_larg
     """Removals sent again because the destination failed them (`Plan.redone_removals`) passed the guard of the run
     that made them: they are named, not counted."""
     members, removals = plan.mirror_members, plan.counts.remove - plan.redone_removals
+    if removals == 0 and plan.redone_removals:
+        verdict.allow(
+            f"max_removal_share: only {plan.redone_removals} removals sent again as the destination failed them"
+        )
     if removals == 0 or not members:
         return
     share, limit = removals / members, sync.guards.max_removal_share

@@ -4,10 +4,12 @@ the run), checked before a run plans, so a failure there is sent again instead o
 - done: forgotten;
 - failed: its rows are planned again (`redo`): the members it sent are re-sent, the ones it removed or retired are
   removed again; the run reports it as a warning;
-- pending (or unknown: the destination did not say): checked again next run, with a warning once pending for more
-  than `PENDING_WARNING_AFTER`; meanwhile the run tells the destination which of its members that work still adds
-  or removes (`in_flight`), so it can hold an opposite operation on them;
-- pending or unknown after `GIVE_UP_AFTER`: a warning, and no longer checked.
+- pending: checked again next run, with a warning once pending for more than `PENDING_WARNING_AFTER`, or at once
+  when part of it already failed; meanwhile the run tells the destination which of its members that work still
+  adds or removes (`in_flight`), so it can hold an opposite operation on them;
+- unknown (the destination does not report it): a warning every run; it holds opposite operations for
+  `UNKNOWN_IN_FLIGHT_FOR` only, so an opt-out is not held for long behind work nobody can confirm;
+- pending or unknown after `GIVE_UP_AFTER`: a warning, and no longer checked (a part that failed is planned again).
 
 Only mirror and upsert syncs are checked: their state says what the destination holds, so it can be planned again.
 Dry runs send nothing and do not check; a retry of rows in error does not check either (it plans only those rows)
@@ -33,6 +35,7 @@ from syncs.sql_text import literal
 
 MEMBER_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})  # a failed send_once or export is not re-sent from state
 PENDING_WARNING_AFTER = timedelta(days=1)  # Google: a job takes up to 24 hours
+UNKNOWN_IN_FLIGHT_FOR = timedelta(days=2)  # work the destination does not report holds opposite operations this long
 GIVE_UP_AFTER = timedelta(days=7)
 MARKER = literal(RETIRED_MARKER)
 
@@ -68,23 +71,44 @@ def check_earlier_deliveries(
                 "still current are planned again"
             )
         elif age >= GIVE_UP_AFTER:
-            state.forget_delivery(con, sync.name, ref)
-            work.warnings.append(
-                f"run {earlier}'s delivery ({ref}) is still {check.state} at the destination after {age.days} "
-                "days: no longer checked"
-            )
+            still = f"run {earlier}'s delivery ({ref}) is still {check.state} at the destination after {age.days} days"
+            if check.state == "pending" and check.reason:  # part of it failed: that part must not be dropped
+                resent, removals = redo(con, project, sync, ref, earlier)
+                work.warnings.append(
+                    f"{still}, and {check.reason}: its {resent} members and {removals} removals still current are "
+                    "planned again; no longer checked"
+                )
+            else:
+                state.forget_delivery(con, sync.name, ref)
+                work.warnings.append(f"{still}: no longer checked")
         else:
-            work.in_flight.append(ref)
-            if check.state == "pending" and age >= PENDING_WARNING_AFTER:
-                hours = int(age.total_seconds() // 3600)
-                work.warnings.append(f"run {earlier}'s delivery ({ref}) is still being processed after {hours} hours")
-            elif check.state == "unknown" and check.reason:
-                work.warnings.append(f"run {earlier}'s delivery ({ref}) could not be checked: {check.reason}")
+            if check.state == "pending" or age < UNKNOWN_IN_FLIGHT_FOR:
+                work.in_flight.append(ref)
+            work.warnings += _waiting(check, earlier, ref, age)
     return work
 
 
+def _waiting(check: LaterCheck, earlier: str, ref: str, age: timedelta) -> list[str]:
+    """What the operator should know of work still pending, or that the destination does not report."""
+    hours = int(age.total_seconds() // 3600)
+    if check.state == "pending" and check.reason:
+        return [f"{check.reason} for run {earlier} ({ref}); it is planned again once the rest of that work is done"]
+    if check.state == "pending":
+        if age < PENDING_WARNING_AFTER:
+            return []
+        return [f"run {earlier}'s delivery ({ref}) is still being processed after {hours} hours"]
+    why = f": {check.reason}" if check.reason else ""
+    holds = (
+        f"its members' opposite operations wait for it up to {UNKNOWN_IN_FLIGHT_FOR.days} days"
+        if age < UNKNOWN_IN_FLIGHT_FOR
+        else "its members' opposite operations no longer wait for it"
+    )
+    return [f"run {earlier}'s delivery ({ref}) could not be checked{why}; {holds}"]
+
+
 def unchecked(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> EarlierWork:
-    """For a run that does not check (a retry): every unconfirmed piece of work counts as in flight."""
+    """For a run that does not check (a retry): every unconfirmed piece of work counts as in flight, whatever a
+    check would say of it now (the next full run settles it)."""
     return EarlierWork(in_flight=[ref for ref, _, _ in state.unconfirmed_deliveries(con, sync.name)])
 
 
@@ -160,7 +184,7 @@ def in_flight(
                 where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
                 and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})
                 and not exists (select 1 from {state.S}.row_errors e
-                    where e.sync_name = $sync and e.row_key = p.row_key and e.run_id = p.run_id)""",
+                    where e.sync_name = $sync and e.row_key = p.row_key and e.last_seen_at >= p.marked_at)""",
             {"sync": sync_name},
         ).fetchall()
         removed = con.execute(

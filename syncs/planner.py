@@ -434,6 +434,8 @@ def _redone_removals(con: duckdb.DuckDBPyConnection, sync: SyncSpec, table: str)
         f"select row_key from {S}.pending_members where sync_name = {literal(sync.name)} "
         f"and starts_with(run_id, {literal(REDO_RUN_PREFIX)})"
     )
+    if not con.execute(f"{redone} limit 1").fetchall():  # the usual case, and every destination but Google's
+        return 0
     return con.execute(
         f"select count(*) from {table} where action in ('remove', 'retire') and row_key in ({redone})"
     ).fetchone()[0]

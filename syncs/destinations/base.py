@@ -141,8 +141,9 @@ class DeferredOutcome:
 @dataclass(frozen=True)
 class LaterCheck:
     """What a destination that `confirms_later` says, at a later run, of work an earlier run handed it (one
-    `DeferredOutcome.destination_ref`): `done`, still `pending`, `failed` (with a reason, never row values), or
-    `unknown` when it could not tell (the destination was unreachable, or no longer knows the work)."""
+    `DeferredOutcome.destination_ref`): `done`, still `pending`, `failed`, or `unknown` when it could not tell (the
+    destination was unreachable, or no longer reports the work). `reason`, never row values: why it failed; for
+    `pending`, why part of it already failed while the rest still runs; for `unknown`, why it could not tell."""
 
     state: Literal["done", "pending", "failed", "unknown"]
     reason: str | None = None

@@ -257,13 +257,17 @@ class GoogleCustomerMatchDestination(Destination):
         return response.json()
 
     def close(self, *, success: bool) -> DeferredOutcome:
-        """Run the jobs (removals first), or none when the run failed: unrun, they are never processed."""
+        """Run the jobs (removals first), or none when the run failed: unrun, they are never processed. A job that
+        cannot be run stops the ones after it, so no job of a failed run adds members the next run does not know
+        of (the removals of a remove job that did run are sent again, which changes nothing)."""
         try:
             if not success:
                 return DeferredOutcome.failure("run_aborted", "the run failed before its jobs were run")
             jobs = [job.name for job in self._jobs.values() if job.accepted]
-            failures = [failure for failure in map(self._run, jobs) if failure is not None]
-            return failures[0] if failures else DeferredOutcome.success(destination_ref=" ".join(jobs) or None)
+            for job in jobs:
+                if (failure := self._run(job)) is not None:
+                    return failure
+            return DeferredOutcome.success(destination_ref=" ".join(jobs) or None)
         finally:
             self.http.close()
 
@@ -329,11 +333,12 @@ def _run_check(jobs: list[tuple[str, str | None] | None], unknown: str | None) -
     a search failed). Pending while one still runs, even when another failed: the failed run is sent again once
     nothing of it is in flight."""
     known = [job for job in jobs if job is not None]
-    if any(status not in ("SUCCESS", "FAILED") for status, _ in known):
-        return LaterCheck("pending")
     reasons = [reason for status, reason in known if status == "FAILED"]
-    if reasons:
-        return LaterCheck("failed", f"Google failed an offline user data job ({reasons[0] or 'no reason given'})")
+    failed = f"Google failed an offline user data job ({reasons[0] or 'no reason given'})" if reasons else None
+    if any(status not in ("SUCCESS", "FAILED") for status, _ in known):
+        return LaterCheck("pending", failed)
+    if failed:
+        return LaterCheck("failed", failed)
     return LaterCheck("unknown", unknown) if len(known) < len(jobs) else LaterCheck("done")
 
 

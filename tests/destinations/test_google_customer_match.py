@@ -201,6 +201,22 @@ def test_a_refused_run_fails_the_rows_for_the_next_run(clean_sandbox: Any) -> No
     assert [j["status"] for j in jobs(clean_sandbox)] == ["PENDING"]
 
 
+def test_a_job_that_cannot_be_run_stops_the_jobs_after_it(clean_sandbox: Any) -> None:
+    """The next run does not know of a failed run's jobs: none may add members behind its back."""
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, people(2)))[1].ok
+    dest = google(clean_sandbox)
+    dest.open(RunInfo("run-2", "top_clv_google", Mode.MIRROR))
+    assert dest.write(Operation.REMOVE, people(1)) == [] and dest.write(Operation.UPSERT, emails(1)) == []
+    run = dest._run
+    removal = next(name for name, job in clean_sandbox.app("google_ads").jobs.items() if job["verb"] == "remove")
+    dest._run = lambda job: DeferredOutcome.failure("http_503", "refused") if job == removal else run(job)
+
+    closing = dest.close(success=True)
+
+    assert (closing.ok, closing.code) == (False, "http_503")
+    assert [job["status"] for job in jobs(clean_sandbox)][1:] == ["PENDING", "PENDING"]
+
+
 def test_every_step_retries_through_faults(clean_sandbox: Any, control: Any) -> None:
     control("google_ads", error_rate=0.3, seed=3)
     answered, closing = deliver(google(clean_sandbox, max_retries=8), (Operation.UPSERT, people(2)))

@@ -178,11 +178,12 @@ def test_a_job_still_running_is_checked_again_warned_after_a_day_and_dropped_aft
     assert unconfirmed(env) == (0, 0)
 
 
-def test_a_job_google_does_not_know_is_kept_quietly_until_it_is_dropped(env: Any) -> None:
+def test_a_job_google_does_not_report_is_a_warning_every_run_until_it_is_dropped(env: Any) -> None:
     env.run("people_google")
     google(env).jobs.clear()
 
-    assert env.run("people_google").warnings == []
+    [warning] = env.run("people_google").warnings
+    assert warning.endswith("could not be checked; its members' opposite operations wait for it up to 2 days")
     assert unconfirmed(env) == (1, 0)
     env.sql("update tidings.unconfirmed_deliveries set recorded_at = recorded_at - interval 8 day")
     dropped = env.run("people_google")
@@ -240,7 +241,8 @@ def test_a_failed_job_waits_for_its_sibling_still_running(env: Any) -> None:
 
     held = env.run("people_google")
 
-    assert (held.removed, held.error_summary, held.warnings) == (0, {"add_pending": 1}, [])
+    assert (held.removed, held.error_summary) == (0, {"add_pending": 1})
+    assert held.warnings[0].endswith("it is planned again once the rest of that work is done")
     members(env)  # Google adds ann.new
     redone = env.run("people_google")
     assert (redone.status, redone.removed) == ("success", 2) and "1 members and 1 removals" in redone.warnings[0]
@@ -375,6 +377,9 @@ def test_removals_redone_after_a_failure_do_not_count_against_the_removal_guard(
     again = env.run("people_google_guarded")
 
     assert (again.status, again.removed) == ("success", 2)
+    assert "passed: max_removal_share: only 2 removals sent again as the destination failed them" in (
+        again.guard_decisions
+    )
     assert google(env).members(guarded) == hashed("cy@example.com")
 
 
@@ -434,3 +439,51 @@ def test_a_status_search_google_refuses_is_a_warning(env: Any, monkeypatch: Any)
 
     assert refused.status == "success" and unconfirmed(env) == (1, 0)
     assert "could not be checked: Google's status search failed (HTTP 403)" in refused.warnings[0]
+
+
+def test_a_failed_job_still_waiting_for_its_sibling_after_a_week_is_redone_not_dropped(env: Any) -> None:
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")  # Ann opts out
+    env.sql("insert into analytics.people values ('c4', 'dan@example.com')")
+    env.run("people_google")
+    removal, adding = (job for job in google(env).jobs.values() if job["status"] == "RUNNING")
+    removal["status"], adding["polls"] = "FAILED", -1_000  # the add job never finishes
+    env.sql("update tidings.unconfirmed_deliveries set recorded_at = recorded_at - interval 8 day")
+
+    late = env.run("people_google")
+
+    assert "after 8 days, and Google failed an offline user data job (UNKNOWN)" in late.warnings[0]
+    assert late.removed == 1 and unconfirmed(env)[0] == 1  # this run's own removal job
+    assert sha256_hex("ann@example.com") not in members(env)
+
+
+def test_a_job_google_does_not_report_stops_holding_an_opt_out_after_two_days(env: Any) -> None:
+    google(env).newest_first = True
+    env.run("people_google")
+    google(env).jobs.clear()
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    assert env.run("people_google").error_summary == {"add_pending": 1}
+    env.sql("update tidings.unconfirmed_deliveries set recorded_at = recorded_at - interval 50 hour")
+
+    released = env.run("people_google")
+
+    assert (released.status, released.removed) == ("success", 1)
+    assert released.warnings[0].endswith("its members' opposite operations no longer wait for it")
+
+
+def test_a_row_a_run_in_flight_failed_does_not_hold_its_removal(env: Any) -> None:
+    """Ann's add was held in a run whose job (adding Dan) still runs, and again in the next run; she leaves: no job
+    ever added her, so her removal does not wait."""
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_google")  # removes Ann; the job runs for three status reads
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com'), ('c4', 'dan@example.com')")
+    assert env.run("people_google").error_summary == {"removal_pending": 1}  # Dan goes, Ann waits
+    assert env.run("people_google").error_summary == {"removal_pending": 1}
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    gone = env.run("people_google")
+
+    assert (gone.status, gone.removed, gone.error_summary) == ("success", 1, {})
