@@ -9,7 +9,8 @@ the run), checked before a run plans, so a failure there is sent again instead o
   adds or removes (`in_flight`), so it can hold an opposite operation on them;
 - unknown (the destination does not report it): a warning every run; it holds opposite operations for
   `UNKNOWN_IN_FLIGHT_FOR` only, so an opt-out is not held for long behind work nobody can confirm;
-- pending or unknown after `GIVE_UP_AFTER`: a warning, and no longer checked (a part that failed is planned again).
+- pending or unknown after `GIVE_UP_AFTER`: a warning, and no longer checked (a part that failed is planned again);
+  not while the status search itself fails, so a failure it saw before is not dropped unseen.
 
 Only mirror and upsert syncs are checked: their state says what the destination holds, so it can be planned again.
 Dry runs send nothing and do not check; a retry of rows in error does not check either (it plans only those rows)
@@ -70,7 +71,7 @@ def check_earlier_deliveries(
                 f"{check.reason} for run {earlier} ({ref}): its {resent} members and {removals} removals "
                 "still current are planned again"
             )
-        elif age >= GIVE_UP_AFTER:
+        elif age >= GIVE_UP_AFTER and not (check.state == "unknown" and check.reason):  # the search answered
             still = f"run {earlier}'s delivery ({ref}) is still {check.state} at the destination after {age.days} days"
             if check.state == "pending" and check.reason:  # part of it failed: that part must not be dropped
                 resent, removals = redo(con, project, sync, ref, earlier)
@@ -169,8 +170,9 @@ def in_flight(
     """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
     member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
     retired then and added or changed now). The destination may process the two in either order. Added members are
-    read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented (not
-    those the run failed: they were not in its work)."""
+    read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented. An
+    entry of a row such a run failed counts too (which rows a run that died failed is not known): its removal
+    waits for that run's work, a delay, where leaving it out could let the work re-add a member who left."""
     if not refs:
         return [], []
     removing = f"select split_part(row_key, {MARKER}, 1) from {plan_table} where action in ('remove', 'retire')"
@@ -182,9 +184,7 @@ def in_flight(
             select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (
                 select run_id from {state.S}.unconfirmed_deliveries
                 where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
-                and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})
-                and not exists (select 1 from {state.S}.row_errors e
-                    where e.sync_name = $sync and e.row_key = p.row_key and e.last_seen_at >= p.marked_at)""",
+                and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})""",
             {"sync": sync_name},
         ).fetchall()
         removed = con.execute(

@@ -165,10 +165,9 @@ class Runner:
             # Rows a destination answers at close (a file, a drop) may be the whole audience: settled in chunks.
             closing = self.destination.close(success=success)
             if closing is not None:
-                if closing.ok and closing.destination_ref and self.destination.confirms_later and self._members:
-                    state.record_unconfirmed_delivery(
-                        self.con, self.run.sync_name, self.run.run_id, closing.destination_ref
-                    )
+                if self.destination.confirms_later and self._members:
+                    for ref in closing.acknowledged_refs():
+                        state.record_unconfirmed_delivery(self.con, self.run.sync_name, self.run.run_id, ref)
                 self._settle_deferred_passes(closing)
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:
@@ -301,7 +300,9 @@ class Runner:
         """Give every row the passes deferred the destination's one answer, streamed from the plan in chunks."""
         passes, self._deferred_passes = [p for p in self._deferred_passes if p.deferred], []
         for deferred in passes:
-            self._settle_from_plan(deferred.actions, deferred.op, outcome, exclude=deferred.answered)
+            self._settle_from_plan(
+                deferred.actions, deferred.op, outcome.for_op(deferred.op), exclude=deferred.answered
+            )
 
     def _settle_from_plan(
         self, actions: tuple[str, ...], op: Operation, outcome: DeferredOutcome, exclude: list[str]

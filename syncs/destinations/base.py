@@ -121,13 +121,15 @@ class RowOutcome:
 class DeferredOutcome:
     """What `close()` of a destination that `answers_at_close` returns: the one outcome shared by every row its
     `write` left unanswered (a file put in place, or not). The runner settles those rows from the plan in
-    chunks, so neither side holds an object, or even a key, per row of the audience."""
+    chunks, so neither side holds an object, or even a key, per row of the audience. `by_op` answers the rows of
+    some operations otherwise (a remove job that ran when the create job could not)."""
 
     ok: bool
     destination_ref: str | None = None
     code: str | None = None
     message: str | None = None
     permanent: bool = False
+    by_op: Mapping[Operation, DeferredOutcome] = field(default_factory=dict)
 
     @classmethod
     def success(cls, destination_ref: str | None = None) -> DeferredOutcome:
@@ -136,6 +138,14 @@ class DeferredOutcome:
     @classmethod
     def failure(cls, code: str, message: str, *, permanent: bool = False) -> DeferredOutcome:
         return cls(ok=False, code=code, message=message, permanent=permanent)
+
+    def for_op(self, op: Operation) -> DeferredOutcome:
+        return self.by_op.get(op, self)
+
+    def acknowledged_refs(self) -> list[str]:
+        """The refs of the work acknowledged, whichever operation's rows it answers."""
+        outcomes = [self, *self.by_op.values()]
+        return list(dict.fromkeys(o.destination_ref for o in outcomes if o.ok and o.destination_ref))
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -77,6 +77,7 @@ from syncs.http import DestinationHTTPError
 from syncs.identity_release import RETIRED_MARKER
 
 STARTED = frozenset({"RUNNING", "SUCCESS"})
+OPERATIONS = {"remove": Operation.REMOVE, "create": Operation.UPSERT}  # a job's verb -> the rows' operation
 JOBS_PER_SEARCH = 200
 REMOVAL_PENDING = (
     "this run, or an earlier run's job Google is still processing, removes an identifier this row adds, and Google "
@@ -258,16 +259,18 @@ class GoogleCustomerMatchDestination(Destination):
 
     def close(self, *, success: bool) -> DeferredOutcome:
         """Run the jobs (removals first), or none when the run failed: unrun, they are never processed. A job that
-        cannot be run stops the ones after it, so no job of a failed run adds members the next run does not know
-        of (the removals of a remove job that did run are sent again, which changes nothing)."""
+        cannot be run stops the ones after it, and fails only their rows: the rows of a job that ran are
+        acknowledged under it (`DeferredOutcome.by_op`), so later runs know that job is in flight."""
         try:
             if not success:
                 return DeferredOutcome.failure("run_aborted", "the run failed before its jobs were run")
-            jobs = [job.name for job in self._jobs.values() if job.accepted]
-            for job in jobs:
+            jobs = [(verb, job.name) for verb, job in self._jobs.items() if job.accepted]
+            for index, (_, job) in enumerate(jobs):
                 if (failure := self._run(job)) is not None:
-                    return failure
-            return DeferredOutcome.success(destination_ref=" ".join(jobs) or None)
+                    ran = jobs[:index]
+                    done = DeferredOutcome.success(destination_ref=" ".join(name for _, name in ran))
+                    return replace(failure, by_op={OPERATIONS[verb]: done for verb, _ in ran})
+            return DeferredOutcome.success(destination_ref=" ".join(name for _, name in jobs) or None)
         finally:
             self.http.close()
 

@@ -215,6 +215,21 @@ def test_a_job_that_cannot_be_run_stops_the_jobs_after_it(clean_sandbox: Any) ->
 
     assert (closing.ok, closing.code) == (False, "http_503")
     assert [job["status"] for job in jobs(clean_sandbox)][1:] == ["PENDING", "PENDING"]
+    assert closing.by_op == {} and closing.acknowledged_refs() == []
+
+
+def test_the_rows_of_a_job_that_ran_are_acknowledged_when_the_next_cannot_run(clean_sandbox: Any) -> None:
+    assert deliver(google(clean_sandbox), (Operation.UPSERT, people(2)))[1].ok
+    clean_sandbox.app("google_ads").refused_runs["create"] = 1
+
+    _, closing = deliver(google(clean_sandbox), (Operation.REMOVE, people(1)), (Operation.UPSERT, emails(1)))
+
+    _, removal, adds = jobs(clean_sandbox)
+    assert (removal["status"], adds["status"]) == ("RUNNING", "PENDING")
+    name = next(name for name, job in clean_sandbox.app("google_ads").jobs.items() if job is removal)
+    assert (closing.ok, closing.code, closing.for_op(Operation.UPSERT).ok) == (False, "http_400", False)
+    assert closing.for_op(Operation.REMOVE) == DeferredOutcome.success(destination_ref=name)
+    assert closing.acknowledged_refs() == [name]
 
 
 def test_every_step_retries_through_faults(clean_sandbox: Any, control: Any) -> None:

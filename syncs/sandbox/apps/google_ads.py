@@ -14,7 +14,8 @@ job (`resource_name = '...'`) or several (`resource_name IN ('...', ...)`), and 
 Test hooks: `lost_answers[action] = n` makes the next n requests to `create`, `addOperations` or `run` take effect
 and then answer 503, as when Google's answer is lost on its way back; `failing_jobs[verb] = n` makes the next n
 jobs of that verb (`create` or `remove`) that finish end FAILED, having applied only their first half of
-operations (Google: "some operations may have been successfully processed"); `members()` reads a user list once
+operations (Google: "some operations may have been successfully processed"); `refused_runs[verb] = n` refuses
+the next n `:run` requests of jobs of that verb (400); `members()` reads a user list once
 every job that runs has finished, in the order they ran, or newest first with `newest_first = True` (Google may
 process two jobs on one list in either order).
 """
@@ -77,6 +78,7 @@ class GoogleAdsApp(SandboxApp):
             self.user_lists: dict[str, set[tuple[str, str]]] = {}  # user list -> (identifier kind, value)
             self.lost_answers: dict[str, int] = {}  # action -> answers still to lose
             self.failing_jobs: dict[str, int] = {}  # verb -> jobs still to fail
+            self.refused_runs: dict[str, int] = {}  # verb -> `:run` requests still to refuse
             self.newest_first = False
             self._runs = itertools.count()
 
@@ -167,6 +169,9 @@ class GoogleAdsApp(SandboxApp):
                 return job_error(400, "FAILED_PRECONDITION", "JOB_ALREADY_STARTED", "The job has already started.")
             if not job["operations"]:
                 return google_error(400, "FAILED_PRECONDITION", "The job has no operations to run.")
+            if self.refused_runs.get(job["verb"], 0) > 0:
+                self.refused_runs[job["verb"]] -= 1
+                return google_error(400, "FAILED_PRECONDITION", "The job cannot be run now.")
             job["status"], job["ran"] = "RUNNING", next(self._runs)
         return self._answer(
             "run", Response(200, {"name": f"customers/{request.params['cid']}/operations/{uuid.uuid4().hex}"})
