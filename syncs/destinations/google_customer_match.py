@@ -275,19 +275,22 @@ class GoogleCustomerMatchDestination(Destination):
             self.http.close()
 
     def _run(self, job: str) -> DeferredOutcome | None:
-        """None once the job runs. The client re-sends a `:run` whose answer it lost, and Google refuses the repeat
-        because the job has started: whatever the answer, the job's status says whether it runs."""
+        """None once the job runs, or may run. The client re-sends a `:run` whose answer it lost, and Google refuses
+        the repeat because the job has started (JOB_ALREADY_STARTED); otherwise the job's status says whether it
+        runs. When neither tells (no answer, then no status), the job counts as run: its rows are acknowledged and it
+        is recorded, so later runs treat it as in flight, and their check finds it never ran (PENDING) if so, and
+        sends its rows again. A job Google refused to run (any other 4xx) did not run."""
         try:
             response = self.http.request("POST", f"{job}:run", json={})
         except DestinationHTTPError as error:
             status, refusal = error.status, str(error)
         else:
-            if response.ok:
+            if response.ok or "JOB_ALREADY_STARTED" in response.text:
                 return None
             status, refusal = response.status_code, f"Google Ads run failed with HTTP {response.status_code}"
         answered = self._statuses([job])
         state = None if isinstance(answered, str) else answered.get(job, (None, None))[0]
-        if state in STARTED:
+        if state in STARTED or (state is None and (status is None or status == 429 or status >= 500)):
             return None
         if state == "FAILED":
             return DeferredOutcome.failure("job_failed", "Google failed the offline user data job")
@@ -338,7 +341,9 @@ def _run_check(jobs: list[tuple[str, str | None] | None], unknown: str | None) -
     known = [job for job in jobs if job is not None]
     reasons = [reason for status, reason in known if status == "FAILED"]
     failed = f"Google failed an offline user data job ({reasons[0] or 'no reason given'})" if reasons else None
-    if any(status not in ("SUCCESS", "FAILED") for status, _ in known):
+    if any(status == "PENDING" for status, _ in known):  # recorded as run, yet never started
+        failed = "Google never ran an offline user data job (its run request went unanswered)"
+    if any(status not in ("SUCCESS", "FAILED", "PENDING") for status, _ in known):
         return LaterCheck("pending", failed)
     if failed:
         return LaterCheck("failed", failed)

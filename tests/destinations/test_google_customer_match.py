@@ -12,6 +12,7 @@ import requests
 
 from syncs.destinations.base import DeferredOutcome, Mode, Operation, OutboundRow, RowOutcome, RunInfo
 from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination, user_identifiers
+from syncs.http import DestinationHTTPError
 from syncs.sandbox.apps import google_ads
 from syncs.sandbox.apps.credentials import GOOGLE_ADS_ACCESS_TOKEN, GOOGLE_ADS_DEVELOPER_TOKEN, SANDBOX_CREDENTIALS
 
@@ -230,6 +231,33 @@ def test_the_rows_of_a_job_that_ran_are_acknowledged_when_the_next_cannot_run(cl
     assert (closing.ok, closing.code, closing.for_op(Operation.UPSERT).ok) == (False, "http_400", False)
     assert closing.for_op(Operation.REMOVE) == DeferredOutcome.success(destination_ref=name)
     assert closing.acknowledged_refs() == [name]
+
+
+def test_a_run_request_left_unanswered_counts_as_run_and_its_check_finds_it_never_ran(clean_sandbox: Any) -> None:
+    """No answer to `:run`, then no status: the rows are acknowledged and the job recorded, so later runs hold
+    against it; the later check finds it PENDING (never run) and the run is sent again."""
+    dest = google(clean_sandbox)
+    dest.open(RunInfo("run-1", "top_clv_google", Mode.MIRROR))
+    assert dest.write(Operation.UPSERT, people(2)) == []
+    request = dest.http.request
+
+    def unanswered(method: str, path: str, **kwargs: Any) -> Any:
+        if path.endswith(":run"):
+            raise DestinationHTTPError(method, path, None, "connection reset")
+        return request(method, path, **kwargs)
+
+    dest.http.request = unanswered
+    dest._statuses = lambda jobs: "HTTP 503"
+
+    closing = dest.close(success=True)
+
+    [job] = jobs(clean_sandbox)
+    assert closing.ok and job["status"] == "PENDING"
+    check = google(clean_sandbox).check_later([closing.destination_ref])[closing.destination_ref]
+    assert (check.state, check.reason) == (
+        "failed",
+        "Google never ran an offline user data job (its run request went unanswered)",
+    )
 
 
 def test_every_step_retries_through_faults(clean_sandbox: Any, control: Any) -> None:

@@ -532,3 +532,23 @@ def test_a_failed_part_is_not_dropped_while_the_status_search_fails(env: Any, mo
 
     assert "Google failed an offline user data job (UNKNOWN)" in redone.warnings[0] and redone.removed == 1
     assert sha256_hex("ann@example.com") not in members(env)
+
+
+def test_a_member_of_a_dead_run_whose_row_a_later_run_failed_waits_for_that_runs_job(env: Any) -> None:
+    """A run adds Ann in a job and dies before committing; the next run fails Ann's row (Google refuses its job);
+    Ann leaves: the dead run's job may still add her, so her removal waits for it."""
+    google(env).newest_first = True
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_google")
+    members(env)
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
+    died = env.run_in_subprocess("people_google", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1")
+    assert died.returncode == 137, died.stderr
+    google(env).refused_runs["create"] = 1
+    assert env.run("people_google").error_summary == {"http_400": 1}
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    assert env.run("people_google").error_summary == {"add_pending": 1}
+    members(env)
+    assert env.run("people_google").removed == 1
+    assert members(env) == hashed("bob@example.com", "cy@example.com")
