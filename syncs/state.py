@@ -455,13 +455,22 @@ def mark_members_pending(con: duckdb.DuckDBPyConnection, sync_name: str, run_id:
     The entries are stamped after every earlier state commit and write-ahead of the sync, even if the clock went
     back since: an entry that looked older than the settled state would be taken as void (or than an earlier
     entry, superseded), and a member this run may deliver would be removed later by its previous identity,
-    leaving the new one in the destination."""
+    leaving the new one in the destination.
+
+    A member the plan removes is written ahead too, as an empty row hash in its state: if the destination applied
+    the removal but the process died before its commit, and the member is back in the model by the next run, it
+    is sent again (a change) instead of counting as unchanged while the destination no longer holds it."""
     with transaction(con):
         marked_at = write_ahead_stamp(con, sync_name)
         con.execute(
             f"insert into {S}.pending_members select ?, row_key, row_fields, ?, ? from {plan_table} "
             "where action in ('add', 'change', 'retire')",
             [sync_name, run_id, marked_at],
+        )
+        con.execute(
+            f"update {S}.sync_state set row_hash = '' where sync_name = ? "
+            f"and row_key in (select row_key from {plan_table} where action = 'remove')",
+            [sync_name],
         )
     return marked_at
 

@@ -29,6 +29,25 @@ def test_crash_after_a_committed_batch_resumes_where_acknowledgements_ended(sync
     assert sync_env.sql("select count(*) from tidings.sync_state") == [(100,)]
 
 
+def test_a_removal_applied_before_a_crash_is_sent_again_when_the_member_comes_back(sync_env):
+    """The destination applied the removals, the process died before committing them, and the members are back in
+    the model by the next run: their state must not count them as unchanged."""
+    assert sync_env.run("audience_mirror").sent == 100
+    sync_env.fill_audience(90)  # c00090..c00099 leave
+    crashed = sync_env.run_in_subprocess(
+        "audience_mirror", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1"
+    )
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert len(sync_env.webhook().members["audience"]) == 90  # removed there, not in the state
+    sync_env.fill_audience(100)
+
+    resumed = sync_env.run("audience_mirror")
+
+    assert (resumed.status, resumed.planned.change, resumed.sent) == ("success", 10, 10)
+    assert len(sync_env.webhook().members["audience"]) == 100
+    assert sync_env.run("audience_mirror").planned.change == 0
+
+
 def test_send_once_crash_between_ack_and_commit_is_not_sent_twice(sync_env):
     crashed = sync_env.run_in_subprocess(
         "welcome_send", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1"
