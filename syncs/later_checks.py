@@ -66,19 +66,13 @@ def check_earlier_deliveries(
         if check.state == "done":
             state.forget_delivery(con, sync.name, ref)
         elif check.state == "failed":
-            resent, removals = redo(con, project, sync, ref, earlier)
-            work.warnings.append(
-                f"{check.reason} for run {earlier} ({ref}): its {resent} members and {removals} removals "
-                "still current are planned again"
-            )
+            planned = _planned_again(redo(con, project, sync, ref, earlier))
+            work.warnings.append(f"{check.reason} for run {earlier} ({ref}): {planned}")
         elif age >= GIVE_UP_AFTER and not (check.state == "unknown" and check.reason):  # the search answered
             still = f"run {earlier}'s delivery ({ref}) is still {check.state} at the destination after {age.days} days"
             if check.state == "pending" and check.reason:  # part of it failed: that part must not be dropped
-                resent, removals = redo(con, project, sync, ref, earlier)
-                work.warnings.append(
-                    f"{still}, and {check.reason}: its {resent} members and {removals} removals still current are "
-                    "planned again; no longer checked"
-                )
+                planned = _planned_again(redo(con, project, sync, ref, earlier))
+                work.warnings.append(f"{still}, and {check.reason}: {planned}; no longer checked")
             else:
                 state.forget_delivery(con, sync.name, ref)
                 work.warnings.append(f"{still}: no longer checked")
@@ -87,6 +81,11 @@ def check_earlier_deliveries(
                 work.in_flight.append(ref)
             work.warnings += _waiting(check, earlier, ref, age)
     return work
+
+
+def _planned_again(redone: tuple[int, int]) -> str:
+    resent, removals = redone
+    return f"its {resent} members and {removals} removals still current are planned again"
 
 
 def _waiting(check: LaterCheck, earlier: str, ref: str, age: timedelta) -> list[str]:
@@ -160,7 +159,7 @@ def redo(
                 "stamp": state.write_ahead_stamp(con, sync.name),
             },
         ).fetchone()
-        state.forget_delivery(con, sync.name, ref, within_transaction=True)
+        state.delete_delivery_records(con, sync.name, ref)
     return int(resent), int(redone)
 
 

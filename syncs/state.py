@@ -524,15 +524,14 @@ def unconfirmed_deliveries(con: duckdb.DuckDBPyConnection, sync_name: str) -> li
     ).fetchall()
 
 
-def forget_delivery(
-    con: duckdb.DuckDBPyConnection, sync_name: str, ref: str, *, within_transaction: bool = False
-) -> None:
-    """The work is done, re-planned or no longer checked: its record and the removals kept for it go (in the
-    caller's transaction when `within_transaction`, else in one of their own)."""
-    if not within_transaction:
-        with transaction(con):
-            forget_delivery(con, sync_name, ref, within_transaction=True)
-        return
+def forget_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str) -> None:
+    """The work is done or no longer checked: its record and the removals kept for it go, in one transaction."""
+    with transaction(con):
+        delete_delivery_records(con, sync_name, ref)
+
+
+def delete_delivery_records(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str) -> None:
+    """The statements of `forget_delivery`, inside the caller's transaction (a redo)."""
     for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
         con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
 

@@ -198,8 +198,8 @@ class GoogleCustomerMatchDestination(Destination):
 
     def open(self, run: RunInfo) -> None:
         self._jobs, self._held_members = {}, set()
-        self._removed = {key for fields in run.removed_in_flight for key in _keys(user_identifiers(dict(fields)))}
-        self._added_earlier = {key for fields in run.added_in_flight for key in _keys(user_identifiers(dict(fields)))}
+        self._removed = _identifier_keys(run.removed_in_flight)
+        self._added_earlier = _identifier_keys(run.added_in_flight)
 
     def write(self, op: Operation, rows: Sequence[OutboundRow]) -> list[RowOutcome]:
         """Answers only the rows that failed; the others are answered at close, when their job runs."""
@@ -352,6 +352,11 @@ def _run_check(jobs: list[tuple[str, str | None] | None], unknown: str | None) -
 
 def _keys(identifiers: list[dict[str, Any]]) -> list[str]:
     return [json.dumps(identifier, sort_keys=True) for identifier in identifiers]
+
+
+def _identifier_keys(members: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every identifier the connector sends for these members' fields, as `_keys` compares them."""
+    return {key for fields in members for key in _keys(user_identifiers(dict(fields)))}
 
 
 def _failed_indexes(partial_failure: Any) -> dict[int, str]:

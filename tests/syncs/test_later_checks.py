@@ -95,6 +95,14 @@ def unconfirmed(env: Any) -> tuple[int, int]:
     )
 
 
+def removing_ann(env: Any) -> Any:
+    """Ann is in the list, then leaves: the run that removes her, whose job Google has not processed yet."""
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    return env.run("people_google")
+
+
 @pytest.mark.parametrize("sync", ["people_google", "people_google_upsert"])
 def test_members_of_a_job_google_failed_are_sent_again(env: Any, sync: str) -> None:
     assert env.run(sync).sent == 3
@@ -116,10 +124,7 @@ def test_members_of_a_job_google_failed_are_sent_again(env: Any, sync: str) -> N
 
 def test_a_removal_google_failed_is_sent_again(env: Any) -> None:
     """Ann opts out; Google fails the job removing her: she must not stay in the audience."""
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    assert env.run("people_google").removed == 1
+    assert removing_ann(env).removed == 1
     assert unconfirmed(env) == (1, 1)
     google(env).failing_jobs["remove"] = 1
     assert sha256_hex("ann@example.com") in members(env)
@@ -133,10 +138,7 @@ def test_a_removal_google_failed_is_sent_again(env: Any) -> None:
 
 
 def test_a_member_back_in_the_model_after_a_failed_removal_is_added(env: Any) -> None:
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    env.run("people_google")
+    removing_ann(env)
     google(env).failing_jobs["remove"] = 1
     members(env)
     env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
@@ -194,10 +196,7 @@ def test_a_job_google_does_not_report_is_a_warning_every_run_until_it_is_dropped
 def test_a_job_whose_status_google_did_not_give_still_holds_an_opposite_operation(env: Any) -> None:
     """Unknown is not done: while Google does not say, Ann's add waits for the job removing her."""
     google(env).newest_first = True
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    env.run("people_google")
+    removing_ann(env)
     removal_job = google(env).jobs.popitem()  # the status search does not find it
     env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
 
@@ -212,10 +211,7 @@ def test_a_job_whose_status_google_did_not_give_still_holds_an_opposite_operatio
 
 def test_a_retry_of_rows_in_error_keeps_holding_them(env: Any) -> None:
     google(env).newest_first = True
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    env.run("people_google")
+    removing_ann(env)
     env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
     assert env.run("people_google").error_summary == {"removal_pending": 1}
 
@@ -253,10 +249,7 @@ def test_a_failed_job_waits_for_its_sibling_still_running(env: Any) -> None:
 def test_a_member_back_with_another_address_after_a_failed_removal_has_the_old_one_retired(
     env: Any, back_before_the_failure_is_seen: bool
 ) -> None:
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    env.run("people_google")
+    removing_ann(env)
     env.sql("insert into analytics.people values ('c1', 'ann.other@example.com')")
     if back_before_the_failure_is_seen:  # the removal job still runs: the new address shares nothing with it
         assert env.run("people_google").sent == 1
@@ -315,10 +308,7 @@ def test_a_member_removed_by_a_job_still_processing_is_added_back_once_it_is_don
     """Ann leaves, then comes back while Google still processes the job removing her: adding her now could be
     undone by that job (the sandbox processes the newest job first), so the add waits for it."""
     google(env).newest_first = True
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    assert env.run("people_google").removed == 1  # its job stays RUNNING for three status reads
+    assert removing_ann(env).removed == 1  # its job stays RUNNING for three status reads
     env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
 
     held = env.run("people_google")
@@ -414,10 +404,7 @@ def test_a_retirement_whose_replacement_was_held_is_redone(env: Any) -> None:
 def test_a_failed_removal_of_a_member_a_dead_run_wrote_ahead_is_a_retirement(env: Any) -> None:
     """Ann leaves (her removal will fail), comes back with another address in a run that dies after its job ran,
     and leaves again: both addresses go."""
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    env.run("people_google")
+    removing_ann(env)
     env.sql("insert into analytics.people values ('c1', 'ann.other@example.com')")
     died = env.run_in_subprocess("people_google", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1")
     assert died.returncode == 137, died.stderr
@@ -476,10 +463,7 @@ def test_a_row_a_run_in_flight_failed_holds_its_removal_only_until_that_work_is_
     """Ann's add was held in a run whose job (adding Dan) still runs, and again in the next run; she leaves. Which
     rows a run failed is not known once a later run failed them again, so her removal waits for that job: a delay,
     never a member left in the list."""
-    env.run("people_google")
-    members(env)
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-    env.run("people_google")  # removes Ann; the job runs for three status reads
+    removing_ann(env)  # the job runs for three status reads
     env.sql("insert into analytics.people values ('c1', 'ann@example.com'), ('c4', 'dan@example.com')")
     assert env.run("people_google").error_summary == {"removal_pending": 1}  # Dan goes, Ann waits
     assert env.run("people_google").error_summary == {"removal_pending": 1}
