@@ -101,6 +101,7 @@ class Plan:
 
 
 PLAN_TABLE_PREFIX = "plan__"
+RUN_ID_PATTERN = r"[0-9]{8}T[0-9]{6}_[0-9a-f]{8}"  # `engine.new_run_id`
 REMOVAL_ACTIONS = frozenset({"remove", "retire"})  # rows sent with their last sent fields
 
 
@@ -109,11 +110,12 @@ def plan_table_name(sync_name: str, run_id: str) -> str:
 
 
 def drop_orphan_plans(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
-    """Plan tables left behind by runs of this sync that crashed (call while holding the sync's lock)."""
-    prefix = f"{PLAN_TABLE_PREFIX}{sync_name}__"
+    """Plan tables left behind by runs of this sync that crashed (call while holding the sync's lock). The whole
+    name is matched, run id included: sync `meta`'s prefix also starts the plans of a sync named `meta__lapsed`."""
+    pattern = f"{PLAN_TABLE_PREFIX}{sync_name}__{RUN_ID_PATTERN}"
     for (name,) in con.execute(
-        "select table_name from information_schema.tables where table_schema = ? and starts_with(table_name, ?)",
-        [S, prefix],
+        "select table_name from information_schema.tables where table_schema = ? and regexp_full_match(table_name, ?)",
+        [S, pattern],
     ).fetchall():
         con.execute(f"drop table if exists {S}.{quote(name)}")
 

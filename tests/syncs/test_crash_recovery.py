@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import duckdb
+
 from syncs import state
 from syncs.engine import SyncResult
+from syncs.planner import drop_orphan_plans
 from syncs.sandbox.sftp import SftpSandbox
 from tests.reliability.harness import MAIL_MODEL_YAML
 
@@ -146,3 +149,16 @@ def test_only_runs_that_may_hold_unrecorded_sends_are_checked(sync_env):
     assert state.unsettled_runs(con, "winback_mail", "r9", "plan_a") == ("r2", "r4", "r7", "r8")
     assert state.unsettled_runs(con, "winback_mail", "r9", "plan_new") == ()  # nothing it sends was pending
     con.close()
+
+
+def test_orphan_plans_of_a_sync_leave_another_syncs_plans_alone(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    state.ensure_schema(con)
+    names = ["plan__meta__20261201T101500_0a1b2c3d", "plan__meta__lapsed__20261201T101500_0a1b2c3d"]
+    for name in names:
+        con.execute(f'create table tidings."{name}" (row_key varchar)')
+
+    drop_orphan_plans(con, "meta")
+
+    left = con.execute("select table_name from information_schema.tables where starts_with(table_name, 'plan__')")
+    assert left.fetchall() == [(names[1],)]
