@@ -21,6 +21,7 @@ from syncs.config import ConfigError
 from syncs.logs import configure_cli_logging
 from syncs.sample_data.__main__ import add_arguments as add_generator_arguments
 from syncs.settings import destinations_file, warehouse_path
+from syncs.sync_names import NameInUse
 
 EXIT_CODES = {"success": 0, "dry_run": 0, "partial": 1, "failed": 1, "blocked": 3, "locked": 4}
 
@@ -86,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     runs = command("runs", _runs, "run history")
     runs.add_argument("name", nargs="?")
     runs.add_argument("--limit", type=int, default=20)
+    forget = command(
+        "forget",
+        _forget,
+        "delete the state a removed sync left (members, message ledger, errors; run history stays); shows what it "
+        "holds unless --yes",
+    )
+    forget.add_argument("name")
+    forget.add_argument("--yes", action="store_true", help="delete it")
     errors = command("errors", _errors, "rows in error for a sync")
     errors.add_argument("name")
     errors.add_argument("--limit", type=int, default=100)
@@ -118,6 +127,56 @@ def _validate(args: argparse.Namespace) -> int:
     if args.models:
         checked = engine.check_against_models(project, args.warehouse)
         print(f"ok: {checked} sync(s) match the built models in {args.warehouse or warehouse_path()}")
+    _print_leftovers(project, args.warehouse or warehouse_path())
+    return 0
+
+
+def _print_leftovers(project: engine.Project, warehouse: Path) -> None:
+    """Warn of state under names no declared sync has: a sync renamed without `renamed_from`, or removed."""
+    try:
+        found = engine.leftover_state(project, warehouse)
+    except duckdb.IOException:  # another process has it open for writing, and DuckDB then lets no other in
+        print(f"note: sync state not checked: another process has {warehouse} open")
+        return
+    for leftover in found:
+        if leftover.carried_over_by:
+            print(f"note: state of {leftover.describe()}; sync {leftover.carried_over_by}'s next run carries it over")
+            continue
+        print(
+            f"warning: state of {leftover.describe()}; no declared sync has that name. Renamed? add "
+            f"`renamed_from: {leftover.sync_name}` to the sync's declaration, and its next run carries the state "
+            f"over (members who left since are removed, messages sent are not sent again). Removed? "
+            f"`tidings forget {leftover.sync_name}` deletes the state; the destination keeps what it holds."
+        )
+
+
+def _forget(args: argparse.Namespace) -> int:
+    project = _project(args)
+    if args.name in project.syncs:
+        raise engine.RunRefused(
+            f"sync {args.name!r} is declared in {project.syncs[args.name].source_file}: remove its declaration first"
+        )
+    with _state(args) as con:
+        found = {leftover.sync_name: leftover for leftover in engine.leftover_state(project, con=con)}
+        leftover = found.get(args.name)
+        if leftover is None:
+            print(f"no state under {args.name!r}; nothing to forget")
+            return 0
+        if leftover.carried_over_by:
+            raise engine.RunRefused(
+                f"{args.name!r} is listed in `renamed_from` of sync {leftover.carried_over_by}, whose next run carries "
+                "its state over: remove it there first"
+            )
+        if not args.yes:
+            print(f"state of {leftover.describe()}")
+            print("nothing deleted: run again with --yes to delete it (the destination keeps what it holds)")
+            return 0
+        try:
+            deleted = engine.forget_state(con, args.name)
+        except NameInUse as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_CODES["locked"]
+    print(f"forgot {args.name}: " + ", ".join(f"{count} {what}" for what, count in deleted.items()))
     return 0
 
 
@@ -129,6 +188,7 @@ def _plan(args: argparse.Namespace) -> int:
         "planned": vars(plan.counts),
         "skipped": plan.skipped,
         "guard_decisions": plan.guard_decisions,
+        "warnings": plan.warnings,
         "preview": plan.preview,
     }
     _print_summary(summary, as_json=args.json)

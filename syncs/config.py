@@ -82,6 +82,7 @@ class SyncDeclaration(BaseModel):
     guards: Guards = Field(default_factory=Guards)
     description: str | None = None
     owner: str | None = None
+    renamed_from: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -90,7 +91,14 @@ class SyncDeclaration(BaseModel):
             raise ValueError("must be lower-case letters, digits and '_', starting with a letter")
         return value
 
-    @field_validator("primary_key", mode="before")
+    @field_validator("renamed_from")
+    @classmethod
+    def _earlier_names(cls, value: list[str]) -> list[str]:
+        if not all(SYNC_NAME.match(name) for name in value):
+            raise ValueError("must name the sync's earlier names: lower-case letters, digits and '_'")
+        return value
+
+    @field_validator("primary_key", "renamed_from", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -142,6 +150,7 @@ class SyncSpec:
     description: str | None
     source_file: Path
     model_columns: tuple[str, ...] = ()  # from the model YAML; empty when the YAML lists no columns
+    renamed_from: tuple[str, ...] = ()  # earlier names whose state the sync carries over (`syncs.sync_names`)
 
 
 @dataclass
@@ -336,7 +345,38 @@ def _load_syncs(
                     )
                     continue
                 syncs[spec.name] = spec
+    _check_renames(syncs, problems)
     return syncs, all_columns
+
+
+def _check_renames(syncs: dict[str, SyncSpec], problems: list[ConfigProblem]) -> None:
+    """An earlier name is carried over to one sync, and is no sync's current name: two syncs would share state."""
+    claimed: dict[str, SyncSpec] = {}
+    for spec in syncs.values():
+        where = f"model {spec.model}, sync {spec.name}"
+        for earlier in spec.renamed_from:
+            if earlier in syncs:
+                problems.append(
+                    ConfigProblem(
+                        spec.source_file,
+                        where,
+                        "renamed_from",
+                        f"{earlier!r} is the name of a declared sync (model {syncs[earlier].model})",
+                        "list only names no declared sync has any more: the syncs would share state",
+                    )
+                )
+            elif earlier in claimed:
+                problems.append(
+                    ConfigProblem(
+                        spec.source_file,
+                        where,
+                        "renamed_from",
+                        f"{earlier!r} is also listed by sync {claimed[earlier].name} in {claimed[earlier].source_file}",
+                        "list an earlier name under the one sync it became",
+                    )
+                )
+            else:
+                claimed[earlier] = spec
 
 
 def _sync_spec(
@@ -416,6 +456,7 @@ def _sync_spec(
         description=decl.description,
         source_file=path,
         model_columns=columns,
+        renamed_from=tuple(decl.renamed_from),
     )
 
 

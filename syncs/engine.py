@@ -27,6 +27,7 @@ from syncs.runner import Delivery, Runner
 from syncs.settings import dbt_project_dir as default_dbt_project_dir
 from syncs.settings import destinations_file as default_destinations_file
 from syncs.settings import warehouse_path
+from syncs.sync_names import STATE_TABLES, LeftoverState, NameInUse, carry_over, forget, leftovers
 
 __all__ = [
     "ConfigError",
@@ -89,9 +90,12 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
     project = project or load_project()
     sync = project.sync(name)
     con = _open(warehouse)
+    run_id = new_run_id()
     try:
+        carried = _carry_over_unless_running(con, sync, run_id)
         check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
-        plan = build_plan(con, sync, new_run_id(), **project.identity_rules(sync))
+        plan = build_plan(con, sync, run_id, **project.identity_rules(sync))
+        plan.warnings = carried
         try:
             plan.guard_decisions = guards.evaluate(sync, plan).decisions
         finally:
@@ -99,6 +103,19 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
         return plan
     finally:
         con.close()
+
+
+def _carry_over_unless_running(con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str) -> list[str]:
+    """A preview counts the state of the sync's earlier names as its first run would, by carrying it over now; a
+    run in progress (holding a lock) carries it over itself."""
+    if not sync.renamed_from or not state.acquire_lock(con, sync.name, run_id):
+        return []
+    try:
+        return carry_over(con, sync, run_id)
+    except NameInUse:
+        return []
+    finally:
+        state.release_lock(con, sync.name, run_id)
 
 
 def check_against_models(project: Project, warehouse: Path | None = None) -> int:
@@ -119,6 +136,28 @@ def check_against_models(project: Project, warehouse: Path | None = None) -> int
     if problems:
         raise ConfigError(problems)
     return len(project.syncs)
+
+
+def leftover_state(
+    project: Project, warehouse: Path | None = None, *, con: duckdb.DuckDBPyConnection | None = None
+) -> list[LeftoverState]:
+    """State under names no declared sync has (`syncs.sync_names`). Opens the warehouse read-only unless given a
+    connection; none when the warehouse or its state schema does not exist yet."""
+    if con is not None:
+        return leftovers(con, project.syncs)
+    path = warehouse or warehouse_path()
+    if not path.exists():
+        return []
+    with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as read_only:
+        tables = read_only.execute("select table_name from information_schema.tables where table_schema = ?", [state.S])
+        present = {name for (name,) in tables.fetchall()}
+        # A warehouse no run of this version has opened lacks its newer tables: its first run adds them.
+        return leftovers(read_only, project.syncs) if present.issuperset(STATE_TABLES) else []
+
+
+def forget_state(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
+    """Delete what a removed sync's name holds but its run history; raises NameInUse while a run holds its lock."""
+    return forget(con, name, new_run_id())
 
 
 def run_sync(
@@ -197,6 +236,11 @@ def _plan_and_deliver(
     resend_all: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
+    try:
+        result.warnings = carry_over(con, sync, result.run_id)
+    except NameInUse as error:
+        result.status, result.message = "locked", str(error)
+        return
     destination_class = project.destinations[sync.destination].destination_class
     check_mapped_column_types(con, sync, destination_class)
     earlier = EarlierWork()
@@ -205,7 +249,7 @@ def _plan_and_deliver(
             earlier = unchecked(con, sync)
         else:
             earlier = check_earlier_deliveries(con, project, sync, result.run_id)
-        result.warnings = earlier.warnings
+        result.warnings = [*result.warnings, *earlier.warnings]
     plan = build_plan(
         con,
         sync,

@@ -81,6 +81,7 @@ class Plan:
     redone_removals: int = 0
     preview: list[dict[str, Any]] = field(default_factory=list)
     guard_decisions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # state carried over from earlier names (preview)
     # Whether every mapped field has a type whose warehouse JSON is exactly what Python's json module writes
     # (text, integers, booleans, dates), so rows may be rendered as JSON in the warehouse (`stream_sql`).
     json_exact: bool = False
@@ -347,11 +348,16 @@ def _plan_sql(
         classified += _retirements_sql(sync, current, state, retiring, len(field_names))
     in_error = f"select row_key, row_hash, permanent from {S}.row_errors where sync_name = {name}"
     resent = f" || '/resend/' || {literal(resend_run)}" if resend_run else ""  # a receiver must not dedupe it
-    identity = (
-        f"md5({name} || '/' || p.row_key)"
-        if sync.mode is Mode.SEND_ONCE
-        else f"md5({name} || '/' || p.action || '/' || p.row_key || '/' || p.row_hash{resent})"
-    )
+    identity = f"md5({name} || '/' || p.action || '/' || p.row_key || '/' || p.row_hash{resent})"
+    written_ahead = ""
+    if sync.mode is Mode.SEND_ONCE:
+        # An occurrence written ahead keeps the key it was first sent under, whatever the sync is called now.
+        identity = f"coalesce(w.idempotency_key, md5({name} || '/' || p.row_key))"
+        keys = (
+            f"select occurrence_key, min(idempotency_key) as idempotency_key from {S}.message_ledger "
+            f"where sync_name = {name} and status = 'pending' group by occurrence_key"
+        )
+        written_ahead = f" left join ({keys}) w on w.occurrence_key = p.row_key"
     # A retry sends exactly the rows in error; a normal run skips rows rejected for good in this version.
     restrict = " and e.row_key is not null" if only_rows_in_error else ""
     skip = "false" if only_rows_in_error else "e.permanent and e.row_hash = p.row_hash"
@@ -359,7 +365,7 @@ def _plan_sql(
         select case when p.action <> 'unchanged' and {skip} then 'skipped_error'
                     else p.action end as action,
                p.* exclude (action), {identity} as idempotency_key
-        from ({classified}) p left join ({in_error}) e on e.row_key = p.row_key
+        from ({classified}) p left join ({in_error}) e on e.row_key = p.row_key{written_ahead}
         where p.action is not null{restrict}{"" if keep_unchanged else " and p.action <> 'unchanged'"}"""
 
 

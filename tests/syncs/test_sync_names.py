@@ -1,0 +1,165 @@
+"""A sync's state follows it when it is renamed (`renamed_from`), and what a removed sync left can be found and
+forgotten (`tidings validate`, `tidings forget`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+
+import pytest
+
+from syncs.config import ConfigError
+from syncs.engine import plan_sync
+from tests.syncs.test_cli import cli
+
+
+def rename(env, old: str, new: str, *, carry_over: bool = True) -> None:
+    """Rename a sync in the model YAML, declaring its earlier name or not."""
+    models = env.dbt_project_dir / "models" / "_audiences.yml"
+    earlier = f"\n              renamed_from: {old}" if carry_over else ""
+    text = models.read_text()
+    assert f"- name: {old}\n" in text
+    models.write_text(text.replace(f"- name: {old}\n", f"- name: {new}{earlier}\n"))
+
+
+def members(env, topic: str) -> set[str]:
+    return set(env.webhook().members.get(topic, {}))
+
+
+def names_with_state(env) -> set[str]:
+    tables = ("sync_state", "row_errors", "pending_members", "message_ledger", "message_acks", "sync_runs")
+    return {name for table in tables for (name,) in env.sql(f"select distinct sync_name from tidings.{table}")}
+
+
+def test_a_renamed_mirror_removes_the_members_who_left_while_it_was_renamed(sync_env):
+    first = sync_env.run("audience_mirror")
+    assert (first.status, first.sent) == ("success", 100)
+    sync_env.fill_audience(90)  # c00090..c00099 drop out (opted out, say) before the renamed sync first runs
+    rename(sync_env, "audience_mirror", "audience_members")
+
+    preview = plan_sync("audience_members", project=sync_env.project(), warehouse=sync_env.warehouse)
+    result = sync_env.run("audience_members")
+
+    assert (preview.counts.add, preview.counts.remove, preview.counts.unchanged) == (0, 10, 90)
+    assert (result.status, result.sent, result.removed) == ("success", 0, 10)
+    assert members(sync_env, "audience") == {f"c{i:05d}" for i in range(90)}
+    assert [w[:43] for w in preview.warnings] == ["carried over the state of 'audience_mirror'"]
+    assert not result.warnings  # the preview carried it over, as the run would have
+    assert "audience_mirror" not in names_with_state(sync_env)
+    history = sync_env.sql("select run_id from tidings.sync_runs where sync_name = 'audience_members'")
+    assert {run for (run,) in history} == {first.run_id, result.run_id}  # the history moved with the state
+    assert sync_env.run("audience_members").planned.unchanged == 90
+
+
+def test_a_sync_renamed_without_its_earlier_name_is_flagged_and_caught_up_once_declared(sync_env, capsys):
+    """Without `renamed_from` the new name starts empty: it adds everyone again and cannot remove who left.
+    `tidings validate` names the state left behind and both ways out; declaring the name later merges the state,
+    and the next run removes the members the first run could not."""
+    sync_env.run("audience_mirror")
+    sync_env.fill_audience(90)
+    rename(sync_env, "audience_mirror", "audience_members", carry_over=False)
+    restarted = sync_env.run("audience_members")
+    assert (restarted.planned.add, restarted.planned.remove) == (90, 0)
+    assert len(members(sync_env, "audience")) == 100  # the ten who left are still in the audience
+
+    assert cli(sync_env, "validate") == 0
+    out = capsys.readouterr().out
+    assert "warning: state of audience_mirror: 100 member(s)" in out
+    assert "renamed_from: audience_mirror" in out and "tidings forget audience_mirror" in out
+    assert "c0009" not in out  # counts, never the rows
+
+    rename(sync_env, "audience_members", "audience_members")  # declare the earlier name now
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    models.write_text(models.read_text().replace("renamed_from: audience_members", "renamed_from: audience_mirror"))
+    assert cli(sync_env, "validate") == 0
+    assert "sync audience_members's next run carries it over" in capsys.readouterr().out
+    caught_up = sync_env.run("audience_members")
+
+    assert (caught_up.status, caught_up.removed, caught_up.sent) == ("success", 10, 0)
+    assert members(sync_env, "audience") == {f"c{i:05d}" for i in range(90)}
+    assert cli(sync_env, "validate") == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_a_renamed_send_once_sync_sends_no_message_twice(sync_env):
+    """The run dies after the receiver acknowledged a batch and before the state recorded it; the sync is then
+    renamed. The new name sends no sent message again and re-sends the unrecorded ones under the keys they were
+    first sent with, so the receiver recognises them."""
+    crashed = sync_env.run_in_subprocess(
+        "welcome_send", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1"
+    )
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert len(sync_env.webhook().sent) == 25
+    first_keys = {d["key"]: d["idempotency_key"] for d in sync_env.webhook().deliveries}
+    rename(sync_env, "welcome_send", "welcome_emails")
+
+    resumed = sync_env.run("welcome_emails")
+
+    assert (resumed.status, resumed.sent) == ("success", 40)
+    webhook = sync_env.webhook()
+    assert len(webhook.sent) == 40 and webhook.stats["duplicates"] == 25  # recognised, not delivered again
+    assert Counter(d["key"] for d in webhook.deliveries) == Counter({f"welcome:c{i:05d}": 1 for i in range(40)})
+    assert all(webhook.sent[key] for key in first_keys.values())
+    assert sync_env.run("welcome_emails").sent == 0
+    assert sync_env.sql("select distinct sync_name, status from tidings.message_ledger") == [("welcome_emails", "sent")]
+
+
+def test_state_is_not_carried_over_while_a_run_holds_the_earlier_name(sync_env):
+    sync_env.run("audience_mirror")
+    sync_env.sql(
+        "insert into tidings.sync_locks values ('audience_mirror', 'elsewhere', ?, ?, now())",
+        [os.getpid(), socket.gethostname()],
+    )
+    rename(sync_env, "audience_mirror", "audience_members")
+
+    result = sync_env.run("audience_members")
+
+    assert result.status == "locked" and "'audience_mirror'" in result.message
+    assert sync_env.sql("select count(*) from tidings.sync_state where sync_name = 'audience_mirror'") == [(100,)]
+    assert sync_env.webhook().stats["delivered"] == 100  # nothing sent by the refused run
+
+
+def test_forget_deletes_a_removed_syncs_state_only_when_told(sync_env, capsys):
+    sync_env.fill_audience(3)
+    sync_env.sql("update analytics.audience set email = 'nope' where customer_id = 'c00001'")
+    sync_env.run("audience_mirror")
+    sync_env.run("welcome_send")
+
+    assert cli(sync_env, "forget", "audience_mirror") == 2  # still declared
+    assert "remove its declaration first" in capsys.readouterr().err
+    rename(sync_env, "audience_mirror", "audience_members", carry_over=False)
+    assert cli(sync_env, "forget", "audience_mirror") == 0
+    out = capsys.readouterr().out
+    assert "2 member(s), 0 message(s), 1 unsettled send(s), 1 row error(s)" in out and "nothing deleted" in out
+    assert "audience_mirror" in names_with_state(sync_env)
+
+    assert cli(sync_env, "forget", "audience_mirror", "--yes") == 0
+    assert "forgot audience_mirror: 2 members" in capsys.readouterr().out
+    for table in ("sync_state", "row_errors", "pending_members"):
+        assert sync_env.sql(f"select count(*) from tidings.{table} where sync_name = 'audience_mirror'") == [(0,)]
+    assert sync_env.sql("select count(*) from tidings.sync_runs where sync_name = 'audience_mirror'") == [(1,)]
+    assert sync_env.sql("select count(*) from tidings.message_ledger where sync_name = 'welcome_send'") == [(40,)]
+    assert cli(sync_env, "forget", "audience_mirror", "--yes") == 0
+    assert "nothing to forget" in capsys.readouterr().out
+
+
+def test_an_earlier_name_must_not_be_a_declared_sync_nor_claimed_twice(sync_env):
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    text = models.read_text()
+    models.write_text(
+        text.replace(
+            "- name: audience_upsert\n", "- name: audience_upsert\n              renamed_from: audience_export\n"
+        )
+        .replace("- name: audience_fragile\n", "- name: audience_fragile\n              renamed_from: [old_one]\n")
+        .replace("- name: welcome_send\n", "- name: welcome_send\n              renamed_from: old_one\n")
+    )
+    with pytest.raises(ConfigError) as raised:
+        sync_env.project()
+    problems = {(p.where, p.field): p.problem for p in raised.value.problems}
+    assert (
+        "'audience_export' is the name of a declared sync"
+        in problems[("model audience, sync audience_upsert", "renamed_from")]
+    )
+    assert "also listed by sync audience_fragile" in problems[("model messages, sync welcome_send", "renamed_from")]
+    assert all(p.file == models for p in raised.value.problems)
