@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         help="mirror/upsert: re-send every current member, changed or not (the destination lost data, a changed "
         "normalization); removals as usual",
     )
+    run.add_argument(
+        "--remove-all",
+        action="store_true",
+        help="mirror: remove every member from the destination, whatever the model holds (before deleting the sync)",
+    )
     run.add_argument("--json", action="store_true")
     retry = command("retry", _retry, "re-send only the rows currently in error")
     retry.add_argument("name")
@@ -203,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         allow_large_removal=args.allow_large_removal,
         resend_all=args.resend_all,
+        remove_all=args.remove_all,
     )
     return _report(result, args.json)
 

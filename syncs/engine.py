@@ -46,6 +46,12 @@ __all__ = [
 log = get_logger("engine")
 
 
+REMOVE_ALL_WARNING = (
+    "every member was planned for removal: once such a run ends `success`, delete the sync's declaration (then "
+    "`tidings forget` it) before its next run, which would add the model's members back"
+)
+
+
 class RunRefused(Exception):
     """A run asked for something its sync's mode does not allow; nothing was started."""
 
@@ -169,17 +175,24 @@ def run_sync(
     allow_large_removal: bool = False,
     only_rows_in_error: bool = False,
     resend_all: bool = False,
+    remove_all: bool = False,
 ) -> SyncResult:
     """Plan, guard and deliver one sync. Row failures are recorded, not raised; a run that cannot start
     (configuration, missing model, missing secret) is recorded as failed and its error re-raised.
     `resend_all` re-sends every current member of a mirror or upsert sync, changed or not (a destination that lost
-    its data, a changed normalization); removals go as usual."""
+    its data, a changed normalization); removals go as usual. `remove_all` removes every member of a mirror sync
+    from its destination, whatever the model holds (before deleting the sync)."""
     project = project or load_project()
     sync = project.sync(name)
     if resend_all and sync.mode not in (Mode.MIRROR, Mode.UPSERT):
         raise RunRefused(
             f"sync {name!r} is {sync.mode.value}: resending applies to mirror and upsert syncs (a send_once sync "
             "never sends a delivered message again; an export writes every row each run)"
+        )
+    if remove_all and (sync.mode is not Mode.MIRROR or resend_all or only_rows_in_error):
+        raise RunRefused(
+            f"removing every member applies to a mirror sync's plain run (sync {name!r} is {sync.mode.value}; an "
+            "upsert sync never removes, and a resend or a retry cannot be combined with it)"
         )
     run_id = new_run_id()
     result = SyncResult(run_id=run_id, sync_name=name, mode=sync.mode.value, status="failed")
@@ -203,6 +216,7 @@ def run_sync(
                 allow_large_removal=allow_large_removal,
                 only_rows_in_error=only_rows_in_error,
                 resend_all=resend_all,
+                remove_all=remove_all,
             )
         except Exception as error:
             result.status, result.message = "failed", _safe_message(error)
@@ -234,6 +248,7 @@ def _plan_and_deliver(
     allow_large_removal: bool,
     only_rows_in_error: bool,
     resend_all: bool,
+    remove_all: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
     try:
@@ -242,7 +257,8 @@ def _plan_and_deliver(
         result.status, result.message = "locked", str(error)
         return
     destination_class = project.destinations[sync.destination].destination_class
-    check_mapped_column_types(con, sync, destination_class)
+    if not remove_all:  # which reads no model
+        check_mapped_column_types(con, sync, destination_class)
     earlier = EarlierWork()
     if destination_class.confirms_later and sync.mode in MEMBER_MODES and not dry_run:
         if only_rows_in_error:
@@ -256,10 +272,13 @@ def _plan_and_deliver(
         result.run_id,
         only_rows_in_error=only_rows_in_error,
         resend_all=resend_all,
+        remove_all=remove_all,
         **project.identity_rules(sync),
     )
+    if remove_all:
+        result.warnings = [*result.warnings, REMOVE_ALL_WARNING]
     try:
-        verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal)
+        verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal, remove_all=remove_all)
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
         result.guard_decisions = verdict.decisions
         log_event(log, "run.planned", run_id=result.run_id, sync=sync.name, **_counts(plan), blocked=verdict.blocked)

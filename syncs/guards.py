@@ -23,8 +23,13 @@ class GuardVerdict:
         self.decisions.append(f"passed: {decision}")
 
 
-def evaluate(sync: SyncSpec, plan: Plan, *, allow_large_removal: bool = False) -> GuardVerdict:
+def evaluate(
+    sync: SyncSpec, plan: Plan, *, allow_large_removal: bool = False, remove_all: bool = False
+) -> GuardVerdict:
     verdict = GuardVerdict()
+    if remove_all:  # asked for by name: emptying the audience is the point, not a broken upstream
+        verdict.allow(f"remove_all: removing all {plan.counts.remove} members, as asked; the model is not read")
+        return verdict
     _minimum_audience(sync, plan, verdict)
     if sync.mode is Mode.MIRROR:
         _empty_source(plan, verdict)
@@ -47,7 +52,7 @@ def _empty_source(plan: Plan, verdict: GuardVerdict) -> None:
     if plan.current_rows == 0 and plan.counts.remove > 0:
         verdict.block(
             f"empty_source: the model has no rows; refusing to remove all {plan.counts.remove} members "
-            "(fix the model, or delete the sync to empty the audience)"
+            f"(fix the model; to empty the audience on purpose, `tidings run {plan.sync_name} --remove-all`)"
         )
 
 

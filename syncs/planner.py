@@ -132,17 +132,22 @@ def build_plan(
     case_sensitive_fields: frozenset[str] = frozenset(),
     normalized_kinds: Mapping[str, IdentityKind] = MappingProxyType({}),
     sent_identity: Callable[[Mapping[str, Any]], str | None] | None = None,
+    remove_all: bool = False,
 ) -> Plan:
     """Materialize the plan for `sync` and return its counts and a masked preview. `identity_fields` are the
     destination fields that identify a member there (`Destination.identity_fields`; those in
     `case_sensitive_fields` compared with their case): a mirror retires the previous identity of a member whose
     change alters any of them, and releases an identity another member keeps instead of removing it, also when
     the two differ only in what the connector normalizes away (`normalized_kinds`, `sent_identity`).
-    `resend_all` (mirror and upsert) plans every current row as a change, under idempotency keys of this run."""
-    relation = f"{quote(models_schema())}.{quote(sync.model)}"
-    _check_relation(con, sync)
+    `resend_all` (mirror and upsert) plans every current row as a change, under idempotency keys of this run.
+    `remove_all` (mirror) plans the removal of every member without reading the model, which may be gone."""
     field_names = sorted(sync.mapping)
-    source = _source_sql(sync, relation, field_names)
+    if remove_all:
+        nulls = "".join(f", null::varchar as f_{i}" for i in range(len(field_names)))
+        source = f"select null::varchar as row_key{nulls} where false"
+    else:
+        _check_relation(con, sync)
+        source = _source_sql(sync, f"{quote(models_schema())}.{quote(sync.model)}", field_names)
     table = plan_table_name(sync.name, run_id)
     try:
         current_rows, null_keys, extra_rows = con.execute(

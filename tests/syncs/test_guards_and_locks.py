@@ -11,6 +11,7 @@ import pytest
 
 from syncs import state
 from syncs.config import ConfigError
+from tests.syncs.test_cli import cli
 
 
 def test_an_emptied_model_never_triggers_mass_removal(sync_env):
@@ -21,9 +22,34 @@ def test_an_emptied_model_never_triggers_mass_removal(sync_env):
 
     assert (blocked.status, blocked.planned.remove, blocked.removed) == ("blocked", 100, 0)
     assert any(d.startswith("blocked: empty_source") for d in blocked.guard_decisions)
+    assert "`tidings run audience_mirror --remove-all`" in blocked.message  # the deliberate way
     assert len(sync_env.webhook().members["audience"]) == 100
     history = sync_env.sql("select status, guard_decisions from tidings.sync_runs order by started_at desc limit 1")
     assert history[0][0] == "blocked" and "empty_source" in history[0][1]
+
+
+def test_remove_all_empties_a_mirror_audience_without_reading_the_model(sync_env, capsys):
+    """Retiring an audience: every member is removed on request, even once the model is gone; the guards step
+    aside for it, and the run warns that the next ordinary run would add the members back."""
+    sync_env.sql("update analytics.audience set email = upper(email) where customer_id = 'c00007'")
+    sync_env.run("audience_mirror")
+    sync_env.sql("drop table analytics.audience")
+
+    preview = sync_env.run("audience_mirror", remove_all=True, dry_run=True)
+    assert (preview.status, preview.planned.remove, sync_env.webhook().stats["delivered"]) == ("dry_run", 100, 100)
+    emptied = sync_env.run("audience_mirror", remove_all=True)
+
+    assert (emptied.status, emptied.removed, emptied.sent) == ("success", 100, 0)
+    assert sync_env.webhook().members["audience"] == {}
+    removed = [d for d in sync_env.webhook().deliveries if d["operation"] == "remove"]
+    assert {d["fields"]["email"] for d in removed if d["key"] == "c00007"} == {"USER00007@EXAMPLE.COM"}  # as sent
+    assert emptied.guard_decisions == ["passed: remove_all: removing all 100 members, as asked; the model is not read"]
+    assert any("delete the sync's declaration" in warning for warning in emptied.warnings)
+    assert sync_env.sql("select count(*) from tidings.sync_state where sync_name = 'audience_mirror'") == [(0,)]
+
+    assert cli(sync_env, "run", "audience_upsert", "--remove-all") == 2  # an upsert sync never removes
+    assert "removing every member applies to a mirror sync" in capsys.readouterr().err
+    assert sync_env.sql("select count(*) from tidings.sync_runs where sync_name = 'audience_upsert'") == [(0,)]
 
 
 def test_removal_guard_blocks_a_large_removal_unless_allowed(sync_env):
