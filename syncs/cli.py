@@ -147,11 +147,17 @@ def _print_leftovers(project: engine.Project, warehouse: Path) -> None:
         if leftover.carried_over_by:
             print(f"note: state of {leftover.describe()}; sync {leftover.carried_over_by}'s next run carries it over")
             continue
+        name = leftover.sync_name
+        removed = f"Removed? `tidings forget {name}` deletes its members' state (its message history stays)"
+        if leftover.members and leftover.last_mode == "mirror":
+            removed += (
+                f", and the destination keeps its members: to take them out first, declare it again and run "
+                f"`tidings run {name} --remove-all`"
+            )
         print(
             f"warning: state of {leftover.describe()}; no declared sync has that name. Renamed? add "
-            f"`renamed_from: {leftover.sync_name}` to the sync's declaration, and its next run carries the state "
-            f"over (members who left since are removed, messages sent are not sent again). Removed? "
-            f"`tidings forget {leftover.sync_name}` deletes the state; the destination keeps what it holds."
+            f"`renamed_from: {name}` to the sync's declaration, and its next run carries the state over (members who "
+            f"left since are removed, messages sent are not sent again). {removed}."
         )
 
 
@@ -174,14 +180,23 @@ def _forget(args: argparse.Namespace) -> int:
             )
         if not args.yes:
             print(f"state of {leftover.describe()}")
-            print("nothing deleted: run again with --yes to delete it (the destination keeps what it holds)")
+            if leftover.unsettled:
+                print(
+                    "unsettled: sends whose outcome the state does not know yet (written ahead, or work the "
+                    "destination has not confirmed); forgetting them gives up sending, removing or checking them again"
+                )
+            print(
+                "nothing deleted: run again with --yes to delete its members, unsettled work and row errors (the "
+                "destination keeps what it holds; message and run history stay)"
+            )
             return 0
         try:
             deleted = engine.forget_state(con, args.name)
         except NameInUse as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_CODES["locked"]
-    print(f"forgot {args.name}: " + ", ".join(f"{count} {what}" for what, count in deleted.items()))
+    forgotten = ", ".join(f"{count} {what}" for what, count in deleted.items())
+    print(f"forgot {args.name}: {forgotten}; its message history and run history stay")
     return 0
 
 

@@ -20,6 +20,7 @@ from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, Operation, RunInfo
+from syncs.identity_release import identity_fields_mapped
 from syncs.later_checks import MEMBER_MODES, EarlierWork, check_earlier_deliveries, in_flight, unchecked
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
@@ -49,6 +50,11 @@ log = get_logger("engine")
 REMOVE_ALL_WARNING = (
     "every member was planned for removal: once such a run ends `success`, delete the sync's declaration (then "
     "`tidings forget` it) before its next run, which would add the model's members back"
+)
+REMOVE_ALL_UNCONFIRMED = (
+    "{runs} run(s) of this sync have work the destination has not confirmed yet (Google processes a job within hours "
+    "and may fail it): run `--remove-all` again later, which checks it and sends failed removals again, until no "
+    "run is left unconfirmed"
 )
 
 
@@ -98,7 +104,7 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
     con = _open(warehouse)
     run_id = new_run_id()
     try:
-        carried = _carry_over_unless_running(con, sync, run_id)
+        carried = _carry_over_unless_running(con, project, sync, run_id)
         check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
         plan = build_plan(con, sync, run_id, **project.identity_rules(sync))
         plan.warnings = carried
@@ -111,17 +117,27 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
         con.close()
 
 
-def _carry_over_unless_running(con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str) -> list[str]:
+def _carry_over_unless_running(
+    con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, run_id: str
+) -> list[str]:
     """A preview counts the state of the sync's earlier names as its first run would, by carrying it over now; a
     run in progress (holding a lock) carries it over itself."""
-    if not sync.renamed_from or not state.acquire_lock(con, sync.name, run_id):
+    if not sync.renamed_from:
         return []
+    if not state.acquire_lock(con, sync.name, run_id):
+        return [f"not counted: the state of {', '.join(sync.renamed_from)}, which a run in progress carries over"]
     try:
-        return carry_over(con, sync, run_id)
-    except NameInUse:
-        return []
+        return _carry_over(con, project, sync, run_id)
+    except NameInUse as error:
+        return [f"not counted: {error}"]
     finally:
         state.release_lock(con, sync.name, run_id)
+
+
+def _carry_over(con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, run_id: str) -> list[str]:
+    rules = project.identity_rules(sync)
+    retiring = identity_fields_mapped(sorted(sync.mapping), rules["identity_fields"], rules["case_sensitive_fields"])
+    return carry_over(con, sync, run_id, retiring=retiring if sync.mode is Mode.MIRROR else [])
 
 
 def check_against_models(project: Project, warehouse: Path | None = None) -> int:
@@ -162,7 +178,8 @@ def leftover_state(
 
 
 def forget_state(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
-    """Delete what a removed sync's name holds but its run history; raises NameInUse while a run holds its lock."""
+    """Delete what a removed sync's name holds of its members and unsettled work (`syncs.sync_names.forget`); raises
+    NameInUse while a run holds its lock."""
     return forget(con, name, new_run_id())
 
 
@@ -252,7 +269,7 @@ def _plan_and_deliver(
 ) -> None:
     drop_orphan_plans(con, sync.name)
     try:
-        result.warnings = carry_over(con, sync, result.run_id)
+        result.warnings = _carry_over(con, project, sync, result.run_id)
     except NameInUse as error:
         result.status, result.message = "locked", str(error)
         return
@@ -320,7 +337,10 @@ def _plan_and_deliver(
         delivering = time.monotonic()
         delivery = Runner(con, plan, destination, run, concurrency).deliver()
         result.delivery_seconds = round(time.monotonic() - delivering, 3)
-        _apply(result, delivery, destination.run_warnings())
+        warnings = [*destination.run_warnings()]
+        if remove_all and (unconfirmed := len(state.unconfirmed_deliveries(con, sync.name))):
+            warnings.append(REMOVE_ALL_UNCONFIRMED.format(runs=unconfirmed))
+        _apply(result, delivery, warnings)
     finally:
         drop_plan(con, plan)
         state.checkpoint(con)

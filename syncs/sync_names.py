@@ -13,21 +13,25 @@ from dataclasses import dataclass
 import duckdb
 
 from syncs import state
-from syncs.config import SyncSpec
+from syncs.config import ConfigError, ConfigProblem, SyncSpec
+from syncs.identity_release import RETIRED_MARKER, IdentityField, identity_sql
 from syncs.logs import get_logger, log_event
 from syncs.planner import drop_orphan_plans
 
 S = state.S
 log = get_logger("sync_names")
 
-# Tables whose rows say what the destination holds or what a run still owes it; one row per key, the name's own
-# row kept when both names have one (it is the newer).
+# What the destination holds or what a run still owes it, with the identifiers sent: carried over, and deleted
+# when a removed sync is forgotten. One row per key in the first two; the sync's own row wins when both names have
+# one (it is the newer).
 KEYED_TABLES = ("sync_state", "row_errors")
-# Logs and per-run records, moved whole.
-LOGGED_TABLES = ("pending_members", "message_ledger", "message_acks", "unconfirmed_deliveries", "unconfirmed_removals")
-# Run history is carried over with the rest, and kept when a sync is forgotten: it holds no row data.
-HISTORY_TABLE = "sync_runs"
-STATE_TABLES = (*KEYED_TABLES, *LOGGED_TABLES, HISTORY_TABLE)
+OWED_TABLES = ("pending_members", "unconfirmed_deliveries", "unconfirmed_removals")
+# The record of messages sent (occurrence keys and refs, no contact data) and run history: carried over, and kept
+# when a sync is forgotten, as the message models read every sync's ledger to never send an occurrence twice and to
+# count frequency caps.
+KEPT_TABLES = ("message_ledger", "message_acks", "sync_runs")
+STATE_TABLES = (*KEYED_TABLES, *OWED_TABLES, *KEPT_TABLES)
+FORGOTTEN = "forgotten"  # `sync_runs.status` of the row `forget` records: the name's message history is known
 
 
 class NameInUse(Exception):
@@ -40,8 +44,8 @@ class LeftoverState:
 
     sync_name: str
     members: int  # sync_state rows: members the destination holds (mirror, upsert) or rows last exported
-    messages: int  # message_ledger rows: occurrences a send_once sync sent or wrote ahead
-    in_doubt: int  # write-ahead entries and unconfirmed work: sends whose outcome the state does not know yet
+    messages: int  # occurrences a send_once sync sent or wrote ahead (ledger and acknowledgements)
+    unsettled: int  # write-ahead entries and work the destination has not confirmed (Google jobs)
     errors: int  # rows in error
     last_mode: str | None
     last_run_at: str | None
@@ -49,7 +53,7 @@ class LeftoverState:
 
     def describe(self) -> str:
         held = (
-            f"{self.members} member(s), {self.messages} message(s), {self.in_doubt} unsettled send(s), "
+            f"{self.members} member(s), {self.messages} message(s), {self.unsettled} unsettled, "
             f"{self.errors} row error(s)"
         )
         last = f"last run {self.last_run_at} ({self.last_mode})" if self.last_run_at else "no run on record"
@@ -57,19 +61,25 @@ class LeftoverState:
 
 
 def has_state(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Rows under the name, or a lock on it (a run that has written nothing yet)."""
     return any(
         con.execute(f"select 1 from {S}.{table} where sync_name = ? limit 1", [name]).fetchall()
-        for table in (*KEYED_TABLES, *LOGGED_TABLES)
+        for table in (*KEYED_TABLES, *OWED_TABLES, "message_ledger", "message_acks", "sync_locks")
     )
 
 
-def carry_over(con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str) -> list[str]:
+def carry_over(
+    con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str, *, retiring: list[IdentityField]
+) -> list[str]:
     """Move the state of the sync's earlier names to its name, under each earlier name's lock (the caller holds the
-    sync's own). One transaction per name. Returns a line per name carried over, for the run's warnings."""
+    sync's own), one transaction per name. `retiring`: the identity fields a mirror maps on a destination that knows
+    members by them (`identity_release.identity_fields_mapped`), whose earlier values the destination may still
+    hold. Returns a line per name carried over, for the run's warnings."""
     carried: list[str] = []
     for earlier in sync.renamed_from:
         if not has_state(con, earlier):
             continue
+        _check_same_mode(con, sync, earlier)
         if not state.acquire_lock(con, earlier, run_id):
             raise NameInUse(
                 f"a run of {earlier!r}, the earlier name of sync {sync.name!r}, holds that name's lock: its state is "
@@ -79,6 +89,8 @@ def carry_over(con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str) -> l
             held = _counts(con, earlier)
             drop_orphan_plans(con, earlier)
             with state.transaction(con):
+                if retiring:
+                    _retire_replaced_identities(con, earlier, sync.name, run_id, retiring)
                 _move(con, earlier, sync.name)
         finally:
             state.release_lock(con, earlier, run_id)
@@ -90,6 +102,53 @@ def carry_over(con: duckdb.DuckDBPyConnection, sync: SyncSpec, run_id: str) -> l
     return carried
 
 
+def _check_same_mode(con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: str) -> None:
+    """State of one mode means nothing to another (a mirror's members are no send_once ledger)."""
+    last = con.execute(
+        f"select mode from {S}.sync_runs where sync_name = ? order by started_at desc limit 1", [earlier]
+    ).fetchone()
+    if last is not None and last[0] != sync.mode.value:
+        problem = (
+            f"{earlier!r} last ran in mode {last[0]}, and this sync's mode is {sync.mode.value}: its state cannot "
+            "carry over"
+        )
+        fix = f"remove {earlier!r} from `renamed_from` (then `tidings forget {earlier}`), or declare the same mode"
+        raise ConfigError(
+            [ConfigProblem(sync.source_file, f"model {sync.model}, sync {sync.name}", "renamed_from", problem, fix)]
+        )
+
+
+def _retire_replaced_identities(
+    con: duckdb.DuckDBPyConnection, earlier: str, name: str, run_id: str, retiring: list[IdentityField]
+) -> None:
+    """Where both names hold a member (the sync ran under its new name before `renamed_from` was declared) with
+    other identity values, the destination may hold the earlier name's identity too, which the new name's state
+    does not know: write it ahead as a retirement, which the next plan removes first, and empty the member's row
+    hash, so the plan sends the member again after that removal, as it does for an identity change, in case the
+    two differ only in what the destination normalizes away (a phone written another way). The earlier name's
+    write-ahead entries are fields it may have sent."""
+    stamp = state.write_ahead_stamp(con, name)
+    differs = f"{identity_sql('o.row_fields', retiring)} is distinct from {identity_sql('n.row_fields', retiring)}"
+    replaced = f"""
+        select distinct o.row_key, o.row_fields
+        from (select row_key, row_fields from {S}.sync_state where sync_name = $earlier
+              union all select row_key, row_fields from {S}.pending_members
+              where sync_name = $earlier and not contains(row_key, $marker)) o
+        join {S}.sync_state n on n.sync_name = $name and n.row_key = o.row_key
+        where o.row_fields is not null and n.row_fields is not null and {differs}"""
+    params = {"name": name, "earlier": earlier, "marker": RETIRED_MARKER}
+    con.execute(
+        f"insert into {S}.pending_members select $name, row_key || $marker || md5(row_fields), row_fields, $run, "
+        f"$stamp from ({replaced})",
+        {**params, "run": run_id, "stamp": stamp},
+    )
+    con.execute(
+        f"update {S}.sync_state set row_hash = '' where sync_name = $name "
+        f"and row_key in (select row_key from ({replaced}))",
+        params,
+    )
+
+
 def _move(con: duckdb.DuckDBPyConnection, earlier: str, name: str) -> None:
     for table in KEYED_TABLES:
         con.execute(
@@ -98,14 +157,23 @@ def _move(con: duckdb.DuckDBPyConnection, earlier: str, name: str) -> None:
             {"name": name, "earlier": earlier},
         )
         con.execute(f"delete from {S}.{table} where sync_name = ?", [earlier])
-    for table in (*LOGGED_TABLES, HISTORY_TABLE):
+    for table in (*OWED_TABLES, *KEPT_TABLES):
         con.execute(f"update {S}.{table} set sync_name = ? where sync_name = ?", [name, earlier])
 
 
 def leftovers(con: duckdb.DuckDBPyConnection, declared: dict[str, SyncSpec]) -> list[LeftoverState]:
-    """State under names no declared sync has, by name."""
-    names = " union ".join(f"select sync_name from {S}.{table}" for table in (*KEYED_TABLES, *LOGGED_TABLES))
-    found = sorted(name for (name,) in con.execute(names).fetchall() if name not in declared)
+    """State under names no declared sync has, by name: rows to carry over or forget, or a message history whose
+    name was not forgotten (a send_once sync renamed without `renamed_from`)."""
+    owed = " union ".join(f"select sync_name from {S}.{table}" for table in (*KEYED_TABLES, *OWED_TABLES))
+    sent = f"select sync_name from {S}.message_ledger union select sync_name from {S}.message_acks"
+    not_forgotten = (
+        f"select sync_name from {S}.sync_runs group by sync_name "
+        f"having arg_max(status, started_at) is distinct from '{FORGOTTEN}'"
+    )
+    history = f"select sync_name from ({sent}) where sync_name not in (select sync_name from {S}.sync_runs) "
+    history += f"or sync_name in ({not_forgotten})"
+    names = con.execute(f"{owed} union {history}").fetchall()
+    found = sorted(name for (name,) in names if name not in declared)
     carriers = {earlier: spec.name for spec in declared.values() for earlier in spec.renamed_from}
     return [
         LeftoverState(name, **_counts(con, name), **_last_run(con, name), carried_over_by=carriers.get(name))
@@ -119,15 +187,16 @@ def _counts(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
 
     return {
         "members": rows("sync_state"),
-        "messages": rows("message_ledger"),
-        "in_doubt": rows("pending_members") + rows("message_acks") + rows("unconfirmed_deliveries"),
+        "messages": rows("message_ledger") + rows("message_acks"),
+        "unsettled": rows("pending_members") + rows("unconfirmed_deliveries"),
         "errors": rows("row_errors"),
     }
 
 
 def _last_run(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str | None]:
     last = con.execute(
-        f"select mode, started_at from {S}.{HISTORY_TABLE} where sync_name = ? order by started_at desc limit 1",
+        f"select mode, started_at from {S}.sync_runs where sync_name = ? and status <> '{FORGOTTEN}' "
+        "order by started_at desc limit 1",
         [name],
     ).fetchone()
     return (
@@ -138,16 +207,26 @@ def _last_run(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str | None
 
 
 def forget(con: duckdb.DuckDBPyConnection, name: str, run_id: str) -> dict[str, int]:
-    """Delete every row a name holds but its run history, under the name's lock; returns the counts deleted."""
+    """Delete what a name holds of its members and unsettled work, under the name's lock; its message history and
+    run history stay, with a `forgotten` run recording what went. Returns the counts deleted."""
     if not state.acquire_lock(con, name, run_id):
         raise NameInUse(f"a run of {name!r} holds its lock: try again once it ends")
     try:
         held = _counts(con, name)
+        mode = _last_run(con, name)["last_mode"] or "unknown"
+        gone = {"members": held["members"], "unsettled": held["unsettled"], "errors": held["errors"]}
         drop_orphan_plans(con, name)
         with state.transaction(con):
-            for table in (*KEYED_TABLES, *LOGGED_TABLES):
+            for table in (*KEYED_TABLES, *OWED_TABLES):
                 con.execute(f"delete from {S}.{table} where sync_name = ?", [name])
+            now = state.utcnow()
+            message = ", ".join(f"{count} {what}" for what, count in gone.items()) + " forgotten; messages kept"
+            con.execute(
+                f"insert into {S}.sync_runs (run_id, sync_name, mode, dry_run, status, started_at, finished_at, "
+                "message) values (?, ?, ?, false, ?, ?, ?, ?)",
+                [run_id, name, mode, FORGOTTEN, now, now, message],
+            )
     finally:
         state.release_lock(con, name, run_id)
-    log_event(log, "state.forgotten", sync=name, **held)
-    return held
+    log_event(log, "state.forgotten", sync=name, **gone)
+    return gone

@@ -360,3 +360,33 @@ def test_a_clock_gone_back_never_voids_the_write_ahead(sync_env):
     assert (result.status, result.failed) == ("success", 0)
     assert audience(env) == {meta_member("bob@example.com", "+1 (212) 555-0142")}
     assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
+
+
+def test_a_late_renamed_from_retires_the_identity_the_earlier_name_left(sync_env):
+    """The sync ran under its new name before its earlier name was declared, and a member's email changed in
+    between: the audience holds both of her identities, and her earlier one is only in the earlier name's state.
+    Carrying it over retires that identity and sends the member again after it, as an identity change does (Bob's
+    phone, only written another way, is removed and added back), so her opt-out later takes her out entirely."""
+    env = with_people(sync_env)
+    env.run("people_meta")
+    models = env.dbt_project_dir / "models" / "_people.yml"
+    models.write_text(PEOPLE_YAML.replace("- name: people_meta\n", "- name: people_ads\n"))
+    set_people(env, "email", "ann.new@example.com", "c1")
+    set_people(env, "phone", "212.555.0142", "c2")  # Bob's phone written another way: the same identity at Meta
+    assert env.run("people_ads").sent == 2  # started afresh: both members again
+    assert meta_member("ann@example.com", "+1 (415) 555-2671") in audience(env)
+
+    models.write_text(
+        PEOPLE_YAML.replace("- name: people_meta\n", "- name: people_ads\n              renamed_from: people_meta\n")
+    )
+    caught_up = env.run("people_ads")
+
+    assert (caught_up.status, caught_up.removed, caught_up.sent) == ("success", 2, 2)  # retired, then sent again
+    assert audience(env) == {
+        meta_member("ann.new@example.com", "+1 (415) 555-2671"),
+        meta_member("bob@example.com", "+1 (212) 555-0142"),
+    }
+    env.sql("delete from analytics.people where customer_id = 'c1'")  # Ann opts out
+    assert env.run("people_ads").removed == 1
+    assert audience(env) == {meta_member("bob@example.com", "+1 (212) 555-0142")}
+    assert env.sql("select count(*) from tidings.pending_members") == [(0,)]

@@ -536,3 +536,25 @@ def test_a_member_of_a_dead_run_whose_row_a_later_run_failed_waits_for_that_runs
     members(env)
     assert env.run("people_google").removed == 1
     assert members(env) == hashed("bob@example.com", "cy@example.com")
+
+
+def test_remove_all_says_until_google_has_confirmed_every_removal(env: Any) -> None:
+    """Emptying a list: a run that ends `success` has only handed Google its jobs. Each run says how many runs'
+    work is unconfirmed; a later run sends again what Google failed, and the one after finds nothing left."""
+    env.run("people_google")
+    members(env)
+    google(env).failing_jobs["remove"] = 1
+
+    first = env.run("people_google", remove_all=True)
+    assert (first.status, first.removed) == ("success", 3)
+    assert any(
+        w.startswith("1 run(s) of this sync have work the destination has not confirmed") for w in first.warnings
+    )
+    assert members(env)  # Google failed the job, having applied part of it
+
+    again = env.run("people_google", remove_all=True)
+    assert (again.status, again.removed) == ("success", 3)
+    assert members(env) == set()
+    done = env.run("people_google", remove_all=True)
+    assert done.removed == 0 and not any("not confirmed" in w for w in done.warnings)
+    assert unconfirmed(env) == (0, 0)

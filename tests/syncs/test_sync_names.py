@@ -113,35 +113,78 @@ def test_state_is_not_carried_over_while_a_run_holds_the_earlier_name(sync_env):
     )
     rename(sync_env, "audience_mirror", "audience_members")
 
+    preview = plan_sync("audience_members", project=sync_env.project(), warehouse=sync_env.warehouse)
     result = sync_env.run("audience_members")
 
+    assert preview.counts.add == 100 and preview.warnings[0].startswith("not counted: a run of 'audience_mirror'")
     assert result.status == "locked" and "'audience_mirror'" in result.message
     assert sync_env.sql("select count(*) from tidings.sync_state where sync_name = 'audience_mirror'") == [(100,)]
     assert sync_env.webhook().stats["delivered"] == 100  # nothing sent by the refused run
 
 
-def test_forget_deletes_a_removed_syncs_state_only_when_told(sync_env, capsys):
+def test_forget_deletes_a_removed_syncs_members_only_when_told(sync_env, capsys):
     sync_env.fill_audience(3)
     sync_env.sql("update analytics.audience set email = 'nope' where customer_id = 'c00001'")
     sync_env.run("audience_mirror")
-    sync_env.run("welcome_send")
 
     assert cli(sync_env, "forget", "audience_mirror") == 2  # still declared
     assert "remove its declaration first" in capsys.readouterr().err
     rename(sync_env, "audience_mirror", "audience_members", carry_over=False)
+    assert cli(sync_env, "validate") == 0
+    assert "`tidings run audience_mirror --remove-all`" in capsys.readouterr().out  # the members are still there
     assert cli(sync_env, "forget", "audience_mirror") == 0
     out = capsys.readouterr().out
-    assert "2 member(s), 0 message(s), 1 unsettled send(s), 1 row error(s)" in out and "nothing deleted" in out
+    assert "2 member(s), 0 message(s), 1 unsettled, 1 row error(s)" in out and "nothing deleted" in out
     assert "audience_mirror" in names_with_state(sync_env)
 
     assert cli(sync_env, "forget", "audience_mirror", "--yes") == 0
-    assert "forgot audience_mirror: 2 members" in capsys.readouterr().out
+    assert "forgot audience_mirror: 2 members, 1 unsettled, 1 errors" in capsys.readouterr().out
     for table in ("sync_state", "row_errors", "pending_members"):
         assert sync_env.sql(f"select count(*) from tidings.{table} where sync_name = 'audience_mirror'") == [(0,)]
-    assert sync_env.sql("select count(*) from tidings.sync_runs where sync_name = 'audience_mirror'") == [(1,)]
-    assert sync_env.sql("select count(*) from tidings.message_ledger where sync_name = 'welcome_send'") == [(40,)]
+    history = sync_env.sql("select status, message from tidings.sync_runs where sync_name = 'audience_mirror'")
+    assert sorted(status for status, _ in history) == ["forgotten", "partial"]
     assert cli(sync_env, "forget", "audience_mirror", "--yes") == 0
     assert "nothing to forget" in capsys.readouterr().out
+    assert cli(sync_env, "validate") == 0
+    assert "audience_mirror" not in capsys.readouterr().out
+
+
+def test_a_forgotten_send_once_name_keeps_its_message_history(sync_env, capsys):
+    """The message models read every sync's ledger (already sent, frequency caps): forgetting a removed send_once
+    sync must not make its messages look unsent."""
+    sync_env.run("welcome_send")
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    declared = models.read_text()
+    models.write_text(declared[: declared.index("  - name: messages")])
+    assert cli(sync_env, "validate") == 0
+    assert "warning: state of welcome_send: 0 member(s), 40 message(s)" in capsys.readouterr().out
+
+    assert cli(sync_env, "forget", "welcome_send", "--yes") == 0
+    assert "forgot welcome_send: 0 members" in capsys.readouterr().out
+
+    assert sync_env.sql("select status, count(*) from tidings.message_ledger group by all") == [("sent", 40)]
+    assert cli(sync_env, "validate") == 0
+    assert "welcome_send" not in capsys.readouterr().out
+    models.write_text(declared)  # declared again: nothing is sent twice
+    assert sync_env.run("welcome_send").sent == 0
+
+
+def test_state_of_another_mode_is_not_carried_over(sync_env):
+    sync_env.run("audience_upsert")
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    earlier = "- name: audience_mirror\n              renamed_from: audience_upsert_old\n"
+    models.write_text(models.read_text().replace("- name: audience_mirror\n", earlier))
+    sync_env.sql("update tidings.sync_runs set sync_name = 'audience_upsert_old'")
+    sync_env.sql("update tidings.sync_state set sync_name = 'audience_upsert_old'")
+
+    with pytest.raises(ConfigError) as raised:
+        sync_env.run("audience_mirror")
+
+    [problem] = raised.value.problems
+    assert (problem.field, problem.file) == ("renamed_from", models)
+    assert "'audience_upsert_old' last ran in mode upsert, and this sync's mode is mirror" in problem.problem
+    assert sync_env.sql("select count(*) from tidings.sync_state where sync_name = 'audience_mirror'") == [(0,)]
+    assert sync_env.webhook().stats["delivered"] > 0 and not members(sync_env, "audience")
 
 
 def test_an_earlier_name_must_not_be_a_declared_sync_nor_claimed_twice(sync_env):
