@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     forget = command(
         "forget",
         _forget,
-        "delete the state a removed sync left (members, message ledger, errors; run history stays); shows what it "
-        "holds unless --yes",
+        "delete the state a removed sync left (members, unsettled work, row errors; its message and run history "
+        "stay); shows what it holds unless --yes",
     )
     forget.add_argument("name")
     forget.add_argument("--yes", action="store_true", help="delete it")

@@ -171,7 +171,8 @@ def in_flight(
     retired then and added or changed now). The destination may process the two in either order. Added members are
     read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented. An
     entry of a row such a run failed counts too (which rows a run that died failed is not known): its removal
-    waits for that run's work, a delay, where leaving it out could let the work re-add a member who left."""
+    waits for that run's work, a delay, where leaving it out could let the work re-add a member who left. So does
+    a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`)."""
     if not refs:
         return [], []
     removing = f"select split_part(row_key, {MARKER}, 1) from {plan_table} where action in ('remove', 'retire')"
@@ -183,8 +184,13 @@ def in_flight(
             select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (
                 select run_id from {state.S}.unconfirmed_deliveries
                 where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
-                and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})""",
-            {"sync": sync_name},
+                and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})
+            union all
+            select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (
+                select $carried || run_id from {state.S}.unconfirmed_deliveries
+                where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
+                and split_part(p.row_key, {MARKER}, 1) in ({removing})""",
+            {"sync": sync_name, "carried": state.CARRIED_RUN_PREFIX},
         ).fetchall()
         removed = con.execute(
             f"""select row_fields from {state.S}.unconfirmed_removals where sync_name = $sync

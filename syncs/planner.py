@@ -169,7 +169,7 @@ def build_plan(
     if retiring and plans_removals(con, table):
         mapped_identity = {field.name for field in retiring}
         normalized = {name: kind for name, kind in normalized_kinds.items() if name in mapped_identity}
-        release_shared_identities(con, table, _state_sql(sync), retiring, normalized, sent_identity)
+        release_shared_identities(con, table, member_state_sql(sync), retiring, normalized, sent_identity)
     counts, not_sent = _counts(con, table, None if keep_unchanged else current_rows)
     mirror_members = _mirror_members(con, sync) if sync.mode is Mode.MIRROR else None
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
@@ -324,7 +324,7 @@ def _plan_sql(
         )
     else:
         current = f"select *, false as conflicting, 1 as copies from ({keyed})"
-    state = _state_sql(sync)
+    state = member_state_sql(sync)
     removes = sync.mode in (Mode.MIRROR, Mode.EXPORT)
     removable = "true" if removes else "false"
     # State rows gone from the model matter only to modes that remove (a mirror's retirements come from its state
@@ -393,7 +393,7 @@ def _retirements_sql(sync: SyncSpec, current: str, state: str, retiring: list[Id
           and {key} not in ({written_ahead})"""
 
 
-def _state_sql(sync: SyncSpec) -> str:
+def member_state_sql(sync: SyncSpec) -> str:
     """What the destination holds for this sync: key, hash and fields last sent. A pending mirror member (written
     ahead of a send that never settled) is sent again when still in the model and removed when gone: as an add
     (null hash) when it was never settled, as a change (empty hash) when it replaces a settled version."""

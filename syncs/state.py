@@ -27,6 +27,9 @@ S = STATE_SCHEMA
 # `pending_members.run_id` of removals written ahead again because the destination failed the work that made them
 # (`syncs.later_checks.redo`): `redo:<the run that made them>`. The removal guard does not count them again.
 REDO_RUN_PREFIX = "redo:"
+# `pending_members.run_id` of a retirement a renamed sync's carry-over wrote for an identity its earlier name's run
+# `<run>` added (`syncs.sync_names`): held while that run's work is in flight, as the run's own entries are.
+CARRIED_RUN_PREFIX = "carried:"
 log = get_logger("state")
 
 # One row per occurrence a send_once sync ever handed over, so it grows with every message sent: no key,

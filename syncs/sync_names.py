@@ -9,14 +9,17 @@ name's first, opt-outs included, and a renamed send_once sync would send every m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import duckdb
 
 from syncs import state
 from syncs.config import ConfigError, ConfigProblem, SyncSpec
+from syncs.destinations.base import Mode
 from syncs.identity_release import RETIRED_MARKER, IdentityField, identity_sql
 from syncs.logs import get_logger, log_event
-from syncs.planner import drop_orphan_plans
+from syncs.planner import drop_orphan_plans, member_state_sql
+from syncs.sql_text import literal
 
 S = state.S
 log = get_logger("sync_names")
@@ -90,8 +93,8 @@ def carry_over(
             drop_orphan_plans(con, earlier)
             with state.transaction(con):
                 if retiring:
-                    _retire_replaced_identities(con, earlier, sync.name, run_id, retiring)
-                _move(con, earlier, sync.name)
+                    _retire_replaced_identities(con, sync, earlier, run_id, retiring)
+                _move(con, earlier, sync)
         finally:
             state.release_lock(con, earlier, run_id)
         log_event(log, "state.carried_over", sync=sync.name, earlier_name=earlier, **held)
@@ -105,7 +108,9 @@ def carry_over(
 def _check_same_mode(con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: str) -> None:
     """State of one mode means nothing to another (a mirror's members are no send_once ledger)."""
     last = con.execute(
-        f"select mode from {S}.sync_runs where sync_name = ? order by started_at desc limit 1", [earlier]
+        f"select mode from {S}.sync_runs where sync_name = ? and not dry_run and status <> 'locked' "
+        "and mode <> 'unknown' order by started_at desc limit 1",
+        [earlier],
     ).fetchone()
     if last is not None and last[0] != sync.mode.value:
         problem = (
@@ -119,41 +124,62 @@ def _check_same_mode(con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: st
 
 
 def _retire_replaced_identities(
-    con: duckdb.DuckDBPyConnection, earlier: str, name: str, run_id: str, retiring: list[IdentityField]
+    con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: str, run_id: str, retiring: list[IdentityField]
 ) -> None:
-    """Where both names hold a member (the sync ran under its new name before `renamed_from` was declared) with
-    other identity values, the destination may hold the earlier name's identity too, which the new name's state
-    does not know: write it ahead as a retirement, which the next plan removes first, and empty the member's row
-    hash, so the plan sends the member again after that removal, as it does for an identity change, in case the
-    two differ only in what the destination normalizes away (a phone written another way). The earlier name's
-    write-ahead entries are fields it may have sent."""
-    stamp = state.write_ahead_stamp(con, name)
+    """Where both names hold a member (the sync ran under its new name before `renamed_from` was declared), the
+    destination may hold identities of the earlier name's that the new name's state does not name: its settled
+    fields, and those of its write-ahead entries. Each whose identity differs from the new name's (settled, or
+    written ahead later) is written ahead as a retirement, which the next plan removes first, and the member's row
+    hash is emptied so the plan sends the member again after it, as for any identity change (the two may differ
+    only in what the destination normalizes away, a phone written another way). The earlier name's write-ahead
+    entries of such members are then dropped: their fields are retirements now.
+
+    A retirement of an identity the earlier name's work still in flight adds (a Google job not processed yet) is
+    written under run `carried:<that run>`, so `later_checks.in_flight` holds it until that work is done."""
+    earlier_fields = f"""
+        select s.row_key, s.row_fields, coalesce({literal(state.CARRIED_RUN_PREFIX)} || u.run_id, $run) as run_id
+        from {S}.sync_state s left join {S}.unconfirmed_deliveries u
+          on u.sync_name = s.sync_name and u.destination_ref = s.destination_ref
+        where s.sync_name = $earlier
+        union all
+        select row_key, row_fields, {literal(state.CARRIED_RUN_PREFIX)} || run_id from {S}.pending_members
+        where sync_name = $earlier and not contains(row_key, $marker)"""
+    held = f"select row_key, row_fields from ({member_state_sql(sync)}) where not contains(row_key, $marker)"
     differs = f"{identity_sql('o.row_fields', retiring)} is distinct from {identity_sql('n.row_fields', retiring)}"
     replaced = f"""
-        select distinct o.row_key, o.row_fields
-        from (select row_key, row_fields from {S}.sync_state where sync_name = $earlier
-              union all select row_key, row_fields from {S}.pending_members
-              where sync_name = $earlier and not contains(row_key, $marker)) o
-        join {S}.sync_state n on n.sync_name = $name and n.row_key = o.row_key
+        select distinct o.row_key, o.row_fields, o.run_id from ({earlier_fields}) o join ({held}) n using (row_key)
         where o.row_fields is not null and n.row_fields is not null and {differs}"""
-    params = {"name": name, "earlier": earlier, "marker": RETIRED_MARKER}
+    params = {"name": sync.name, "earlier": earlier, "marker": RETIRED_MARKER, "run": run_id}
+    stamp = state.write_ahead_stamp(con, sync.name)
     con.execute(
-        f"insert into {S}.pending_members select $name, row_key || $marker || md5(row_fields), row_fields, $run, "
+        f"insert into {S}.pending_members select $name, row_key || $marker || md5(row_fields), row_fields, run_id, "
         f"$stamp from ({replaced})",
-        {**params, "run": run_id, "stamp": stamp},
+        {**params, "stamp": stamp},
     )
+    shared = f"select row_key from ({held})"
     con.execute(
-        f"update {S}.sync_state set row_hash = '' where sync_name = $name "
-        f"and row_key in (select row_key from ({replaced}))",
+        f"update {S}.sync_state set row_hash = '' where sync_name = $name and row_key in (select row_key from "
+        f"({replaced}))",
         params,
     )
+    con.execute(
+        f"delete from {S}.pending_members where sync_name = $earlier and not contains(row_key, $marker) "
+        f"and row_key in ({shared})",
+        {"earlier": earlier, "marker": RETIRED_MARKER},
+    )
 
 
-def _move(con: duckdb.DuckDBPyConnection, earlier: str, name: str) -> None:
+def _move(con: duckdb.DuckDBPyConnection, earlier: str, sync: SyncSpec) -> None:
+    """The earlier name's rows become the sync's; where both hold a member (or a row error), the sync's own wins. A
+    mirror holds a member it has only written ahead too."""
+    name = sync.name
     for table in KEYED_TABLES:
+        own = f"select row_key from {S}.{table} where sync_name = $name"
+        if table == "sync_state" and sync.mode is Mode.MIRROR:
+            own += f" union select row_key from {S}.pending_members where sync_name = $name"
         con.execute(
             f"insert into {S}.{table} select * replace ($name as sync_name) from {S}.{table} "
-            f"where sync_name = $earlier and row_key not in (select row_key from {S}.{table} where sync_name = $name)",
+            f"where sync_name = $earlier and row_key not in ({own})",
             {"name": name, "earlier": earlier},
         )
         con.execute(f"delete from {S}.{table} where sync_name = ?", [earlier])
@@ -162,16 +188,21 @@ def _move(con: duckdb.DuckDBPyConnection, earlier: str, name: str) -> None:
 
 
 def leftovers(con: duckdb.DuckDBPyConnection, declared: dict[str, SyncSpec]) -> list[LeftoverState]:
-    """State under names no declared sync has, by name: rows to carry over or forget, or a message history whose
-    name was not forgotten (a send_once sync renamed without `renamed_from`)."""
+    """State under names no declared sync has, by name: rows to carry over or forget, or messages sent since the
+    name was last forgotten, if ever (a send_once sync renamed without `renamed_from`)."""
     owed = " union ".join(f"select sync_name from {S}.{table}" for table in (*KEYED_TABLES, *OWED_TABLES))
-    sent = f"select sync_name from {S}.message_ledger union select sync_name from {S}.message_acks"
-    not_forgotten = (
-        f"select sync_name from {S}.sync_runs group by sync_name "
-        f"having arg_max(status, started_at) is distinct from '{FORGOTTEN}'"
+    sent_by_run = (
+        f"select distinct sync_name, run_id from (select sync_name, run_id from {S}.message_ledger "
+        f"union all select sync_name, run_id from {S}.message_acks)"
     )
-    history = f"select sync_name from ({sent}) where sync_name not in (select sync_name from {S}.sync_runs) "
-    history += f"or sync_name in ({not_forgotten})"
+    forgotten = (
+        f"select sync_name, max(started_at) as forgotten_at from {S}.sync_runs where status = '{FORGOTTEN}' "
+        "group by sync_name"
+    )
+    history = f"""
+        select m.sync_name from ({sent_by_run}) m left join ({forgotten}) f using (sync_name)
+        left join {S}.sync_runs r on r.run_id = m.run_id
+        where f.forgotten_at is null or r.started_at > f.forgotten_at"""
     names = con.execute(f"{owed} union {history}").fetchall()
     found = sorted(name for (name,) in names if name not in declared)
     carriers = {earlier: spec.name for spec in declared.values() for earlier in spec.renamed_from}
@@ -219,7 +250,8 @@ def forget(con: duckdb.DuckDBPyConnection, name: str, run_id: str) -> dict[str, 
         with state.transaction(con):
             for table in (*KEYED_TABLES, *OWED_TABLES):
                 con.execute(f"delete from {S}.{table} where sync_name = ?", [name])
-            now = state.utcnow()
+            (latest,) = con.execute(f"select max(started_at) from {S}.sync_runs where sync_name = ?", [name]).fetchone()
+            now = state.utcnow() if latest is None else max(state.utcnow(), latest + timedelta(microseconds=1))
             message = ", ".join(f"{count} {what}" for what, count in gone.items()) + " forgotten; messages kept"
             con.execute(
                 f"insert into {S}.sync_runs (run_id, sync_name, mode, dry_run, status, started_at, finished_at, "

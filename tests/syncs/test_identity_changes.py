@@ -362,6 +362,12 @@ def test_a_clock_gone_back_never_voids_the_write_ahead(sync_env):
     assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
 
 
+def rename_people(env: Any, old: str, new: str, *, earlier: str | None = None) -> None:
+    models = env.dbt_project_dir / "models" / "_people.yml"
+    declared = f"\n              renamed_from: {earlier}" if earlier else ""
+    models.write_text(PEOPLE_YAML.replace(f"- name: {old}\n", f"- name: {new}{declared}\n"))
+
+
 def test_a_late_renamed_from_retires_the_identity_the_earlier_name_left(sync_env):
     """The sync ran under its new name before its earlier name was declared, and a member's email changed in
     between: the audience holds both of her identities, and her earlier one is only in the earlier name's state.
@@ -369,16 +375,13 @@ def test_a_late_renamed_from_retires_the_identity_the_earlier_name_left(sync_env
     phone, only written another way, is removed and added back), so her opt-out later takes her out entirely."""
     env = with_people(sync_env)
     env.run("people_meta")
-    models = env.dbt_project_dir / "models" / "_people.yml"
-    models.write_text(PEOPLE_YAML.replace("- name: people_meta\n", "- name: people_ads\n"))
+    rename_people(env, "people_meta", "people_ads")
     set_people(env, "email", "ann.new@example.com", "c1")
     set_people(env, "phone", "212.555.0142", "c2")  # Bob's phone written another way: the same identity at Meta
     assert env.run("people_ads").sent == 2  # started afresh: both members again
     assert meta_member("ann@example.com", "+1 (415) 555-2671") in audience(env)
 
-    models.write_text(
-        PEOPLE_YAML.replace("- name: people_meta\n", "- name: people_ads\n              renamed_from: people_meta\n")
-    )
+    rename_people(env, "people_meta", "people_ads", earlier="people_meta")
     caught_up = env.run("people_ads")
 
     assert (caught_up.status, caught_up.removed, caught_up.sent) == ("success", 2, 2)  # retired, then sent again
@@ -390,3 +393,75 @@ def test_a_late_renamed_from_retires_the_identity_the_earlier_name_left(sync_env
     assert env.run("people_ads").removed == 1
     assert audience(env) == {meta_member("bob@example.com", "+1 (212) 555-0142")}
     assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
+
+
+def test_a_late_renamed_from_retires_the_identity_when_the_new_name_only_wrote_the_member_ahead(sync_env):
+    """The new name's first run failed: it holds Ann only in its write-ahead log, with her new address."""
+    env = with_people(sync_env)
+    env.run("people_meta")
+    rename_people(env, "people_meta", "people_ads")
+    set_people(env, "email", "ann.new@example.com", "c1")
+    env.sandbox.app("meta").faults.update(burst_5xx=1)
+    assert env.run("people_ads").status == "failed"
+    rename_people(env, "people_meta", "people_ads", earlier="people_meta")
+
+    caught_up = env.run("people_ads")
+
+    assert (caught_up.status, caught_up.removed) == ("success", 1)
+    assert meta_member("ann@example.com", "+1 (415) 555-2671") not in audience(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_ads")
+    assert audience(env) == {meta_member("bob@example.com", "+1 (212) 555-0142")}
+
+
+def test_a_late_renamed_from_retires_every_address_the_earlier_name_may_have_left(sync_env):
+    """After the new name settled Ann's second address, an old deployment ran the earlier name once more and
+    failed, leaving her third address written ahead: every address but the current one goes."""
+    env = with_people(sync_env)
+    env.run("people_meta")
+    rename_people(env, "people_meta", "people_ads")
+    set_people(env, "email", "ann.b@example.com", "c1")
+    env.run("people_ads")
+    (env.dbt_project_dir / "models" / "_people.yml").write_text(PEOPLE_YAML)  # the old deployment
+    set_people(env, "email", "ann.c@example.com", "c1")
+    env.sandbox.app("meta").faults.update(burst_5xx=2)
+    assert env.run("people_meta").status == "failed"
+    rename_people(env, "people_meta", "people_ads", earlier="people_meta")
+    set_people(env, "email", "ann.d@example.com", "c1")
+
+    blocked = env.run("people_ads")
+    caught_up = env.run("people_ads", allow_large_removal=True)
+
+    assert "would remove 3 of 2 members" in blocked.message  # retirements of ann@, ann.b@ and ann.c@
+    assert caught_up.status == "success"
+    assert audience(env) == {
+        meta_member("ann.d@example.com", "+1 (415) 555-2671"),
+        meta_member("bob@example.com", "+1 (212) 555-0142"),
+    }
+    assert env.sql("select count(*) from tidings.pending_members") == [(0,)]
+
+
+def test_a_late_renamed_from_holds_a_retirement_behind_the_earlier_names_google_job(sync_env):
+    """The earlier name's job adding Ann's old address is still processing when the carry-over retires that
+    address: Google may process the two in either order, so the retirement waits for the job (`add_pending`)."""
+    env = with_people(sync_env)
+    google = env.sandbox.app("google_ads")
+    env.run("people_google")  # its job, adding ann@, is not processed yet
+    rename_people(env, "people_google", "people_google_v2")
+    set_people(env, "email", "ann.new@example.com", "c1")
+    env.run("people_google_v2")
+    rename_people(env, "people_google", "people_google_v2", earlier="people_google")
+
+    caught_up = env.run("people_google_v2")
+
+    assert caught_up.error_summary.get("add_pending", 0) >= 1 and caught_up.removed == 0
+    google.newest_first = True  # the order least favourable to a removal sent too early
+    google_members(env)
+    settled = env.run("people_google_v2")  # the earlier job is done: the retirement goes out
+    assert settled.removed >= 1
+    google_members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_google_v2")
+    google_members(env)
+    env.run("people_google_v2")
+    assert google_members(env) == {sha256_hex("bob@example.com")}
