@@ -58,18 +58,26 @@ def _empty_source(plan: Plan, verdict: GuardVerdict) -> None:
 
 def _removal_share(sync: SyncSpec, plan: Plan, verdict: GuardVerdict, allow_large_removal: bool) -> None:
     """Removals sent again because the destination failed them (`Plan.redone_removals`) passed the guard of the run
-    that made them: they are named, not counted."""
-    members, removals = plan.mirror_members, plan.counts.remove - plan.redone_removals
-    if removals == 0 and plan.redone_removals:
-        verdict.allow(
-            f"max_removal_share: only {plan.redone_removals} removals sent again as the destination failed them"
+    that made them, and retirements carried over from a renamed sync's earlier name (`Plan.carried_removals`) come
+    from its state, not the model: they are named, not counted."""
+    besides = ", ".join(
+        text
+        for count, text in (
+            (plan.redone_removals, f"{plan.redone_removals} removals sent again as the destination failed them"),
+            (plan.carried_removals, f"{plan.carried_removals} retirements carried over from an earlier name"),
         )
+        if count
+    )
+    members = plan.mirror_members
+    removals = plan.counts.remove - plan.redone_removals - plan.carried_removals
+    if removals == 0 and besides:
+        verdict.allow(f"max_removal_share: only {besides}")
     if removals == 0 or not members:
         return
     share, limit = removals / members, sync.guards.max_removal_share
     summary = f"would remove {removals} of {members} members ({share:.0%}; limit {limit:.0%})"
-    if plan.redone_removals:
-        summary += f", besides {plan.redone_removals} removals sent again as the destination failed them"
+    if besides:
+        summary += f", besides {besides}"
     if share <= limit:
         verdict.allow(f"max_removal_share: {summary}")
     elif allow_large_removal:

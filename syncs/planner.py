@@ -43,7 +43,7 @@ from syncs.identity_release import (
 from syncs.masking import mask_row
 from syncs.settings import STATE_SCHEMA, models_schema
 from syncs.sql_text import literal, quote
-from syncs.state import REDO_RUN_PREFIX, sent_occurrences_sql
+from syncs.state import CARRIED_RUN_PREFIX, REDO_RUN_PREFIX, sent_occurrences_sql
 
 S = STATE_SCHEMA
 PREVIEW_ROWS = 10
@@ -79,6 +79,9 @@ class Plan:
     # Removals written ahead again because the destination failed the run that sent them (`syncs.later_checks`):
     # that run's guards passed them already.
     redone_removals: int = 0
+    # Retirements a renamed sync's carry-over wrote of identities its earlier name left (`syncs.sync_names`): they
+    # come from state, not from the model, so the removal guard names them and does not count them either.
+    carried_removals: int = 0
     preview: list[dict[str, Any]] = field(default_factory=list)
     guard_decisions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # state carried over from earlier names (preview)
@@ -176,7 +179,8 @@ def build_plan(
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, mirror_members, skipped)
     plan.mapping_order = list(sync.mapping)
     if counts.remove and sync.mode is Mode.MIRROR:
-        plan.redone_removals = _redone_removals(con, sync, table)
+        plan.redone_removals = _written_again(con, sync, table, REDO_RUN_PREFIX)
+        plan.carried_removals = _written_again(con, sync, table, CARRIED_RUN_PREFIX)
     plan.preview = _preview(con, plan)
     plan.json_exact = _json_exact(con, plan)
     return plan
@@ -333,13 +337,21 @@ def _plan_sql(
     join = "full outer join" if removes else "left join"
     # A retirement written ahead by an earlier run and not acknowledged yet: only ever in pending_members.
     retirement = f"c.row_key is null and s.row_hash is null and contains(s.row_key, {literal(RETIRED_MARKER)})"
+    # Its member, when still in the model, is sent again after it: the two may differ only in what the destination
+    # normalizes away (a phone written another way), and the removal would then take the member's current identity.
+    retiring_member = "false"
+    if sync.mode is Mode.MIRROR:
+        retiring_member = (
+            f"c.row_key in (select split_part(row_key, {literal(RETIRED_MARKER)}, 1) from {S}.pending_members "
+            f"where sync_name = {name} and contains(row_key, {literal(RETIRED_MARKER)}))"
+        )
     classified = f"""
         select coalesce(c.row_key, s.row_key) as row_key,
             case when {retirement} then 'retire'
                  when c.row_key is null then case when {removable} then 'remove' end
                  when c.conflicting then 'duplicate_key'
                  when s.row_key is null or s.row_hash is null then 'add'
-                 when (s.row_hash <> c.row_hash or {"true" if resend_run else "false"})
+                 when (s.row_hash <> c.row_hash or {retiring_member} or {"true" if resend_run else "false"})
                       and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,
             case when {retirement} then md5(s.row_fields) else coalesce(c.row_hash, s.row_hash) end as row_hash,
@@ -442,15 +454,16 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
     return counts, not_sent
 
 
-def _redone_removals(con: duckdb.DuckDBPyConnection, sync: SyncSpec, table: str) -> int:
-    redone = (
+def _written_again(con: duckdb.DuckDBPyConnection, sync: SyncSpec, table: str, run_prefix: str) -> int:
+    """Removals and retirements of the plan written ahead under runs `<run_prefix><run>`."""
+    entries = (
         f"select row_key from {S}.pending_members where sync_name = {literal(sync.name)} "
-        f"and starts_with(run_id, {literal(REDO_RUN_PREFIX)})"
+        f"and starts_with(run_id, {literal(run_prefix)})"
     )
-    if not con.execute(f"{redone} limit 1").fetchall():  # the usual case, and every destination but Google's
+    if not con.execute(f"{entries} limit 1").fetchall():  # the usual case
         return 0
     return con.execute(
-        f"select count(*) from {table} where action in ('remove', 'retire') and row_key in ({redone})"
+        f"select count(*) from {table} where action in ('remove', 'retire') and row_key in ({entries})"
     ).fetchone()[0]
 
 

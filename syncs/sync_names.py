@@ -93,7 +93,7 @@ def carry_over(
             drop_orphan_plans(con, earlier)
             with state.transaction(con):
                 if retiring:
-                    _retire_replaced_identities(con, sync, earlier, run_id, retiring)
+                    _retire_replaced_identities(con, sync, earlier, retiring)
                 _move(con, earlier, sync)
         finally:
             state.release_lock(con, earlier, run_id)
@@ -124,47 +124,48 @@ def _check_same_mode(con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: st
 
 
 def _retire_replaced_identities(
-    con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: str, run_id: str, retiring: list[IdentityField]
+    con: duckdb.DuckDBPyConnection, sync: SyncSpec, earlier: str, retiring: list[IdentityField]
 ) -> None:
     """Where both names hold a member (the sync ran under its new name before `renamed_from` was declared), the
     destination may hold identities of the earlier name's that the new name's state does not name: its settled
     fields, and those of its write-ahead entries. Each whose identity differs from the new name's (settled, or
-    written ahead later) is written ahead as a retirement, which the next plan removes first, and the member's row
-    hash is emptied so the plan sends the member again after it, as for any identity change (the two may differ
-    only in what the destination normalizes away, a phone written another way). The earlier name's write-ahead
-    entries of such members are then dropped: their fields are retirements now.
+    written ahead later) is written ahead as a retirement, which the next plan removes before it sends the member
+    again (`planner`: a member with a retirement waiting is a change), and the earlier name's write-ahead entries of
+    such members are dropped: their fields are retirements now.
 
-    A retirement of an identity the earlier name's work still in flight adds (a Google job not processed yet) is
-    written under run `carried:<that run>`, so `later_checks.in_flight` holds it until that work is done."""
+    The entries' run is `carried:<earlier name>` (the removal guard names them, not counts them), or, for an
+    identity the earlier name's work still in flight adds (a Google job not processed yet), `carried:<that run>`.
+    Such an identity is retired even when the new name holds the same one: `later_checks.in_flight` counts it as
+    added by that run, so the destination holds the removal, and the member's change, until that work is done, and
+    the member's opt-out is not overtaken by it."""
+    unconfirmed = f"select run_id from {S}.unconfirmed_deliveries where sync_name = $earlier"
+    carried = literal(state.CARRIED_RUN_PREFIX)
     earlier_fields = f"""
-        select s.row_key, s.row_fields, coalesce({literal(state.CARRIED_RUN_PREFIX)} || u.run_id, $run) as run_id
+        select s.row_key, s.row_fields, {carried} || coalesce(u.run_id, $earlier) as run_id,
+               u.run_id is not null as flying
         from {S}.sync_state s left join {S}.unconfirmed_deliveries u
           on u.sync_name = s.sync_name and u.destination_ref = s.destination_ref
         where s.sync_name = $earlier
         union all
-        select row_key, row_fields, {literal(state.CARRIED_RUN_PREFIX)} || run_id from {S}.pending_members
+        select row_key, row_fields, {carried} || run_id, run_id in ({unconfirmed}) from {S}.pending_members
         where sync_name = $earlier and not contains(row_key, $marker)"""
     held = f"select row_key, row_fields from ({member_state_sql(sync)}) where not contains(row_key, $marker)"
     differs = f"{identity_sql('o.row_fields', retiring)} is distinct from {identity_sql('n.row_fields', retiring)}"
-    replaced = f"""
-        select distinct o.row_key, o.row_fields, o.run_id from ({earlier_fields}) o join ({held}) n using (row_key)
-        where o.row_fields is not null and n.row_fields is not null and {differs}"""
-    params = {"name": sync.name, "earlier": earlier, "marker": RETIRED_MARKER, "run": run_id}
-    stamp = state.write_ahead_stamp(con, sync.name)
     con.execute(
-        f"insert into {S}.pending_members select $name, row_key || $marker || md5(row_fields), row_fields, run_id, "
-        f"$stamp from ({replaced})",
-        {**params, "stamp": stamp},
-    )
-    shared = f"select row_key from ({held})"
-    con.execute(
-        f"update {S}.sync_state set row_hash = '' where sync_name = $name and row_key in (select row_key from "
-        f"({replaced}))",
-        params,
+        f"""insert into {S}.pending_members
+        select distinct $name, o.row_key || $marker || md5(o.row_fields), o.row_fields, o.run_id, $stamp
+        from ({earlier_fields}) o join ({held}) n using (row_key)
+        where o.row_fields is not null and n.row_fields is not null and (o.flying or {differs})""",
+        {
+            "name": sync.name,
+            "earlier": earlier,
+            "marker": RETIRED_MARKER,
+            "stamp": state.write_ahead_stamp(con, sync.name),
+        },
     )
     con.execute(
         f"delete from {S}.pending_members where sync_name = $earlier and not contains(row_key, $marker) "
-        f"and row_key in ({shared})",
+        f"and row_key in (select row_key from ({held}))",
         {"earlier": earlier, "marker": RETIRED_MARKER},
     )
 

@@ -17,7 +17,7 @@ jobs of that verb (`create` or `remove`) that finish end FAILED, having applied 
 operations (Google: "some operations may have been successfully processed"); `refused_runs[verb] = n` refuses
 the next n `:run` requests of jobs of that verb (400); `members()` reads a user list once
 every job that runs has finished, in the order they ran, or newest first with `newest_first = True` (Google may
-process two jobs on one list in either order).
+process two jobs on one list in either order); `finish_newest_job()` processes the last job run ahead of the others.
 """
 
 from __future__ import annotations
@@ -212,6 +212,13 @@ class GoogleAdsApp(SandboxApp):
                 ((kind, value),) = identifier.items()
                 key = (kind, json.dumps(value, sort_keys=True) if isinstance(value, dict) else value)
                 (members.add if verb == "create" else members.discard)(key)
+
+    def finish_newest_job(self) -> None:
+        """Process the job that ran last among those still running, ahead of the others (for tests)."""
+        with self.lock:
+            running = [job for job in self.jobs.values() if job["status"] == "RUNNING"]
+            if running:
+                self._complete(max(running, key=lambda job: job["ran"]))
 
     def members(self, user_list: str) -> set[str]:
         """Hashed emails in a user list once every job that runs has finished (for assertions)."""
