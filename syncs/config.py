@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlglot import exp
 
 from syncs.destinations.base import Destination, DestinationSettings, Mode, SyncTarget, registered_types
+from syncs.identity_release import IdentityField, identity_fields_mapped
 from syncs.user_sql import UnsafeSQLError, validate_condition
 
 DEFAULT_PROFILE = "sandbox"
@@ -178,6 +179,13 @@ class Project:
             "normalized_kinds": destination.normalized_identity_kinds,
             "sent_identity": destination.sent_identity,
         }
+
+    def mapped_identity_fields(self, sync: SyncSpec) -> list[IdentityField]:
+        """The identity fields of the sync's destination that the sync maps (`identity_fields_mapped`)."""
+        destination = self.destinations[sync.destination].destination_class
+        return identity_fields_mapped(
+            sorted(sync.mapping), destination.identity_fields, destination.case_sensitive_identity_fields
+        )
 
     def destination_for(self, sync: SyncSpec) -> Destination:
         """A connector instance for one run (reads its secrets from the environment now)."""

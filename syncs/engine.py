@@ -20,7 +20,6 @@ from syncs import config, guards, state
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, Operation, RunInfo
-from syncs.identity_release import identity_fields_mapped
 from syncs.later_checks import MEMBER_MODES, EarlierWork, check_earlier_deliveries, in_flight, unchecked
 from syncs.logs import get_logger, log_event
 from syncs.planner import Plan, PlanCounts, build_plan, check_model, drop_orphan_plans, drop_plan
@@ -135,9 +134,8 @@ def _carry_over_unless_running(
 
 
 def _carry_over(con: duckdb.DuckDBPyConnection, project: Project, sync: SyncSpec, run_id: str) -> list[str]:
-    rules = project.identity_rules(sync)
-    retiring = identity_fields_mapped(sorted(sync.mapping), rules["identity_fields"], rules["case_sensitive_fields"])
-    return carry_over(con, sync, run_id, retiring=retiring if sync.mode is Mode.MIRROR else [])
+    retiring = project.mapped_identity_fields(sync) if sync.mode is Mode.MIRROR else []
+    return carry_over(con, sync, run_id, retiring=retiring)
 
 
 def check_against_models(project: Project, warehouse: Path | None = None) -> int:
@@ -148,7 +146,7 @@ def check_against_models(project: Project, warehouse: Path | None = None) -> int
     if not path.exists():
         raise FileNotFoundError(f"warehouse {path} does not exist; run `tidings generate` and `dbt build`")
     problems: list[ConfigProblem] = []
-    with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as con:
+    with _read_only(path) as con:
         for sync in project.syncs.values():
             try:
                 check_model(con, sync)
@@ -170,7 +168,7 @@ def leftover_state(
     path = warehouse or warehouse_path()
     if not path.exists():
         return []
-    with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as read_only:
+    with _read_only(path) as read_only:
         tables = read_only.execute("select table_name from information_schema.tables where table_schema = ?", [state.S])
         present = {name for (name,) in tables.fetchall()}
         # A warehouse no run of this version has opened lacks its newer tables: its first run adds them.
@@ -402,6 +400,11 @@ def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult, started: float) 
 
 def _counts(plan: Plan) -> dict[str, int]:
     return {f"planned_{k}": v for k, v in asdict(plan.counts).items()}
+
+
+def _read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """The warehouse for checks that change nothing, with DuckDB's external access off (user SQL runs on it)."""
+    return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
 
 
 def _open(warehouse: Path | None) -> duckdb.DuckDBPyConnection:

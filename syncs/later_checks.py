@@ -30,7 +30,7 @@ import pyarrow as pa
 from syncs import state
 from syncs.config import Project, SyncSpec
 from syncs.destinations.base import LaterCheck, Mode
-from syncs.identity_release import RETIRED_MARKER, identity_fields_mapped, identity_sql
+from syncs.identity_release import RETIRED_MARKER, identity_sql
 from syncs.logs import get_logger, log_event
 from syncs.sql_text import literal
 
@@ -123,10 +123,7 @@ def redo(
       held or written ahead otherwise, and not at all when the member's settled state holds that very identity
       (a later run added it back) with no newer write-ahead entry.
     Returns (members planned again, removals planned again)."""
-    destination = project.destinations[sync.destination].destination_class
-    fields = identity_fields_mapped(
-        sorted(sync.mapping), destination.identity_fields, destination.case_sensitive_identity_fields
-    )
+    fields = project.mapped_identity_fields(sync)
     same = (
         f"{identity_sql('s.row_fields', fields)} = {identity_sql('r.row_fields', fields)}"
         if fields

@@ -41,7 +41,16 @@ models:
               guards: {{max_removal_share: 1.0}}
 """
 
-DESTINATIONS = """
+GOOGLE_DESTINATION = """
+    google_ads:
+      type: google_customer_match
+      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
+      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
+      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
+"""
+
+DESTINATIONS = (
+    """
     meta_ads:
       type: meta_custom_audiences
       base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/meta/v21.0"
@@ -50,13 +59,9 @@ DESTINATIONS = """
     mailchimp:
       type: mailchimp
       base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/mailchimp/3.0"
-      api_key_env: TIDINGS_MAILCHIMP_API_KEY
-    google_ads:
-      type: google_customer_match
-      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
-      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
-      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
-"""
+      api_key_env: TIDINGS_MAILCHIMP_API_KEY"""
+    + GOOGLE_DESTINATION
+)
 
 
 def with_people(env: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from syncs.identity import sha256_hex
+from tests.syncs.test_identity_changes import GOOGLE_DESTINATION
 
 USER_LIST = "customers/1234567890/userLists/people"
 
@@ -53,20 +54,12 @@ models:
               guards: {max_removal_share: 1.0}
 """
 
-GOOGLE = """
-    google_ads:
-      type: google_customer_match
-      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
-      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
-      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
-"""
-
 
 @pytest.fixture
 def env(sync_env: Any) -> Any:
     (sync_env.dbt_project_dir / "models" / "_people.yml").write_text(PEOPLE_YAML)
     with sync_env.destinations_file.open("a") as destinations:
-        destinations.write(GOOGLE)
+        destinations.write(GOOGLE_DESTINATION)
     sync_env.sql(
         """create table analytics.people as select * from (values
             ('c1', 'ann@example.com'), ('c2', 'bob@example.com'), ('c3', 'cy@example.com')
