@@ -133,7 +133,9 @@ def meta_state(value: object) -> str | None:
 
 def meta_zip(value: object, country: object = None) -> str | None:
     """ZIP: lower case without spaces; in the US the first five digits (ZIP+4 dropped)."""
-    text = re.sub(r"\s", "", _text(value).strip(_META_STRIP).lower())
+    # Whitespace goes first: a control character Python counts as whitespace (U+001F) would otherwise shield a NUL
+    # or a dot from the strip, and normalizing the result again would change it.
+    text = re.sub(r"\s", "", _text(value)).strip(_META_STRIP).lower()
     # With no country, a value shaped like a US ZIP (5 digits, or ZIP+4 with or without its hyphen) is taken as
     # one: a ZIP+4 stored without its hyphen is common, 9-digit all-digit postcodes elsewhere are rare (Brazil's
     # CEP has 8 digits, Iran's postcode 10). A country, when given, decides: a non-US one keeps all the digits.
