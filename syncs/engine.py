@@ -106,7 +106,7 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
         carried = _carry_over_unless_running(con, project, sync, run_id)
         check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
         plan = build_plan(con, sync, run_id, **project.identity_rules(sync))
-        plan.warnings = carried
+        plan.warnings = [*carried, *plan.warnings]
         try:
             plan.guard_decisions = guards.evaluate(sync, plan).decisions
         finally:
@@ -290,6 +290,7 @@ def _plan_and_deliver(
         remove_all=remove_all,
         **project.identity_rules(sync),
     )
+    result.warnings = [*result.warnings, *plan.warnings]
     if remove_all:
         result.warnings = [*result.warnings, REMOVE_ALL_WARNING]
     try:

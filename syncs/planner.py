@@ -84,7 +84,8 @@ class Plan:
     carried_removals: int = 0
     preview: list[dict[str, Any]] = field(default_factory=list)
     guard_decisions: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # state carried over from earlier names (preview)
+    # State carried over from earlier names (a preview's), members the run cannot remove (`unrecorded_warning`).
+    warnings: list[str] = field(default_factory=list)
     # Whether every mapped field has a type whose warehouse JSON is exactly what Python's json module writes
     # (text, integers, booleans, dates), so rows may be rendered as JSON in the warehouse (`stream_sql`).
     json_exact: bool = False
@@ -178,12 +179,22 @@ def build_plan(
     skipped = {reason: n for reason, n in (("null_key", null_keys), *not_sent.items()) if n}
     plan = Plan(sync.name, sync.mode, counts, table, field_names, current_rows, mirror_members, skipped)
     plan.mapping_order = list(sync.mapping)
+    if plan.skipped.get("unrecorded_identity"):
+        plan.warnings.append(unrecorded_warning(plan.skipped["unrecorded_identity"]))
     if counts.remove and sync.mode is Mode.MIRROR:
         plan.redone_removals = _written_again(con, sync, table, REDO_RUN_PREFIX)
         plan.carried_removals = _written_again(con, sync, table, CARRIED_RUN_PREFIX)
     plan.preview = _preview(con, plan)
     plan.json_exact = _json_exact(con, plan)
     return plan
+
+
+def unrecorded_warning(members: int) -> str:
+    return (
+        f"{members} member(s) that left the model were recorded without the identifiers sent to them (by runs in "
+        "upsert mode, which keep none): this mirror cannot remove them, so they leave its state and stay in the "
+        "destination; remove them there"
+    )
 
 
 # What a `where` that passed the load-time checks (one read-only expression) can still raise on the built model:
@@ -337,6 +348,11 @@ def _plan_sql(
     join = "full outer join" if removes else "left join"
     # A retirement written ahead by an earlier run and not acknowledged yet: only ever in pending_members.
     retirement = f"c.row_key is null and s.row_hash is null and contains(s.row_key, {literal(RETIRED_MARKER)})"
+    # A mirror member settled without the fields sent to it: sent while the sync ran in upsert mode, which records
+    # none. Still in the model with the same hash, its fields are the model's (`record`, settled without a send);
+    # gone, it cannot be removed (`unrecorded`).
+    unrecorded = "s.row_fields is null" if sync.mode is Mode.MIRROR else "false"
+    resend = "true" if resend_run else "false"
     # Its member, when still in the model, is sent again after it: the two may differ only in what the destination
     # normalizes away (a phone written another way), and the removal would then take the member's current identity.
     retiring_member = "false"
@@ -348,10 +364,12 @@ def _plan_sql(
     classified = f"""
         select coalesce(c.row_key, s.row_key) as row_key,
             case when {retirement} then 'retire'
-                 when c.row_key is null then case when {removable} then 'remove' end
+                 when c.row_key is null then case when {unrecorded} then 'unrecorded'
+                                                  when {removable} then 'remove' end
                  when c.conflicting then 'duplicate_key'
                  when s.row_key is null or s.row_hash is null then 'add'
-                 when (s.row_hash <> c.row_hash or {retiring_member} or {"true" if resend_run else "false"})
+                 when {unrecorded} and s.row_hash = c.row_hash and not {resend} then 'record'
+                 when (s.row_hash <> c.row_hash or {retiring_member} or {resend})
                       and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,
             case when {retirement} then md5(s.row_fields) else coalesce(c.row_hash, s.row_hash) end as row_hash,
@@ -379,7 +397,7 @@ def _plan_sql(
     restrict = " and e.row_key is not null" if only_rows_in_error else ""
     skip = "false" if only_rows_in_error else "e.permanent and e.row_hash = p.row_hash"
     return f"""
-        select case when p.action <> 'unchanged' and {skip} then 'skipped_error'
+        select case when p.action not in ('unchanged', 'record', 'unrecorded') and {skip} then 'skipped_error'
                     else p.action end as action,
                p.* exclude (action), {identity} as idempotency_key
         from ({classified}) p left join ({in_error}) e on e.row_key = p.row_key{written_ahead}
@@ -443,13 +461,15 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, current_keys: int | None
         add=by_action.get("add", 0),
         change=by_action.get("change", 0),
         remove=by_action.get("remove", 0) + by_action.get("retire", 0),
-        unchanged=by_action.get("unchanged", 0) if current_keys is None else current_keys - planned_from_model,
+        unchanged=by_action.get("record", 0)
+        + (by_action.get("unchanged", 0) if current_keys is None else current_keys - planned_from_model),
     )
     not_sent = {
         "permanent_error": by_action.get("skipped_error", 0),
         "duplicate_key": sum(copies for action, _, copies, _, _ in rows if action == "duplicate_key"),
         "duplicate_row": sum(extra for action, _, _, extra, _ in rows if action != "duplicate_key"),
         "shared_identity": by_action.get("release", 0),
+        "unrecorded_identity": by_action.get("unrecorded", 0),
     }
     return counts, not_sent
 

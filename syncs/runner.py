@@ -126,8 +126,9 @@ class Runner:
             written_ahead_at = state.mark_members_pending(
                 self.con, self.run.sync_name, self.run.run_id, self.plan.table
             )
-            if self.plan.skipped.get("shared_identity"):
+            if self.plan.skipped.get("shared_identity") or self.plan.skipped.get("unrecorded_identity"):
                 state.release_members(self.con, self.run.sync_name, self.plan.table)
+            state.record_member_fields(self.con, self.run.sync_name, self.plan.table)
         elif self.plan.mode is Mode.SEND_ONCE:
             state.mark_pending(self.con, self.run.sync_name, self.run.run_id, self.plan.table)
         self._committer = StateCommitter(

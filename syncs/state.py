@@ -490,13 +490,28 @@ def write_ahead_stamp(con: duckdb.DuckDBPyConnection, sync_name: str) -> datetim
 
 
 def release_members(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
-    """Settle the plan's `release` rows without a send: removals and retirements of an identity another member
-    keeps in the destination (`identity_release.release_shared_identities`). The member leaves the sync's state, its
-    write-ahead entries and its row errors; the destination keeps the identity for the member that has it."""
-    released = f"select row_key from {plan_table} where action = 'release'"
+    """Settle the plan's removals that are not sent: `release` rows, removals and retirements of an identity another
+    member keeps in the destination (`identity_release.release_shared_identities`), and `unrecorded` rows, members
+    whose identifiers were never recorded (`planner.unrecorded_warning`). The member leaves the sync's state, its
+    write-ahead entries and its row errors; the destination keeps what it holds."""
+    released = f"select row_key from {plan_table} where action in ('release', 'unrecorded')"
     with transaction(con):
         for table in ("sync_state", "pending_members", "row_errors"):
             con.execute(f"delete from {S}.{table} where sync_name = ? and row_key in ({released})", [sync_name])
+
+
+def record_member_fields(con: duckdb.DuckDBPyConnection, sync_name: str, plan_table: str) -> None:
+    """Settle the plan's `record` rows without a send: members a mirror holds with no fields on record (sent in
+    upsert mode) whose hash shows the destination has exactly the model's fields, which a later removal needs."""
+    recorded = f"select row_key, row_fields from {plan_table} where action = 'record'"
+    if not con.execute(f"{recorded} limit 1").fetchall():
+        return
+    with transaction(con):
+        con.execute(
+            f"update {S}.sync_state s set row_fields = r.row_fields from ({recorded}) r "
+            "where s.sync_name = ? and s.row_key = r.row_key and s.row_fields is null",
+            [sync_name],
+        )
 
 
 def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
