@@ -184,8 +184,31 @@ def _move(con: duckdb.DuckDBPyConnection, earlier: str, sync: SyncSpec) -> None:
             {"name": name, "earlier": earlier},
         )
         con.execute(f"delete from {S}.{table} where sync_name = ?", [earlier])
+    if sync.mode is Mode.SEND_ONCE:
+        _keep_one_ledger_entry(con, name, earlier)
     for table in (*OWED_TABLES, *KEPT_TABLES):
         con.execute(f"update {S}.{table} set sync_name = ? where sync_name = ?", [name, earlier])
+
+
+def _keep_one_ledger_entry(con: duckdb.DuckDBPyConnection, name: str, earlier: str) -> None:
+    """An occurrence both names wrote ahead (the sync ran under its new name before `renamed_from` was declared)
+    keeps one `pending` row, the first run's, whose key is sent again; none once either name has it `sent`. Two
+    would both turn `sent` when the re-send is acknowledged, and the ledger would count the message twice. Only
+    occurrences with a pending row are ranked: the ledger holds every message ever sent."""
+    pending = (
+        f"select occurrence_key from {S}.message_ledger where sync_name in ($name, $earlier) and status = 'pending'"
+    )
+    con.execute(
+        f"""delete from {S}.message_ledger where rowid in (
+            select entry from (
+                select l.rowid as entry, l.status, row_number() over (
+                    partition by l.occurrence_key
+                    order by l.status = 'pending', r.started_at nulls last, l.idempotency_key) as rank
+                from {S}.message_ledger l left join {S}.sync_runs r on r.run_id = l.run_id
+                where l.sync_name in ($name, $earlier) and l.occurrence_key in ({pending}))
+            where status = 'pending' and rank > 1)""",
+        {"name": name, "earlier": earlier},
+    )
 
 
 def leftovers(con: duckdb.DuckDBPyConnection, declared: dict[str, SyncSpec]) -> list[LeftoverState]:

@@ -105,6 +105,34 @@ def test_a_renamed_send_once_sync_sends_no_message_twice(sync_env):
     assert sync_env.sql("select distinct sync_name, status from tidings.message_ledger") == [("welcome_emails", "sent")]
 
 
+def test_an_occurrence_both_names_wrote_ahead_is_counted_once(sync_env):
+    """Runs under both names die after the receiver acknowledged a batch (the second, renamed without
+    `renamed_from`, delivers those messages again under its own keys: the cost of a rename left undeclared). Once
+    the earlier name is declared, each occurrence in doubt keeps one ledger row, the first run's: it is re-sent
+    under that key, and recorded sent once."""
+    crash = {"TIDINGS_CRASH_AFTER_BATCHES": "1", "TIDINGS_CRASH_BEFORE_COMMIT": "1"}
+    assert sync_env.run_in_subprocess("welcome_send", **crash).returncode == 137
+    first_keys = {d["key"]: d["idempotency_key"] for d in sync_env.webhook().deliveries}
+    rename(sync_env, "welcome_send", "welcome_emails", carry_over=False)
+    assert sync_env.run_in_subprocess("welcome_emails", **crash).returncode == 137
+    assert sync_env.sql("select count(*) from tidings.message_ledger where status = 'pending'") == [(80,)]
+    rename(sync_env, "welcome_emails", "welcome_emails")
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    models.write_text(models.read_text().replace("renamed_from: welcome_emails", "renamed_from: welcome_send"))
+
+    merged = sync_env.run("welcome_emails")
+
+    assert (merged.status, merged.sent) == ("success", 40)
+    ledger = sync_env.sql(
+        "select occurrence_key, idempotency_key, status from tidings.message_ledger where sync_name = 'welcome_emails'"
+    )
+    assert sorted(key for key, _, _ in ledger) == [f"welcome:c{i:05d}" for i in range(40)]
+    assert {status for _, _, status in ledger} == {"sent"}
+    assert all(first_keys[key] == idempotency_key for key, idempotency_key, _ in ledger if key in first_keys)
+    assert sync_env.webhook().stats["duplicates"] == 25  # the first run's batch, recognised by its keys
+    assert sync_env.run("welcome_emails").sent == 0
+
+
 def test_state_is_not_carried_over_while_a_run_holds_the_earlier_name(sync_env):
     sync_env.run("audience_mirror")
     sync_env.sql(
