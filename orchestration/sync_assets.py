@@ -37,6 +37,11 @@ class SyncRunConfig(dg.Config):
         description="Mirror/upsert: re-send every current member, changed or not (the destination lost data, a "
         "changed normalization). Removals go as usual.",
     )
+    add_back: bool = Field(
+        default=False,
+        description="Mirror emptied by `tidings run NAME --remove-all`: send the model's members again (until "
+        "then its runs are blocked from sending any).",
+    )
 
 
 def sync_asset_key(sync_name: str) -> dg.AssetKey:
@@ -104,6 +109,7 @@ def _sync_asset(spec: SyncSpec, model_key: dg.AssetKey) -> dg.AssetsDefinition:
             dry_run=config.dry_run,
             allow_large_removal=config.allow_large_removal,
             resend_all=config.resend_all,
+            add_back=config.add_back,
         )
         context.log.info(f"sync {spec.name}: {result.status}, {result.sent} sent, {result.failed} failed")
         yield from report_sync_result(context.asset_key, result)

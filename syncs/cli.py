@@ -83,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--remove-all",
         action="store_true",
-        help="mirror: remove every member from the destination, whatever the model holds (before deleting the sync)",
+        help="mirror: remove every member from the destination, whatever the model holds (before deleting the "
+        "sync); later runs send no member back until one is run with --add-back",
+    )
+    run.add_argument(
+        "--add-back",
+        action="store_true",
+        help="mirror emptied by --remove-all: send the model's members again (later runs then sync as usual)",
     )
     run.add_argument("--json", action="store_true")
     retry = command("retry", _retry, "re-send only the rows currently in error")
@@ -224,6 +230,7 @@ def _run(args: argparse.Namespace) -> int:
         allow_large_removal=args.allow_large_removal,
         resend_all=args.resend_all,
         remove_all=args.remove_all,
+        add_back=args.add_back,
     )
     return _report(result, args.json)
 

@@ -48,7 +48,7 @@ log = get_logger("engine")
 
 REMOVE_ALL_WARNING = (
     "every member was planned for removal: once such a run ends `success`, delete the sync's declaration (then "
-    "`tidings forget` it) before its next run, which would add the model's members back"
+    "`tidings forget` it); until then its runs are blocked from sending members back, unless run with --add-back"
 )
 REMOVE_ALL_UNCONFIRMED = (
     "{runs} run(s) of this sync have work the destination has not confirmed yet (Google processes a job within hours "
@@ -108,12 +108,16 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
         plan = build_plan(con, sync, run_id, **project.identity_rules(sync))
         plan.warnings = [*carried, *plan.warnings]
         try:
-            plan.guard_decisions = guards.evaluate(sync, plan).decisions
+            plan.guard_decisions = guards.evaluate(sync, plan, emptied_by=_emptied_by(con, sync)).decisions
         finally:
             drop_plan(con, plan)
         return plan
     finally:
         con.close()
+
+
+def _emptied_by(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> str | None:
+    return state.emptied_by(con, sync.name) if sync.mode is Mode.MIRROR else None
 
 
 def _carry_over_unless_running(
@@ -191,12 +195,14 @@ def run_sync(
     only_rows_in_error: bool = False,
     resend_all: bool = False,
     remove_all: bool = False,
+    add_back: bool = False,
 ) -> SyncResult:
     """Plan, guard and deliver one sync. Row failures are recorded, not raised; a run that cannot start
     (configuration, missing model, missing secret) is recorded as failed and its error re-raised.
     `resend_all` re-sends every current member of a mirror or upsert sync, changed or not (a destination that lost
     its data, a changed normalization); removals go as usual. `remove_all` removes every member of a mirror sync
-    from its destination, whatever the model holds (before deleting the sync)."""
+    from its destination, whatever the model holds (before deleting the sync); later runs of it send no member
+    until one is asked to with `add_back`."""
     project = project or load_project()
     sync = project.sync(name)
     if resend_all and sync.mode not in (Mode.MIRROR, Mode.UPSERT):
@@ -208,6 +214,11 @@ def run_sync(
         raise RunRefused(
             f"removing every member applies to a mirror sync's plain run (sync {name!r} is {sync.mode.value}; an "
             "upsert sync never removes, and a resend or a retry cannot be combined with it)"
+        )
+    if add_back and (sync.mode is not Mode.MIRROR or remove_all):
+        raise RunRefused(
+            f"adding members back applies to a mirror sync emptied by --remove-all (sync {name!r} is "
+            f"{sync.mode.value}), and not in the run that empties it"
         )
     run_id = new_run_id()
     result = SyncResult(run_id=run_id, sync_name=name, mode=sync.mode.value, status="failed")
@@ -232,6 +243,7 @@ def run_sync(
                 only_rows_in_error=only_rows_in_error,
                 resend_all=resend_all,
                 remove_all=remove_all,
+                add_back=add_back,
             )
         except Exception as error:
             result.status, result.message = "failed", _safe_message(error)
@@ -264,6 +276,7 @@ def _plan_and_deliver(
     only_rows_in_error: bool,
     resend_all: bool,
     remove_all: bool,
+    add_back: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
     try:
@@ -294,7 +307,14 @@ def _plan_and_deliver(
     if remove_all:
         result.warnings = [*result.warnings, REMOVE_ALL_WARNING]
     try:
-        verdict = guards.evaluate(sync, plan, allow_large_removal=allow_large_removal, remove_all=remove_all)
+        verdict = guards.evaluate(
+            sync,
+            plan,
+            allow_large_removal=allow_large_removal,
+            remove_all=remove_all,
+            emptied_by=_emptied_by(con, sync),
+            add_back=add_back,
+        )
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
         result.guard_decisions = verdict.decisions
         log_event(log, "run.planned", run_id=result.run_id, sync=sync.name, **_counts(plan), blocked=verdict.blocked)

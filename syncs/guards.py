@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from syncs.config import SyncSpec
 from syncs.destinations.base import Mode
 from syncs.planner import Plan
+from syncs.state import ADD_BACK_GUARD, REMOVE_ALL_GUARD
 
 
 @dataclass
@@ -24,17 +25,43 @@ class GuardVerdict:
 
 
 def evaluate(
-    sync: SyncSpec, plan: Plan, *, allow_large_removal: bool = False, remove_all: bool = False
+    sync: SyncSpec,
+    plan: Plan,
+    *,
+    allow_large_removal: bool = False,
+    remove_all: bool = False,
+    emptied_by: str | None = None,
+    add_back: bool = False,
 ) -> GuardVerdict:
+    """`emptied_by`: the `--remove-all` run that last emptied this mirror, unless a run added members back since."""
     verdict = GuardVerdict()
     if remove_all:  # asked for by name: emptying the audience is the point, not a broken upstream
-        verdict.allow(f"remove_all: removing all {plan.counts.remove} members, as asked; the model is not read")
+        verdict.allow(f"{REMOVE_ALL_GUARD}: removing all {plan.counts.remove} members, as asked; the model is not read")
         return verdict
     _minimum_audience(sync, plan, verdict)
     if sync.mode is Mode.MIRROR:
+        _emptied(plan, verdict, emptied_by, add_back)
         _empty_source(plan, verdict)
         _removal_share(sync, plan, verdict, allow_large_removal)
     return verdict
+
+
+def _emptied(plan: Plan, verdict: GuardVerdict, emptied_by: str | None, add_back: bool) -> None:
+    """A mirror emptied on purpose stays empty: between `--remove-all` and deleting the sync's declaration, a
+    scheduled run would add the model's members back. Only a run asked to (`--add-back`) does."""
+    if emptied_by is None:
+        return
+    sending = plan.counts.add + plan.counts.change
+    if add_back:
+        verdict.allow(f"{ADD_BACK_GUARD}: sending {sending} members after {emptied_by} emptied the audience, as asked")
+    elif sending:
+        verdict.block(
+            f"emptied: {emptied_by} removed every member (`--remove-all`), and this run would send {sending} back; "
+            f"delete the sync's declaration to retire it, or `tidings run {plan.sync_name} --add-back` to fill the "
+            "audience again"
+        )
+    else:
+        verdict.allow(f"emptied: {emptied_by} removed every member (`--remove-all`); this run sends none back")
 
 
 def _minimum_audience(sync: SyncSpec, plan: Plan, verdict: GuardVerdict) -> None:

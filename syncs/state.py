@@ -309,6 +309,27 @@ def _close_dead_run(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str)
     )
 
 
+# The guards whose passing decision, stored with a run, says it emptied a mirror (`--remove-all`) or sent members
+# back after that (`--add-back`): `emptied_by` finds the latest of the two.
+REMOVE_ALL_GUARD = "remove_all"
+ADD_BACK_GUARD = "add_back"
+
+
+def emptied_by(con: duckdb.DuckDBPyConnection, sync_name: str) -> str | None:
+    """The run that last emptied the sync with `--remove-all`, as `run <id> of <time>`, unless a run sent members
+    back since (`--add-back`); runs that were blocked, locked out or dry leave it standing."""
+    row = con.execute(
+        f"""select run_id, started_at, contains(guard_decisions, $emptied) from {S}.sync_runs
+        where sync_name = $name and not dry_run and status not in ('blocked', 'locked')
+          and (contains(guard_decisions, $emptied) or contains(guard_decisions, $added_back))
+        order by started_at desc limit 1""",
+        {"name": sync_name, "emptied": f'"passed: {REMOVE_ALL_GUARD}:', "added_back": f'"passed: {ADD_BACK_GUARD}:'},
+    ).fetchone()
+    if row is None or not row[2]:
+        return None
+    return f"run {row[0]} of {row[1]:%Y-%m-%d %H:%M} UTC"
+
+
 def release_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
     with transaction(con):
         con.execute(f"delete from {S}.sync_locks where sync_name = ? and run_id = ?", [sync_name, run_id])

@@ -12,7 +12,8 @@ from orchestration_helpers import check_evaluations, materialized_metadata, obse
 
 from orchestration.quality_checks import GATE_CHECK_NAME
 from orchestration.sync_assets import sync_asset_key
-from syncs.engine import load_project
+from syncs.engine import load_project, run_sync
+from syncs.sandbox.apps.credentials import SANDBOX_CREDENTIALS
 
 SCHEMA = "analytics"
 
@@ -108,3 +109,35 @@ def test_dry_run_previews_masked_rows_and_sends_nothing(
         ]
     assert emails and not [email for email in emails if email in observed["preview"]]
     assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == 0
+
+
+def test_an_emptied_audience_stays_empty_until_a_run_asks_to_add_back(
+    defs: dg.Definitions, built_warehouse: Path, tmp_path: Path, clean_sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    """After `tidings run NAME --remove-all`, the sync asset's runs (a schedule, automation) fail as blocked, not
+    retried, and send nothing; `add_back: true` in its run config fills the audience again."""
+    copy = tmp_path / "emptied.duckdb"
+    shutil.copy(built_warehouse, copy)
+    monkeypatch.setenv("TIDINGS_WAREHOUSE", str(copy))
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    sync_name, _ = http_audience_sync()
+    assert run_sync(sync_name, warehouse=copy).status == "success"
+    assert run_sync(sync_name, warehouse=copy, remove_all=True).status == "success"
+    key = sync_asset_key(sync_name)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
+    requests = sum(app.stats["requests"] for app in clean_sandbox.apps.values())
+
+    blocked = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not blocked.success and key not in materialized_metadata(blocked)
+    failure = next(event for event in blocked.all_events if event.is_step_failure)
+    assert "blocked: emptied:" in failure.step_failure_data.error.message
+    assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == requests
+
+    added_back = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {f"syncs__{sync_name}": {"config": {"add_back": True}}}},
+    )
+    metadata = materialized_metadata(added_back)[key]
+    assert metadata["status"] == "success" and metadata["rows_sent"] > 0
+    assert any(decision.startswith("passed: add_back:") for decision in metadata["guard_decisions"])

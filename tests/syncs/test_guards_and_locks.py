@@ -52,6 +52,38 @@ def test_remove_all_empties_a_mirror_audience_without_reading_the_model(sync_env
     assert sync_env.sql("select count(*) from tidings.sync_runs where sync_name = 'audience_upsert'") == [(0,)]
 
 
+def test_an_emptied_mirror_sends_no_member_back_until_asked(sync_env, capsys):
+    """Between `--remove-all` and deleting the sync's declaration, a scheduled run would fill the audience again.
+    Runs are blocked from sending members until one is run with `--add-back`; a blocked run, or one that sends
+    nothing, leaves the audience emptied."""
+    sync_env.run("audience_mirror")
+    emptied = sync_env.run("audience_mirror", remove_all=True)
+    assert (emptied.status, emptied.removed) == ("success", 100)
+    assert any("--add-back" in warning for warning in emptied.warnings)
+
+    scheduled = sync_env.run("audience_mirror")
+    assert (scheduled.status, scheduled.planned.add, scheduled.sent) == ("blocked", 100, 0)
+    assert f"run {emptied.run_id} of" in scheduled.message and "--add-back" in scheduled.message
+    assert sync_env.webhook().members["audience"] == {}
+    assert cli(sync_env, "plan", "audience_mirror") == 0
+    assert "blocked: emptied:" in capsys.readouterr().out
+    sync_env.sql("delete from analytics.audience")
+    quiet = sync_env.run("audience_mirror")  # nothing to send: passes, and the audience stays emptied
+    assert quiet.status == "success" and quiet.guard_decisions[-1].startswith("passed: emptied:")
+    sync_env.fill_audience(100)
+    assert sync_env.run("audience_mirror").status == "blocked"
+
+    assert cli(sync_env, "run", "audience_upsert", "--add-back") == 2  # only a mirror is emptied
+    assert "adding members back applies to a mirror sync" in capsys.readouterr().err
+    assert cli(sync_env, "run", "audience_mirror", "--remove-all", "--add-back") == 2
+    assert cli(sync_env, "run", "audience_mirror", "--add-back") == 0
+    assert len(sync_env.webhook().members["audience"]) == 100
+    after = sync_env.run("audience_mirror")
+    assert (after.status, after.planned.unchanged) == ("success", 100) and not after.guard_decisions
+    sync_env.fill_audience(101)
+    assert sync_env.run("audience_mirror").sent == 1  # synced as usual again
+
+
 def test_removal_guard_blocks_a_large_removal_unless_allowed(sync_env):
     sync_env.run("audience_mirror")
     sync_env.sql("delete from analytics.audience where customer_id >= 'c00040'")  # 60% > the 50% limit
