@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from syncs.config import ConfigError, ConfigProblem
 from syncs.logs import get_logger, log_event
 from syncs.settings import STATE_SCHEMA, duckdb_memory_limit
+from syncs.sql_text import literal
 
 S = STATE_SCHEMA
 # `pending_members.run_id` of removals written ahead again because the destination failed the work that made them
@@ -309,25 +310,36 @@ def _close_dead_run(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str)
     )
 
 
+FORGOTTEN = "forgotten"  # `sync_runs.status` of the row `tidings forget` records: the name's message history is known
+
 # The guards whose passing decision, stored with a run, says it emptied a mirror (`--remove-all`) or sent members
 # back after that (`--add-back`): `emptied_by` finds the latest of the two.
 REMOVE_ALL_GUARD = "remove_all"
 ADD_BACK_GUARD = "add_back"
 
 
+def emptied_syncs_sql() -> str:
+    """(sync_name, run_id, started_at) of the syncs emptied with `--remove-all` and not filled again since
+    (`--add-back`) nor forgotten (`tidings forget`: a sync declared under the name again is new). Runs that were
+    blocked, locked out or dry leave the mark standing."""
+    emptied = literal(f'"passed: {REMOVE_ALL_GUARD}:')
+    added_back = literal(f'"passed: {ADD_BACK_GUARD}:')
+    marks = f"""
+        select sync_name, run_id, started_at, coalesce(contains(guard_decisions, {emptied}), false) as emptied,
+               row_number() over (partition by sync_name order by started_at desc) as latest
+        from {S}.sync_runs
+        where not dry_run and status not in ('blocked', 'locked')
+          and (contains(guard_decisions, {emptied}) or contains(guard_decisions, {added_back})
+               or status = {literal(FORGOTTEN)})"""
+    return f"select sync_name, run_id, started_at from ({marks}) where latest = 1 and emptied"
+
+
 def emptied_by(con: duckdb.DuckDBPyConnection, sync_name: str) -> str | None:
-    """The run that last emptied the sync with `--remove-all`, as `run <id> of <time>`, unless a run sent members
-    back since (`--add-back`); runs that were blocked, locked out or dry leave it standing."""
+    """The run that emptied the sync (`emptied_syncs_sql`), as `run <id> of <time>`; None when it is not emptied."""
     row = con.execute(
-        f"""select run_id, started_at, contains(guard_decisions, $emptied) from {S}.sync_runs
-        where sync_name = $name and not dry_run and status not in ('blocked', 'locked')
-          and (contains(guard_decisions, $emptied) or contains(guard_decisions, $added_back))
-        order by started_at desc limit 1""",
-        {"name": sync_name, "emptied": f'"passed: {REMOVE_ALL_GUARD}:', "added_back": f'"passed: {ADD_BACK_GUARD}:'},
+        f"select run_id, started_at from ({emptied_syncs_sql()}) where sync_name = ?", [sync_name]
     ).fetchone()
-    if row is None or not row[2]:
-        return None
-    return f"run {row[0]} of {row[1]:%Y-%m-%d %H:%M} UTC"
+    return None if row is None else f"run {row[0]} of {row[1]:%Y-%m-%d %H:%M} UTC"
 
 
 def release_lock(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:

@@ -34,7 +34,6 @@ OWED_TABLES = ("pending_members", "unconfirmed_deliveries", "unconfirmed_removal
 # count frequency caps.
 KEPT_TABLES = ("message_ledger", "message_acks", "sync_runs")
 STATE_TABLES = (*KEYED_TABLES, *OWED_TABLES, *KEPT_TABLES)
-FORGOTTEN = "forgotten"  # `sync_runs.status` of the row `forget` records: the name's message history is known
 
 
 class NameInUse(Exception):
@@ -53,6 +52,9 @@ class LeftoverState:
     last_mode: str | None
     last_run_at: str | None
     carried_over_by: str | None  # the declared sync whose `renamed_from` lists it: its next run takes the state
+    # Emptied with `--remove-all`: a sync declared under the name again sends no member until `--add-back` or
+    # `tidings forget` (`state.emptied_syncs_sql`).
+    emptied: bool = False
 
     def describe(self) -> str:
         held = (
@@ -60,7 +62,8 @@ class LeftoverState:
             f"{self.errors} row error(s)"
         )
         last = f"last run {self.last_run_at} ({self.last_mode})" if self.last_run_at else "no run on record"
-        return f"{self.sync_name}: {held}; {last}"
+        emptied = "; emptied by --remove-all" if self.emptied else ""
+        return f"{self.sync_name}: {held}; {last}{emptied}"
 
 
 def has_state(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -212,26 +215,34 @@ def _keep_one_ledger_entry(con: duckdb.DuckDBPyConnection, name: str, earlier: s
 
 
 def leftovers(con: duckdb.DuckDBPyConnection, declared: dict[str, SyncSpec]) -> list[LeftoverState]:
-    """State under names no declared sync has, by name: rows to carry over or forget, or messages sent since the
-    name was last forgotten, if ever (a send_once sync renamed without `renamed_from`)."""
+    """State under names no declared sync has, by name: rows to carry over or forget, messages sent since the
+    name was last forgotten, if ever (a send_once sync renamed without `renamed_from`), or the mark of an audience
+    emptied with `--remove-all`."""
     owed = " union ".join(f"select sync_name from {S}.{table}" for table in (*KEYED_TABLES, *OWED_TABLES))
     sent_by_run = (
         f"select distinct sync_name, run_id from (select sync_name, run_id from {S}.message_ledger "
         f"union all select sync_name, run_id from {S}.message_acks)"
     )
     forgotten = (
-        f"select sync_name, max(started_at) as forgotten_at from {S}.sync_runs where status = '{FORGOTTEN}' "
+        f"select sync_name, max(started_at) as forgotten_at from {S}.sync_runs where status = '{state.FORGOTTEN}' "
         "group by sync_name"
     )
     history = f"""
         select m.sync_name from ({sent_by_run}) m left join ({forgotten}) f using (sync_name)
         left join {S}.sync_runs r on r.run_id = m.run_id
         where f.forgotten_at is null or r.started_at > f.forgotten_at"""
-    names = con.execute(f"{owed} union {history}").fetchall()
-    found = sorted(name for (name,) in names if name not in declared)
+    emptied = {name for (name, *_) in con.execute(state.emptied_syncs_sql()).fetchall()}
+    names = {name for (name,) in con.execute(f"{owed} union {history}").fetchall()} | emptied
+    found = sorted(name for name in names if name not in declared)
     carriers = {earlier: spec.name for spec in declared.values() for earlier in spec.renamed_from}
     return [
-        LeftoverState(name, **_counts(con, name), **_last_run(con, name), carried_over_by=carriers.get(name))
+        LeftoverState(
+            name,
+            **_counts(con, name),
+            **_last_run(con, name),
+            carried_over_by=carriers.get(name),
+            emptied=name in emptied,
+        )
         for name in found
     ]
 
@@ -250,7 +261,7 @@ def _counts(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
 
 def _last_run(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str | None]:
     last = con.execute(
-        f"select mode, started_at from {S}.sync_runs where sync_name = ? and status <> '{FORGOTTEN}' "
+        f"select mode, started_at from {S}.sync_runs where sync_name = ? and status <> '{state.FORGOTTEN}' "
         "order by started_at desc limit 1",
         [name],
     ).fetchone()
@@ -280,7 +291,7 @@ def forget(con: duckdb.DuckDBPyConnection, name: str, run_id: str) -> dict[str, 
             con.execute(
                 f"insert into {S}.sync_runs (run_id, sync_name, mode, dry_run, status, started_at, finished_at, "
                 "message) values (?, ?, ?, false, ?, ?, ?, ?)",
-                [run_id, name, mode, FORGOTTEN, now, now, message],
+                [run_id, name, mode, state.FORGOTTEN, now, now, message],
             )
     finally:
         state.release_lock(con, name, run_id)

@@ -177,6 +177,28 @@ def test_forget_deletes_a_removed_syncs_members_only_when_told(sync_env, capsys)
     assert "audience_mirror" not in capsys.readouterr().out
 
 
+def test_a_sync_declared_again_under_a_forgotten_emptied_name_starts_afresh(sync_env, capsys):
+    """Retiring an audience the documented way (`--remove-all`, delete the declaration, `forget`) does not leave the
+    name blocked for a new sync declared under it later."""
+    sync_env.run("audience_mirror")
+    sync_env.run("audience_mirror", remove_all=True)
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    declared = models.read_text()
+    rename(sync_env, "audience_mirror", "audience_members", carry_over=False)
+    assert cli(sync_env, "validate") == 0
+    assert "state of audience_mirror: 0 member(s)" in capsys.readouterr().out  # only the mark is left
+    assert cli(sync_env, "forget", "audience_mirror", "--yes") == 0
+    assert "forgot audience_mirror: 0 members" in capsys.readouterr().out
+    assert cli(sync_env, "validate") == 0
+    assert "audience_mirror" not in capsys.readouterr().out
+    models.write_text(declared)
+
+    again = sync_env.run("audience_mirror")
+
+    assert (again.status, again.sent) == ("success", 100)
+    assert not [decision for decision in again.guard_decisions if "emptied" in decision]
+
+
 def test_a_forgotten_send_once_name_keeps_its_message_history(sync_env, capsys):
     """The message models read every sync's ledger (already sent, frequency caps): forgetting a removed send_once
     sync must not make its messages look unsent."""
