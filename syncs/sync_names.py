@@ -67,10 +67,14 @@ class LeftoverState:
 
 
 def has_state(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Rows under the name, or a lock on it (a run that has written nothing yet)."""
-    return any(
-        con.execute(f"select 1 from {S}.{table} where sync_name = ? limit 1", [name]).fetchall()
-        for table in (*KEYED_TABLES, *OWED_TABLES, "message_ledger", "message_acks", "sync_locks")
+    """Rows under the name, a lock on it (a run that has written nothing yet), or the mark of an audience emptied
+    with `--remove-all` (which the run history carries)."""
+    return (
+        any(
+            con.execute(f"select 1 from {S}.{table} where sync_name = ? limit 1", [name]).fetchall()
+            for table in (*KEYED_TABLES, *OWED_TABLES, "message_ledger", "message_acks", "sync_locks")
+        )
+        or state.emptied_by(con, name) is not None
     )
 
 

@@ -199,6 +199,19 @@ def test_a_sync_declared_again_under_a_forgotten_emptied_name_starts_afresh(sync
     assert not [decision for decision in again.guard_decisions if "emptied" in decision]
 
 
+def test_an_emptied_sync_stays_emptied_under_its_new_name(sync_env):
+    sync_env.run("audience_mirror")
+    emptied = sync_env.run("audience_mirror", remove_all=True)
+    rename(sync_env, "audience_mirror", "audience_members")
+
+    renamed = sync_env.run("audience_members")
+
+    assert (renamed.status, renamed.sent) == ("blocked", 0)
+    assert f"run {emptied.run_id} of" in renamed.message
+    assert sync_env.run("audience_members", add_back=True).sent == 100
+    assert "audience_mirror" not in names_with_state(sync_env)
+
+
 def test_a_forgotten_send_once_name_keeps_its_message_history(sync_env, capsys):
     """The message models read every sync's ledger (already sent, frequency caps): forgetting a removed send_once
     sync must not make its messages look unsent."""
