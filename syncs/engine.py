@@ -117,7 +117,7 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
 
 
 def _emptied_by(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> str | None:
-    return state.emptied_by(con, sync.name) if sync.mode is Mode.MIRROR else None
+    return state.emptied_by(con, sync.name) if sync.mode in guards.EMPTIED_MODES else None
 
 
 def _carry_over_unless_running(
@@ -215,9 +215,9 @@ def run_sync(
             f"removing every member applies to a mirror sync's plain run (sync {name!r} is {sync.mode.value}; an "
             "upsert sync never removes, and a resend or a retry cannot be combined with it)"
         )
-    if add_back and (sync.mode is not Mode.MIRROR or remove_all):
+    if add_back and (sync.mode not in guards.EMPTIED_MODES or remove_all):
         raise RunRefused(
-            f"adding members back applies to a mirror sync emptied by --remove-all (sync {name!r} is "
+            f"adding members back applies to a mirror or upsert sync emptied by --remove-all (sync {name!r} is "
             f"{sync.mode.value}), and not in the run that empties it"
         )
     run_id = new_run_id()
@@ -317,6 +317,7 @@ def _plan_and_deliver(
         )
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
         result.guard_decisions = verdict.decisions
+        state.record_guard_decisions(con, result.run_id, verdict.decisions)
         log_event(log, "run.planned", run_id=result.run_id, sync=sync.name, **_counts(plan), blocked=verdict.blocked)
         if dry_run:
             result.status, result.message = "dry_run", "planned only; nothing was sent"

@@ -24,6 +24,10 @@ class GuardVerdict:
         self.decisions.append(f"passed: {decision}")
 
 
+# A mirror emptied with `--remove-all` stays so, also if its mode changes to upsert in the meantime.
+EMPTIED_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})
+
+
 def evaluate(
     sync: SyncSpec,
     plan: Plan,
@@ -39,8 +43,9 @@ def evaluate(
         verdict.allow(f"{REMOVE_ALL_GUARD}: removing all {plan.counts.remove} members, as asked; the model is not read")
         return verdict
     _minimum_audience(sync, plan, verdict)
-    if sync.mode is Mode.MIRROR:
+    if sync.mode in EMPTIED_MODES:
         _emptied(plan, verdict, emptied_by, add_back)
+    if sync.mode is Mode.MIRROR:
         _empty_source(plan, verdict)
         _removal_share(sync, plan, verdict, allow_large_removal)
     return verdict
@@ -75,10 +80,12 @@ def _minimum_audience(sync: SyncSpec, plan: Plan, verdict: GuardVerdict) -> None
 
 
 def _empty_source(plan: Plan, verdict: GuardVerdict) -> None:
-    """An empty model almost always means a broken upstream, never 'remove everyone'. Not overridable."""
-    if plan.current_rows == 0 and plan.counts.remove > 0:
+    """An empty model almost always means a broken upstream, never 'remove everyone'. Not overridable. Members a
+    run would only drop from state, unable to remove them (`unrecorded_identity`), count too."""
+    leaving = plan.counts.remove + plan.skipped.get("unrecorded_identity", 0)
+    if plan.current_rows == 0 and leaving > 0:
         verdict.block(
-            f"empty_source: the model has no rows; refusing to remove all {plan.counts.remove} members "
+            f"empty_source: the model has no rows; refusing to remove all {leaving} members "
             f"(fix the model; to empty the audience on purpose, `tidings run {plan.sync_name} --remove-all`)"
         )
 

@@ -154,9 +154,14 @@ def plans_removals(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 def _kept_members_sql(table: str, state_sql: str) -> str:
     """State rows of members settled in the destination that still hold their identity after this run: not
-    removed, and not retiring it."""
+    removed, and not retiring it. A member settled without fields (sent in upsert mode) that the plan records holds
+    the model's (`record`: its hash is unchanged), though the state learns them only when the run delivers."""
     leaving = (
         f"select row_key from {table} where action = 'remove' union all "
         f"select split_part(row_key, {literal(RETIRED_MARKER)}, 1) from {table} where action = 'retire'"
     )
-    return f"select * from ({state_sql}) where row_hash <> '' and row_key not in ({leaving})"
+    recorded = f"select row_key, row_fields from {table} where action = 'record'"
+    return f"""
+        select s.row_key, s.row_hash, coalesce(s.row_fields, r.row_fields) as row_fields
+        from ({state_sql}) s left join ({recorded}) r on r.row_key = s.row_key
+        where s.row_hash <> '' and s.row_key not in ({leaving})"""

@@ -181,6 +181,11 @@ def build_plan(
     plan.mapping_order = list(sync.mapping)
     if plan.skipped.get("unrecorded_identity"):
         plan.warnings.append(unrecorded_warning(plan.skipped["unrecorded_identity"]))
+    if retiring and counts.change and (changed := _changed_without_fields(con, sync, table)):
+        plan.warnings.append(
+            f"{changed} changed member(s) had no identifiers on record (sent in upsert mode): if their identifiers "
+            "changed, the previous ones are not removed and stay in the destination; remove them there"
+        )
     if counts.remove and sync.mode is Mode.MIRROR:
         plan.redone_removals = _written_again(con, sync, table, REDO_RUN_PREFIX)
         plan.carried_removals = _written_again(con, sync, table, CARRIED_RUN_PREFIX)
@@ -192,9 +197,18 @@ def build_plan(
 def unrecorded_warning(members: int) -> str:
     return (
         f"{members} member(s) that left the model were recorded without the identifiers sent to them (by runs in "
-        "upsert mode, which keep none): this mirror cannot remove them, so they leave its state and stay in the "
-        "destination; remove them there"
+        "upsert mode, which keep none): this mirror cannot remove them; a run drops them from its state, and they "
+        "stay in the destination: remove them there"
     )
+
+
+def _changed_without_fields(con: duckdb.DuckDBPyConnection, sync: SyncSpec, table: str) -> int:
+    """Members the plan changes whose settled state has no fields: a mirror cannot tell what it retires."""
+    return con.execute(
+        f"select count(*) from {table} p join {S}.sync_state s on s.sync_name = ? and s.row_key = p.row_key "
+        "where p.action = 'change' and s.row_fields is null",
+        [sync.name],
+    ).fetchone()[0]
 
 
 # What a `where` that passed the load-time checks (one read-only expression) can still raise on the built model:
@@ -368,7 +382,8 @@ def _plan_sql(
                                                   when {removable} then 'remove' end
                  when c.conflicting then 'duplicate_key'
                  when s.row_key is null or s.row_hash is null then 'add'
-                 when {unrecorded} and s.row_hash = c.row_hash and not {resend} then 'record'
+                 when {unrecorded} and s.row_hash = c.row_hash and not {resend} and not {retiring_member}
+                      then 'record'
                  when (s.row_hash <> c.row_hash or {retiring_member} or {resend})
                       and {literal(sync.mode.value)} <> 'send_once' then 'change'
                  else 'unchanged' end as action,

@@ -386,6 +386,13 @@ def record_run_end(con: duckdb.DuckDBPyConnection, run_id: str, summary: dict[st
         )
 
 
+def record_guard_decisions(con: duckdb.DuckDBPyConnection, run_id: str, decisions: list[str]) -> None:
+    """Before anything is sent: a run that dies keeps its guards' verdict on record (one that emptied a mirror with
+    `--remove-all` must mark it emptied, `emptied_syncs_sql`, even if it died halfway)."""
+    with transaction(con):
+        con.execute(f"update {S}.sync_runs set guard_decisions = ? where run_id = ?", [json.dumps(decisions), run_id])
+
+
 def list_runs(con: duckdb.DuckDBPyConnection, sync_name: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     where, params = ("where sync_name = ?", [sync_name]) if sync_name else ("", [])
     return _dicts(con, f"select * from {S}.sync_runs {where} order by started_at desc limit {int(limit)}", params)

@@ -117,8 +117,11 @@ class SyncEnv:
     def run(self, name: str, **kwargs: Any) -> SyncResult:
         return run_sync(name, project=self.project(), warehouse=self.warehouse, **kwargs)
 
-    def run_in_subprocess(self, name: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """`tidings run <name>` in a child process (for the runner's crash hooks, which exit the process)."""
+    def run_in_subprocess(
+        self, name: str, *, extra_args: tuple[str, ...] = (), **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """`tidings run <name> [extra_args]` in a child process (for the runner's crash hooks, which exit the
+        process)."""
         command = [
             sys.executable,
             "-m",
@@ -131,6 +134,7 @@ class SyncEnv:
             str(self.destinations_file),
             "run",
             name,
+            *extra_args,
         ]
         return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 

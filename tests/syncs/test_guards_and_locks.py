@@ -73,8 +73,8 @@ def test_an_emptied_mirror_sends_no_member_back_until_asked(sync_env, capsys):
     sync_env.fill_audience(100)
     assert sync_env.run("audience_mirror").status == "blocked"
 
-    assert cli(sync_env, "run", "audience_upsert", "--add-back") == 2  # only a mirror is emptied
-    assert "adding members back applies to a mirror sync" in capsys.readouterr().err
+    assert cli(sync_env, "run", "welcome_send", "--add-back") == 2  # a send_once sync has no members
+    assert "adding members back applies to a mirror or upsert sync" in capsys.readouterr().err
     assert cli(sync_env, "run", "audience_mirror", "--remove-all", "--add-back") == 2
     assert cli(sync_env, "run", "audience_mirror", "--add-back") == 0
     assert len(sync_env.webhook().members["audience"]) == 100
@@ -82,6 +82,24 @@ def test_an_emptied_mirror_sends_no_member_back_until_asked(sync_env, capsys):
     assert (after.status, after.planned.unchanged) == ("success", 100) and not after.guard_decisions
     sync_env.fill_audience(101)
     assert sync_env.run("audience_mirror").sent == 1  # synced as usual again
+
+
+def test_a_remove_all_run_that_died_halfway_still_leaves_the_audience_emptied(sync_env):
+    """The guards' verdict is on record before the first send: a scheduled run between a `--remove-all` that died
+    and its rerun must not fill the audience again, nor may a change of the sync's mode to upsert."""
+    sync_env.run("audience_mirror")
+    died = sync_env.run_in_subprocess("audience_mirror", TIDINGS_CRASH_AFTER_BATCHES="1", extra_args=("--remove-all",))
+    assert died.returncode == 137, died.stderr[-2000:]
+    assert 0 < len(sync_env.webhook().members["audience"]) < 100
+
+    scheduled = sync_env.run("audience_mirror")
+    assert (scheduled.status, scheduled.sent) == ("blocked", 0)
+    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
+    mirror = "- name: audience_mirror\n              destination: hooks\n              mode: mirror\n"
+    models.write_text(models.read_text().replace(mirror, mirror.replace("mode: mirror", "mode: upsert")))
+    as_upsert = sync_env.run("audience_mirror")
+    assert (as_upsert.status, as_upsert.sent) == ("blocked", 0)
+    assert any(d.startswith("blocked: emptied:") for d in as_upsert.guard_decisions)
 
 
 def test_removal_guard_blocks_a_large_removal_unless_allowed(sync_env):

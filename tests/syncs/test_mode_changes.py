@@ -4,6 +4,7 @@ it added, and removes those whose identifiers it knows."""
 from __future__ import annotations
 
 from syncs.engine import plan_sync
+from tests.syncs.test_identity_changes import segment, set_people, with_people
 from tests.syncs.test_sync_names import members
 
 AUDIENCE_MIRROR = "- name: audience_mirror\n              destination: hooks\n              mode: "
@@ -96,3 +97,65 @@ def test_removing_every_member_of_a_former_upsert_sync_says_it_cannot(sync_env):
     assert emptied.warnings[0].startswith("100 member(s) that left the model were recorded without the identifiers")
     assert len(members(sync_env, "audience")) == 100 and not removed_keys(sync_env)
     assert fields_on_record(sync_env) == (0, 0)
+
+
+PEOPLE_MAILCHIMP = "- name: people_mailchimp\n              destination: mailchimp\n              mode: "
+
+
+def set_people_mode(env, before: str, after: str) -> None:
+    models = env.dbt_project_dir / "models" / "_people.yml"
+    text = models.read_text()
+    assert PEOPLE_MAILCHIMP + before + "\n" in text
+    models.write_text(text.replace(PEOPLE_MAILCHIMP + before + "\n", PEOPLE_MAILCHIMP + after + "\n"))
+
+
+def test_a_member_taken_over_keeps_a_household_email_another_member_leaves(sync_env):
+    """The member a takeover records holds the shared email in this very run, though its state learns the fields
+    only when the run delivers: the leaving member's removal is released, not sent."""
+    env = with_people(sync_env)
+    set_people(env, "email", "ann@example.com", "c2")
+    env.run("people_mailchimp")
+    set_people_mode(env, "mirror", "upsert")
+    set_people(env, "first_name", "Bobby", "c2")
+    assert env.run("people_mailchimp").sent == 1  # c2's fields are no longer on record
+    set_people_mode(env, "upsert", "mirror")
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    result = env.run("people_mailchimp")
+
+    assert (result.status, result.removed, result.skipped) == ("success", 0, 1)  # released as a shared identity
+    assert segment(env) == {"ann@example.com"}
+
+
+def test_a_takeover_warns_that_changed_members_may_keep_an_earlier_identity(sync_env):
+    """A member changed before the mirror's first run has no identifiers on record to retire: if its email
+    changed, the earlier one stays in the destination, and the run says so."""
+    env = with_people(sync_env)
+    set_people_mode(env, "mirror", "upsert")
+    env.run("people_mailchimp")
+    set_people_mode(env, "upsert", "mirror")
+    set_people(env, "email", "ann.new@example.com", "c1")
+
+    taken_over = env.run("people_mailchimp")
+
+    assert (taken_over.status, taken_over.sent) == ("success", 1)
+    assert taken_over.warnings == [
+        "1 changed member(s) had no identifiers on record (sent in upsert mode): if their identifiers changed, the "
+        "previous ones are not removed and stay in the destination; remove them there"
+    ]
+    assert segment(env) == {"ann@example.com", "ann.new@example.com", "bob@example.com"}
+    assert not env.run("people_mailchimp").warnings  # recorded now: later changes retire as usual
+
+
+def test_an_empty_model_does_not_drop_a_takeover_s_members(sync_env):
+    """Members a mirror cannot remove are still under the empty-source guard: a broken upstream must not drop
+    the whole audience from state."""
+    set_mode(sync_env, "mirror", "upsert")
+    sync_env.run("audience_mirror")
+    set_mode(sync_env, "upsert", "mirror")
+    sync_env.sql("delete from analytics.audience")
+
+    blocked = sync_env.run("audience_mirror")
+
+    assert blocked.status == "blocked" and "refusing to remove all 100 members" in blocked.message
+    assert fields_on_record(sync_env) == (100, 0)
