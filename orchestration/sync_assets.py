@@ -39,8 +39,8 @@ class SyncRunConfig(dg.Config):
     )
     add_back: bool = Field(
         default=False,
-        description="Mirror emptied by `tidings run NAME --remove-all`: send the model's members again (until "
-        "then its runs are blocked from sending any).",
+        description="Mirror (or upsert) sync emptied by `tidings run NAME --remove-all`: send the model's members "
+        "again (until then its runs are blocked from sending any).",
     )
 
 

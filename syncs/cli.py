@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--add-back",
         action="store_true",
-        help="mirror emptied by --remove-all: send the model's members again (later runs then sync as usual)",
+        help="mirror (or upsert) sync emptied by --remove-all: send the model's members again (later runs then "
+        "sync as usual)",
     )
     run.add_argument("--json", action="store_true")
     retry = command("retry", _retry, "re-send only the rows currently in error")

@@ -317,7 +317,8 @@ def _plan_and_deliver(
         )
         result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
         result.guard_decisions = verdict.decisions
-        state.record_guard_decisions(con, result.run_id, verdict.decisions)
+        if not verdict.blocked:  # a blocked run's are written as it ends, and must not count if it dies first
+            state.record_guard_decisions(con, result.run_id, verdict.decisions)
         log_event(log, "run.planned", run_id=result.run_id, sync=sync.name, **_counts(plan), blocked=verdict.blocked)
         if dry_run:
             result.status, result.message = "dry_run", "planned only; nothing was sent"

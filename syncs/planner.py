@@ -206,7 +206,7 @@ def _changed_without_fields(con: duckdb.DuckDBPyConnection, sync: SyncSpec, tabl
     """Members the plan changes whose settled state has no fields: a mirror cannot tell what it retires."""
     return con.execute(
         f"select count(*) from {table} p join {S}.sync_state s on s.sync_name = ? and s.row_key = p.row_key "
-        "where p.action = 'change' and s.row_fields is null",
+        "where p.action = 'change' and s.row_fields is null and s.row_hash <> p.row_hash",
         [sync.name],
     ).fetchone()[0]
 
@@ -409,7 +409,8 @@ def _plan_sql(
         )
         written_ahead = f" left join ({keys}) w on w.occurrence_key = p.row_key"
     # A retry sends exactly the rows in error; a normal run skips rows rejected for good in this version.
-    restrict = " and e.row_key is not null" if only_rows_in_error else ""
+    # (Members a takeover records come along: they keep identities a removal in the retry may share.)
+    restrict = " and (e.row_key is not null or p.action = 'record')" if only_rows_in_error else ""
     skip = "false" if only_rows_in_error else "e.permanent and e.row_hash = p.row_hash"
     return f"""
         select case when p.action not in ('unchanged', 'record', 'unrecorded') and {skip} then 'skipped_error'

@@ -17,11 +17,9 @@ def set_mode(env, before: str, after: str) -> None:
     models.write_text(text.replace(AUDIENCE_MIRROR + before + "\n", AUDIENCE_MIRROR + after + "\n"))
 
 
-def fields_on_record(env) -> tuple[int, int]:
+def fields_on_record(env, sync: str = "audience_mirror") -> tuple[int, int]:
     """(members in the sync's state, of which with the fields last sent)."""
-    (counts,) = env.sql(
-        "select count(*), count(row_fields) from tidings.sync_state where sync_name = 'audience_mirror'"
-    )
+    (counts,) = env.sql("select count(*), count(row_fields) from tidings.sync_state where sync_name = ?", [sync])
     return counts
 
 
@@ -159,3 +157,38 @@ def test_an_empty_model_does_not_drop_a_takeover_s_members(sync_env):
 
     assert blocked.status == "blocked" and "refusing to remove all 100 members" in blocked.message
     assert fields_on_record(sync_env) == (100, 0)
+
+
+def test_a_retry_after_a_takeover_keeps_a_household_email_too(sync_env):
+    """A retry plans only the rows in error, and the members the takeover records with them: the one who stays
+    keeps the shared email the leaving member's removal would take."""
+    env = with_people(sync_env)
+    set_people(env, "email", "ann@example.com", "c2")
+    env.run("people_mailchimp")
+    set_people_mode(env, "mirror", "upsert")
+    set_people(env, "first_name", "Bobby", "c2")
+    env.run("people_mailchimp")
+    set_people_mode(env, "upsert", "mirror")
+    env.sql(
+        "insert into tidings.row_errors select sync_name, row_key, row_hash, 'earlier', 'http_503', 'unavailable', "
+        "false, 1, now(), now() from tidings.sync_state where sync_name = 'people_mailchimp' and row_key = 'c1'"
+    )
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    retry = env.run("people_mailchimp", only_rows_in_error=True)
+
+    assert (retry.status, retry.removed, retry.skipped) == ("success", 0, 1)
+    assert segment(env) == {"ann@example.com"}
+    assert fields_on_record(env, "people_mailchimp") == (1, 1)
+    assert not env.run("people_mailchimp").planned.change
+
+
+def test_resending_every_member_after_a_takeover_warns_of_no_change(sync_env):
+    env = with_people(sync_env)
+    set_people_mode(env, "mirror", "upsert")
+    env.run("people_mailchimp")
+    set_people_mode(env, "upsert", "mirror")
+
+    resent = env.run("people_mailchimp", resend_all=True)
+
+    assert (resent.status, resent.sent, resent.warnings) == ("success", 2, [])
