@@ -3,7 +3,8 @@
 dbt models and tests (`orchestration.dbt_assets`: the history metrics partitioned by day, everything else
 unpartitioned), one asset per declared sync (`orchestration.sync_assets`), the Great Expectations gates on every
 model a sync reads (`orchestration.quality_checks`), jobs, schedules and automation (`orchestration.schedules`),
-and resources configured by environment variables.
+the sensor that reports state left by removed syncs (`orchestration.leftover_state`), and resources configured
+by environment variables.
 
 DuckDB allows one writing process at a time, so warehouse writers are serialized twice over:
 - every job, and every run launched from the UI, uses the in-process executor: the steps of one run execute
@@ -19,6 +20,7 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from orchestration.dbt_assets import tidings_dbt_metrics, tidings_dbt_models
+from orchestration.leftover_state import build_leftover_state_sensor
 from orchestration.quality_checks import build_quality_checks, group_by_model
 from orchestration.resources import default_resources
 from orchestration.schedules import build_automation_sensor, build_jobs, build_schedules
@@ -36,7 +38,7 @@ def build_definitions() -> dg.Definitions:
         asset_checks=build_quality_checks(syncs_by_model, model_keys),
         jobs=jobs,
         schedules=build_schedules(jobs),
-        sensors=[build_automation_sensor()],
+        sensors=[build_automation_sensor(), build_leftover_state_sensor()],
         resources=default_resources(),
         executor=dg.in_process_executor,
     )

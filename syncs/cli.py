@@ -151,21 +151,7 @@ def _print_leftovers(project: engine.Project, warehouse: Path) -> None:
         print(f"note: sync state not checked: another process has {warehouse} open")
         return
     for leftover in found:
-        if leftover.carried_over_by:
-            print(f"note: state of {leftover.describe()}; sync {leftover.carried_over_by}'s next run carries it over")
-            continue
-        name = leftover.sync_name
-        removed = f"Removed? `tidings forget {name}` deletes its members' state (its message history stays)"
-        if leftover.members and leftover.last_mode == "mirror":
-            removed += (
-                f", and the destination keeps its members: to take them out first, declare it again and run "
-                f"`tidings run {name} --remove-all`"
-            )
-        print(
-            f"warning: state of {leftover.describe()}; no declared sync has that name. Renamed? add "
-            f"`renamed_from: {name}` to the sync's declaration, and its next run carries the state over (members who "
-            f"left since are removed, messages sent are not sent again). {removed}."
-        )
+        print(f"{'note' if leftover.carried_over_by else 'warning'}: {leftover.advice()}")
 
 
 def _forget(args: argparse.Namespace) -> int:

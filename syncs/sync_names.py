@@ -65,6 +65,23 @@ class LeftoverState:
         emptied = "; emptied by --remove-all" if self.emptied else ""
         return f"{self.sync_name}: {held}; {last}{emptied}"
 
+    def advice(self) -> str:
+        """What the state is and the ways out (`tidings validate`, the Dagster leftover-state sensor)."""
+        if self.carried_over_by:
+            return f"state of {self.describe()}; sync {self.carried_over_by}'s next run carries it over"
+        name = self.sync_name
+        removed = f"Removed? `tidings forget {name}` deletes its members' state (its message history stays)"
+        if self.members and self.last_mode == "mirror":
+            removed += (
+                f", and the destination keeps its members: to take them out first, declare it again and run "
+                f"`tidings run {name} --remove-all`"
+            )
+        return (
+            f"state of {self.describe()}; no declared sync has that name. Renamed? add `renamed_from: {name}` to the "
+            "sync's declaration, and its next run carries the state over (members who left since are removed, "
+            f"messages sent are not sent again). {removed}."
+        )
+
 
 def has_state(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Rows under the name, a lock on it (a run that has written nothing yet), or the mark of an audience emptied

@@ -1,0 +1,41 @@
+"""The `tidings_leftover_state` sensor: in the Dagster UI, the state left under names no declared sync has.
+
+A sync removed from its YAML (or renamed without `renamed_from`) disappears from the asset graph, but its members
+stay in the destination and its state, with their identifiers, in the warehouse. `tidings validate` warns of it;
+this sensor says it where data engineers look. It never requests a run: each tick is skipped with the finding as
+its reason (the sensor's tick history), and each name is logged as a warning in the tick's logs.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+from orchestration.resources import TidingsResource
+from syncs.engine import leftover_state, load_project
+
+SENSOR_NAME = "tidings_leftover_state"
+CHECK_EVERY_SECONDS = 3600
+
+
+def build_leftover_state_sensor() -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        minimum_interval_seconds=CHECK_EVERY_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Hourly: state left in the warehouse by removed or renamed syncs (never requests a run).",
+    )
+    def tidings_leftover_state(context: dg.SensorEvaluationContext, tidings: TidingsResource) -> dg.SkipReason:
+        warehouse = tidings.warehouse_path()
+        try:
+            found = leftover_state(load_project(), warehouse)
+        except duckdb.IOException:  # a run has the warehouse open for writing: DuckDB lets no other process in
+            return dg.SkipReason(f"not checked: another process has {warehouse} open; checked again next tick")
+        if not found:
+            return dg.SkipReason("no state left under names no declared sync has")
+        for leftover in found:
+            context.log.warning(leftover.advice())
+        advice = " ".join(leftover.advice() for leftover in found)
+        return dg.SkipReason(f"state left under {len(found)} name(s) no declared sync has. {advice}")
+
+    return tidings_leftover_state

@@ -1,0 +1,97 @@
+"""The Dagster UI says when a removed or renamed sync left state in the warehouse (`tidings_leftover_state`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from orchestration.leftover_state import SENSOR_NAME
+from orchestration.resources import TidingsResource
+from syncs import state
+
+
+def warehouse_with_state_of(path: Path, name: str) -> Path:
+    """A warehouse whose sync state holds two members of a mirror `name`, which no YAML declares."""
+    con = empty_warehouse(path)
+    try:
+        con.execute(
+            "insert into tidings.sync_state values (?, 'c1', 'h1', '{\"email\": \"a@example.com\"}', null, now()), "
+            "(?, 'c2', 'h2', '{\"email\": \"b@example.com\"}', null, now())",
+            [name, name],
+        )
+        con.execute(
+            "insert into tidings.sync_runs (run_id, sync_name, mode, dry_run, status, started_at) "
+            "values ('r1', ?, 'mirror', false, 'success', now())",
+            [name],
+        )
+    finally:
+        con.close()
+    return path
+
+
+def empty_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    duckdb.connect(str(path)).close()
+    con = state.connect(path)
+    state.ensure_schema(con)
+    return con
+
+
+def evaluate(defs: dg.Definitions, warehouse: Path) -> tuple[str, list[str]]:
+    """The sensor's skip reason and the warnings it logged."""
+    sensor = defs.get_sensor_def(SENSOR_NAME)
+    with dg.build_sensor_context(resources={"tidings": TidingsResource(warehouse=str(warehouse))}) as context:
+        warnings: list[str] = []
+        context.log.warning = warnings.append  # type: ignore[method-assign]
+        result = sensor(context)
+    assert isinstance(result, dg.SkipReason)  # it never asks for a run
+    return result.skip_message or "", warnings
+
+
+def test_the_sensor_names_state_a_removed_sync_left_and_how_to_clear_it(defs, tmp_path):
+    warehouse = warehouse_with_state_of(tmp_path / "warehouse.duckdb", "winback_meta_2025")
+
+    reason, warnings = evaluate(defs, warehouse)
+
+    assert reason.startswith("state left under 1 name(s) no declared sync has.")
+    assert "winback_meta_2025: 2 member(s)" in reason and "`tidings forget winback_meta_2025`" in reason
+    assert "`renamed_from: winback_meta_2025`" in reason and "--remove-all" in reason
+    assert warnings == [reason.split(". ", 1)[1]]
+    assert "example.com" not in reason  # counts, never the rows
+
+
+def test_the_sensor_skips_quietly_when_nothing_is_left_or_the_warehouse_is_busy(defs, tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    empty_warehouse(warehouse).close()
+    assert evaluate(defs, warehouse) == ("no state left under names no declared sync has", [])
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import sys, time, duckdb
+            con = duckdb.connect({str(warehouse)!r})
+            print("open", flush=True)
+            time.sleep(60)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        reason, warnings = evaluate(defs, warehouse)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert reason.startswith("not checked: another process has") and not warnings
+
+
+def test_the_sensor_is_on_by_default_and_checks_hourly(defs):
+    sensor = defs.get_sensor_def(SENSOR_NAME)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.minimum_interval_seconds == 3600
