@@ -3,7 +3,8 @@
 A sync removed from its YAML (or renamed without `renamed_from`) disappears from the asset graph, but its members
 stay in the destination and its state, with their identifiers, in the warehouse. `tidings validate` warns of it;
 this sensor says it where data engineers look. It never requests a run: each tick is skipped with the finding as
-its reason (the sensor's tick history), and each name is logged as a warning in the tick's logs.
+its reason (the sensor's tick history), and each name is logged as a warning in the tick's logs. It reads only
+while no run is queued or in progress.
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ from syncs.engine import leftover_state, load_project
 
 SENSOR_NAME = "tidings_leftover_state"
 CHECK_EVERY_SECONDS = 3600
+# While a run may be using the warehouse the sensor does not read it: DuckDB lets no process open a file for
+# writing while another holds it open, even read-only, so a run starting during the read would fail. A run takes
+# seconds from being queued to opening the warehouse, far longer than the read.
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def build_leftover_state_sensor() -> dg.SensorDefinition:
@@ -26,6 +37,8 @@ def build_leftover_state_sensor() -> dg.SensorDefinition:
         description="Hourly: state left in the warehouse by removed or renamed syncs (never requests a run).",
     )
     def tidings_leftover_state(context: dg.SensorEvaluationContext, tidings: TidingsResource) -> dg.SkipReason:
+        if running := context.instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED), limit=1):
+            return dg.SkipReason(f"not checked: run {running[0].run_id} may be writing the warehouse")
         warehouse = tidings.warehouse_path()
         try:
             found = leftover_state(load_project(), warehouse)

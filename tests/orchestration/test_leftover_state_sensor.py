@@ -41,10 +41,13 @@ def empty_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def evaluate(defs: dg.Definitions, warehouse: Path) -> tuple[str, list[str]]:
+def evaluate(
+    defs: dg.Definitions, warehouse: Path, instance: dg.DagsterInstance | None = None
+) -> tuple[str, list[str]]:
     """The sensor's skip reason and the warnings it logged."""
     sensor = defs.get_sensor_def(SENSOR_NAME)
-    with dg.build_sensor_context(resources={"tidings": TidingsResource(warehouse=str(warehouse))}) as context:
+    resources = {"tidings": TidingsResource(warehouse=str(warehouse))}
+    with dg.build_sensor_context(instance=instance or dg.DagsterInstance.ephemeral(), resources=resources) as context:
         warnings: list[str] = []
         context.log.warning = warnings.append  # type: ignore[method-assign]
         result = sensor(context)
@@ -90,6 +93,17 @@ def test_the_sensor_skips_quietly_when_nothing_is_left_or_the_warehouse_is_busy(
         holder.kill()
         holder.wait()
     assert reason.startswith("not checked: another process has") and not warnings
+
+
+def test_the_sensor_does_not_open_the_warehouse_while_a_run_may_be_writing_it(defs, tmp_path):
+    """A run opening the warehouse while the sensor reads it would fail: DuckDB lets no writer in then."""
+    warehouse = warehouse_with_state_of(tmp_path / "warehouse.duckdb", "winback_meta_2025")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_run(dg.DagsterRun(job_name="daily_full_build", run_id="nightly", status=dg.DagsterRunStatus.STARTED))
+
+    assert evaluate(defs, warehouse, instance) == ("not checked: run nightly may be writing the warehouse", [])
+    instance.delete_run("nightly")  # finished and gone
+    assert evaluate(defs, warehouse, instance)[0].startswith("state left under 1 name(s)")
 
 
 def test_the_sensor_is_on_by_default_and_checks_hourly(defs):
