@@ -1,7 +1,7 @@
 """`tidings`: list, validate, plan, run and inspect syncs; generate sample data; serve the sandboxes.
 
 Exit codes: 0 done (or dry run), 1 rows failed or the run failed, 2 invalid configuration or usage,
-3 blocked by a guard, 4 another run holds the sync's lock.
+3 blocked by a guard, 4 another run holds the sync's lock, or another process has the warehouse open.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, FileNotFoundError, engine.RunRefused) as error:
         print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
+    except state.WarehouseBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CODES["locked"]
 
 
 def _parser() -> argparse.ArgumentParser:

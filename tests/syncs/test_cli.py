@@ -199,3 +199,29 @@ def test_resend_all_delivers_every_member_again_and_refuses_send_once(sync_env, 
     assert cli(sync_env, "run", "welcome_send", "--resend-all") == 2
     assert "resending applies to mirror and upsert syncs" in capsys.readouterr().err
     assert sync_env.webhook().stats["requests"] == requests_before
+
+
+def test_a_warehouse_another_process_has_open_is_a_clear_error_not_a_traceback(sync_env, capsys):
+    """DuckDB lets one process at a time write the file: a `tidings` command then says who holds it, exit 4."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; con = duckdb.connect({str(sync_env.warehouse)!r}, read_only=True); "
+            "print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        run_code, runs_code = cli(sync_env, "run", "audience_mirror"), cli(sync_env, "runs")
+    finally:
+        holder.kill()
+        holder.wait()
+
+    assert (run_code, runs_code) == (4, 4)
+    err = capsys.readouterr().err
+    assert f"error: the warehouse {sync_env.warehouse} is open in another process (PID {holder.pid})" in err
+    assert "Traceback" not in err
+    assert cli(sync_env, "run", "audience_mirror") == 0  # once it is closed
