@@ -9,17 +9,21 @@ while no run is queued or in progress.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
-import duckdb
 
 from orchestration.resources import TidingsResource
 from syncs.engine import leftover_state, load_project
+from syncs.state import WarehouseBusy
 
 SENSOR_NAME = "tidings_leftover_state"
 CHECK_EVERY_SECONDS = 3600
 # While a run may be using the warehouse the sensor does not read it: DuckDB lets no process open a file for
 # writing while another holds it open, even read-only, so a run starting during the read would fail. A run takes
-# seconds from being queued to opening the warehouse, far longer than the read.
+# seconds from being queued to opening the warehouse, far longer than the read. Runs created more than
+# STALE_RUN_HOURS ago are not waited for: without Dagster's run monitoring, a run whose process died stays STARTED.
+STALE_RUN_HOURS = 6
 UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -37,12 +41,16 @@ def build_leftover_state_sensor() -> dg.SensorDefinition:
         description="Hourly: state left in the warehouse by removed or renamed syncs (never requests a run).",
     )
     def tidings_leftover_state(context: dg.SensorEvaluationContext, tidings: TidingsResource) -> dg.SkipReason:
-        if running := context.instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED), limit=1):
+        recent = datetime.now(UTC) - timedelta(hours=STALE_RUN_HOURS)
+        unfinished = dg.RunsFilter(statuses=UNFINISHED, created_after=recent)
+        if running := context.instance.get_runs(filters=unfinished, limit=1):
             return dg.SkipReason(f"not checked: run {running[0].run_id} may be writing the warehouse")
         warehouse = tidings.warehouse_path()
+        if not warehouse.exists():
+            return dg.SkipReason(f"not checked: warehouse {warehouse} does not exist")
         try:
             found = leftover_state(load_project(), warehouse)
-        except duckdb.IOException:  # a run has the warehouse open for writing: DuckDB lets no other process in
+        except WarehouseBusy:  # a process outside Dagster writes it (a CLI run): DuckDB lets no other process in
             return dg.SkipReason(f"not checked: another process has {warehouse} open; checked again next tick")
         if not found:
             return dg.SkipReason("no state left under names no declared sync has")

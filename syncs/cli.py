@@ -150,7 +150,7 @@ def _print_leftovers(project: engine.Project, warehouse: Path) -> None:
     """Warn of state under names no declared sync has: a sync renamed without `renamed_from`, or removed."""
     try:
         found = engine.leftover_state(project, warehouse)
-    except duckdb.IOException:  # another process has it open for writing, and DuckDB then lets no other in
+    except state.WarehouseBusy:  # another process has it open for writing, and DuckDB then lets no other in
         print(f"note: sync state not checked: another process has {warehouse} open")
         return
     for leftover in found:

@@ -426,8 +426,10 @@ def _counts(plan: Plan) -> dict[str, int]:
 
 
 def _read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    """The warehouse for checks that change nothing, with DuckDB's external access off (user SQL runs on it)."""
-    return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    """The warehouse for checks that change nothing, with DuckDB's external access off (user SQL runs on it).
+    Raises `state.WarehouseBusy` while another process writes it."""
+    with state.busy_as_error(path):
+        return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
 
 
 def _open(warehouse: Path | None) -> duckdb.DuckDBPyConnection:

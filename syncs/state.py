@@ -154,6 +154,22 @@ class WarehouseBusy(Exception):
     """Another process has the warehouse open: DuckDB lets a process write a file only while no other has it open."""
 
 
+@contextmanager
+def busy_as_error(warehouse: Path) -> Iterator[None]:
+    """Opening the warehouse while another process holds it raises `WarehouseBusy`, naming the holder's PID."""
+    try:
+        yield
+    except duckdb.IOException as error:
+        if "Could not set lock" not in str(error):
+            raise
+        holder = re.search(r"\(PID (\d+)\)", str(error))
+        raise WarehouseBusy(
+            f"the warehouse {warehouse} is open in another process{f' (PID {holder[1]})' if holder else ''}: DuckDB "
+            "lets one process at a time write it (a dbt build, a Dagster run, another `tidings` command); run this "
+            "again once that one ends"
+        ) from error
+
+
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     """Open the warehouse with DuckDB's external access disabled, because user SQL runs on it.
 
@@ -169,16 +185,8 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
         fix = "rename the file (e.g. warehouse.duckdb) and point TIDINGS_WAREHOUSE at it"
         raise ConfigError([ConfigProblem(warehouse, "warehouse", "TIDINGS_WAREHOUSE", problem, fix)])
     try:
-        con = duckdb.connect(str(warehouse), config={"enable_external_access": False, **_memory_config()})
-    except duckdb.IOException as error:
-        if "Could not set lock" not in str(error):
-            raise
-        holder = re.search(r"\(PID (\d+)\)", str(error))
-        raise WarehouseBusy(
-            f"the warehouse {warehouse} is open in another process{f' (PID {holder[1]})' if holder else ''}: DuckDB "
-            "lets one process at a time write it (a dbt build, a Dagster run, another `tidings` command); run this "
-            "again once that one ends"
-        ) from None
+        with busy_as_error(warehouse):
+            con = duckdb.connect(str(warehouse), config={"enable_external_access": False, **_memory_config()})
     except duckdb.ConnectionException as error:
         if "different configuration" not in str(error):
             raise

@@ -15,6 +15,7 @@ import duckdb
 from syncs.sample_data import billing, commerce, events, marketing, people, permissions
 from syncs.sample_data.randomness import macro_statements
 from syncs.settings import AS_OF_ENV, RAW_SCHEMA
+from syncs.state import busy_as_error
 
 RAW_TABLES = (
     "crm_customers",
@@ -49,7 +50,9 @@ def generate(warehouse: Path, *, customers: int, seed: int = 42, as_of: date | N
         raise ValueError(f"customers must be at least 1, got {customers}")
     as_of = as_of or default_as_of()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse)) as con:
+    with busy_as_error(warehouse):
+        con = duckdb.connect(str(warehouse))
+    with con:
         for statement in macro_statements(seed=seed, as_of=as_of, customers=customers):
             con.execute(statement)
         con.execute(f"create schema if not exists {RAW_SCHEMA}")

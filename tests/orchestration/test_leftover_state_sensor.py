@@ -9,7 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
+from orchestration import leftover_state
 from orchestration.leftover_state import SENSOR_NAME
 from orchestration.resources import TidingsResource
 from syncs import state
@@ -95,15 +97,27 @@ def test_the_sensor_skips_quietly_when_nothing_is_left_or_the_warehouse_is_busy(
     assert reason.startswith("not checked: another process has") and not warnings
 
 
-def test_the_sensor_does_not_open_the_warehouse_while_a_run_may_be_writing_it(defs, tmp_path):
+def test_the_sensor_does_not_open_the_warehouse_while_a_run_may_be_writing_it(defs, tmp_path, monkeypatch):
     """A run opening the warehouse while the sensor reads it would fail: DuckDB lets no writer in then."""
     warehouse = warehouse_with_state_of(tmp_path / "warehouse.duckdb", "winback_meta_2025")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_run(dg.DagsterRun(job_name="daily_full_build", run_id="nightly", status=dg.DagsterRunStatus.STARTED))
 
     assert evaluate(defs, warehouse, instance) == ("not checked: run nightly may be writing the warehouse", [])
+    monkeypatch.setattr(leftover_state, "STALE_RUN_HOURS", 0)  # a run whose process died stays STARTED for good
+    assert evaluate(defs, warehouse, instance)[0].startswith("state left under 1 name(s)")
+    monkeypatch.undo()
     instance.delete_run("nightly")  # finished and gone
     assert evaluate(defs, warehouse, instance)[0].startswith("state left under 1 name(s)")
+
+
+def test_a_missing_or_broken_warehouse_is_not_reported_as_nothing_left_or_busy(defs, tmp_path):
+    missing = tmp_path / "missing.duckdb"
+    assert evaluate(defs, missing) == (f"not checked: warehouse {missing} does not exist", [])
+    broken = tmp_path / "broken.duckdb"
+    broken.write_text("not a database")
+    with pytest.raises(duckdb.IOException, match="not a valid DuckDB database file"):
+        evaluate(defs, broken)  # the tick errors, visibly
 
 
 def test_the_sensor_is_on_by_default_and_checks_hourly(defs):

@@ -207,7 +207,7 @@ def test_a_warehouse_another_process_has_open_is_a_clear_error_not_a_traceback(s
         [
             sys.executable,
             "-c",
-            f"import duckdb, time; con = duckdb.connect({str(sync_env.warehouse)!r}, read_only=True); "
+            f"import duckdb, time; con = duckdb.connect({str(sync_env.warehouse)!r}); "
             "print('open', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -215,12 +215,13 @@ def test_a_warehouse_another_process_has_open_is_a_clear_error_not_a_traceback(s
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
-        run_code, runs_code = cli(sync_env, "run", "audience_mirror"), cli(sync_env, "runs")
+        commands = (["run", "audience_mirror"], ["runs"], ["validate", "--models"], ["generate", "--customers", "10"])
+        codes = [cli(sync_env, *command) for command in commands]
     finally:
         holder.kill()
         holder.wait()
 
-    assert (run_code, runs_code) == (4, 4)
+    assert codes == [4, 4, 4, 4]
     err = capsys.readouterr().err
     assert f"error: the warehouse {sync_env.warehouse} is open in another process (PID {holder.pid})" in err
     assert "Traceback" not in err
