@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +12,7 @@ from orchestration import leftover_state
 from orchestration.leftover_state import SENSOR_NAME
 from orchestration.resources import TidingsResource
 from syncs import state
+from tests.warehouse_lock import held_open_elsewhere
 
 
 def warehouse_with_state_of(path: Path, name: str) -> Path:
@@ -74,26 +72,8 @@ def test_the_sensor_skips_quietly_when_nothing_is_left_or_the_warehouse_is_busy(
     empty_warehouse(warehouse).close()
     assert evaluate(defs, warehouse) == ("no state left under names no declared sync has", [])
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import sys, time, duckdb
-            con = duckdb.connect({str(warehouse)!r})
-            print("open", flush=True)
-            time.sleep(60)
-        """),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    with held_open_elsewhere(warehouse):
         reason, warnings = evaluate(defs, warehouse)
-    finally:
-        holder.kill()
-        holder.wait()
     assert reason.startswith("not checked: another process has") and not warnings
 
 

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from syncs.cli import main
+from tests.warehouse_lock import held_open_elsewhere
 
 
 def cli(env, *args: str) -> int:
@@ -203,26 +204,12 @@ def test_resend_all_delivers_every_member_again_and_refuses_send_once(sync_env, 
 
 def test_a_warehouse_another_process_has_open_is_a_clear_error_not_a_traceback(sync_env, capsys):
     """DuckDB lets one process at a time write the file: a `tidings` command then says who holds it, exit 4."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; con = duckdb.connect({str(sync_env.warehouse)!r}); "
-            "print('open', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    with held_open_elsewhere(sync_env.warehouse) as holder:
         commands = (["run", "audience_mirror"], ["runs"], ["validate", "--models"], ["generate", "--customers", "10"])
         codes = [cli(sync_env, *command) for command in commands]
-    finally:
-        holder.kill()
-        holder.wait()
 
     assert codes == [4, 4, 4, 4]
     err = capsys.readouterr().err
-    assert f"error: the warehouse {sync_env.warehouse} is open in another process (PID {holder.pid})" in err
+    assert f"error: the warehouse {sync_env.warehouse} is open in another process (PID {holder})" in err
     assert "Traceback" not in err
     assert cli(sync_env, "run", "audience_mirror") == 0  # once it is closed
