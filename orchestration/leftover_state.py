@@ -54,9 +54,9 @@ def build_leftover_state_sensor() -> dg.SensorDefinition:
             return dg.SkipReason(f"not checked: another process has {warehouse} open; checked again next tick")
         if not found:
             return dg.SkipReason("no state left under names no declared sync has")
-        for leftover in found:
-            context.log.warning(leftover.advice())
-        advice = " ".join(leftover.advice() for leftover in found)
-        return dg.SkipReason(f"state left under {len(found)} name(s) no declared sync has. {advice}")
+        advice = [leftover.advice() for leftover in found]
+        for line in advice:
+            context.log.warning(line)
+        return dg.SkipReason(f"state left under {len(found)} name(s) no declared sync has. {' '.join(advice)}")
 
     return tidings_leftover_state

@@ -12,6 +12,7 @@ import pytest
 from syncs import state
 from syncs.config import ConfigError
 from tests.syncs.test_cli import cli
+from tests.syncs.test_mode_changes import AUDIENCE_MIRROR, set_mode
 
 
 def test_an_emptied_model_never_triggers_mass_removal(sync_env):
@@ -94,9 +95,7 @@ def test_a_remove_all_run_that_died_halfway_still_leaves_the_audience_emptied(sy
 
     scheduled = sync_env.run("audience_mirror")
     assert (scheduled.status, scheduled.sent) == ("blocked", 0)
-    models = sync_env.dbt_project_dir / "models" / "_audiences.yml"
-    mirror = "- name: audience_mirror\n              destination: hooks\n              mode: mirror\n"
-    models.write_text(models.read_text().replace(mirror, mirror.replace("mode: mirror", "mode: upsert")))
+    set_mode(sync_env, AUDIENCE_MIRROR, "mirror", "upsert")
     as_upsert = sync_env.run("audience_mirror")
     assert (as_upsert.status, as_upsert.sent) == ("blocked", 0)
     assert any(d.startswith("blocked: emptied:") for d in as_upsert.guard_decisions)

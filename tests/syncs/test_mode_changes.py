@@ -7,14 +7,18 @@ from syncs.engine import plan_sync
 from tests.syncs.test_identity_changes import segment, set_people, with_people
 from tests.syncs.test_sync_names import members
 
-AUDIENCE_MIRROR = "- name: audience_mirror\n              destination: hooks\n              mode: "
+# (models YAML file, the sync's declaration up to its mode) of the syncs whose mode the tests change
+AUDIENCE_MIRROR = ("_audiences.yml", "- name: audience_mirror\n              destination: hooks\n")
+PEOPLE_MAILCHIMP = ("_people.yml", "- name: people_mailchimp\n              destination: mailchimp\n")
 
 
-def set_mode(env, before: str, after: str) -> None:
-    models = env.dbt_project_dir / "models" / "_audiences.yml"
+def set_mode(env, sync: tuple[str, str], before: str, after: str) -> None:
+    models_file, declaration = sync
+    models = env.dbt_project_dir / "models" / models_file
     text = models.read_text()
-    assert AUDIENCE_MIRROR + before + "\n" in text
-    models.write_text(text.replace(AUDIENCE_MIRROR + before + "\n", AUDIENCE_MIRROR + after + "\n"))
+    declared = f"{declaration}              mode: {before}\n"
+    assert declared in text
+    models.write_text(text.replace(declared, f"{declaration}              mode: {after}\n"))
 
 
 def fields_on_record(env, sync: str = "audience_mirror") -> tuple[int, int]:
@@ -32,13 +36,13 @@ def test_a_sync_that_becomes_a_mirror_records_its_members_and_reports_those_it_c
     first mirror run says how many and drops them from the state, instead of failing. Members still in the model
     are taken over without a send (the hash shows the destination has the model's fields), a changed one is sent;
     from then on the mirror removes members who leave, with the identifiers sent to them."""
-    set_mode(sync_env, "mirror", "upsert")
+    set_mode(sync_env, AUDIENCE_MIRROR, "mirror", "upsert")
     assert sync_env.run("audience_mirror").sent == 100
     sync_env.fill_audience(90)  # c00090..c00099 leave while upsert keeps them in the destination
     assert sync_env.run("audience_mirror").sent == 0
     assert fields_on_record(sync_env) == (100, 0)
     sync_env.sql("update analytics.audience set first_name = 'Changed' where customer_id = 'c00003'")
-    set_mode(sync_env, "upsert", "mirror")
+    set_mode(sync_env, AUDIENCE_MIRROR, "upsert", "mirror")
 
     preview = plan_sync("audience_mirror", project=sync_env.project(), warehouse=sync_env.warehouse)
     assert (preview.counts.add, preview.counts.change, preview.counts.remove) == (0, 1, 0)
@@ -67,12 +71,12 @@ def test_a_mirror_that_ran_as_upsert_for_a_while_still_removes_the_members_it_kn
     """Fields recorded by the mirror stay through upsert runs that leave a member unchanged, so members who left
     meanwhile are removed once the sync is a mirror again; a member an upsert run changed has no fields on record."""
     sync_env.run("audience_mirror")
-    set_mode(sync_env, "mirror", "upsert")
+    set_mode(sync_env, AUDIENCE_MIRROR, "mirror", "upsert")
     sync_env.sql("update analytics.audience set score = 99 where customer_id in ('c00095', 'c00001')")
     assert sync_env.run("audience_mirror").sent == 2
     sync_env.sql("delete from analytics.audience where customer_id >= 'c00090'")
     assert sync_env.run("audience_mirror").removed == 0  # upsert never removes
-    set_mode(sync_env, "upsert", "mirror")
+    set_mode(sync_env, AUDIENCE_MIRROR, "upsert", "mirror")
 
     mirror = sync_env.run("audience_mirror")
 
@@ -85,9 +89,9 @@ def test_a_mirror_that_ran_as_upsert_for_a_while_still_removes_the_members_it_kn
 def test_removing_every_member_of_a_former_upsert_sync_says_it_cannot(sync_env):
     """`--remove-all` reads no model, so nothing records the fields of members an upsert run added: none can be
     removed, and the run says so rather than failing."""
-    set_mode(sync_env, "mirror", "upsert")
+    set_mode(sync_env, AUDIENCE_MIRROR, "mirror", "upsert")
     sync_env.run("audience_mirror")
-    set_mode(sync_env, "upsert", "mirror")
+    set_mode(sync_env, AUDIENCE_MIRROR, "upsert", "mirror")
 
     emptied = sync_env.run("audience_mirror", remove_all=True)
 
@@ -97,26 +101,16 @@ def test_removing_every_member_of_a_former_upsert_sync_says_it_cannot(sync_env):
     assert fields_on_record(sync_env) == (0, 0)
 
 
-PEOPLE_MAILCHIMP = "- name: people_mailchimp\n              destination: mailchimp\n              mode: "
-
-
-def set_people_mode(env, before: str, after: str) -> None:
-    models = env.dbt_project_dir / "models" / "_people.yml"
-    text = models.read_text()
-    assert PEOPLE_MAILCHIMP + before + "\n" in text
-    models.write_text(text.replace(PEOPLE_MAILCHIMP + before + "\n", PEOPLE_MAILCHIMP + after + "\n"))
-
-
 def test_a_member_taken_over_keeps_a_household_email_another_member_leaves(sync_env):
     """The member a takeover records holds the shared email in this very run, though its state learns the fields
     only when the run delivers: the leaving member's removal is released, not sent."""
     env = with_people(sync_env)
     set_people(env, "email", "ann@example.com", "c2")
     env.run("people_mailchimp")
-    set_people_mode(env, "mirror", "upsert")
+    set_mode(env, PEOPLE_MAILCHIMP, "mirror", "upsert")
     set_people(env, "first_name", "Bobby", "c2")
     assert env.run("people_mailchimp").sent == 1  # c2's fields are no longer on record
-    set_people_mode(env, "upsert", "mirror")
+    set_mode(env, PEOPLE_MAILCHIMP, "upsert", "mirror")
     env.sql("delete from analytics.people where customer_id = 'c1'")
 
     result = env.run("people_mailchimp")
@@ -129,9 +123,9 @@ def test_a_takeover_warns_that_changed_members_may_keep_an_earlier_identity(sync
     """A member changed before the mirror's first run has no identifiers on record to retire: if its email
     changed, the earlier one stays in the destination, and the run says so."""
     env = with_people(sync_env)
-    set_people_mode(env, "mirror", "upsert")
+    set_mode(env, PEOPLE_MAILCHIMP, "mirror", "upsert")
     env.run("people_mailchimp")
-    set_people_mode(env, "upsert", "mirror")
+    set_mode(env, PEOPLE_MAILCHIMP, "upsert", "mirror")
     set_people(env, "email", "ann.new@example.com", "c1")
 
     taken_over = env.run("people_mailchimp")
@@ -148,9 +142,9 @@ def test_a_takeover_warns_that_changed_members_may_keep_an_earlier_identity(sync
 def test_an_empty_model_does_not_drop_a_takeover_s_members(sync_env):
     """Members a mirror cannot remove are still under the empty-source guard: a broken upstream must not drop
     the whole audience from state."""
-    set_mode(sync_env, "mirror", "upsert")
+    set_mode(sync_env, AUDIENCE_MIRROR, "mirror", "upsert")
     sync_env.run("audience_mirror")
-    set_mode(sync_env, "upsert", "mirror")
+    set_mode(sync_env, AUDIENCE_MIRROR, "upsert", "mirror")
     sync_env.sql("delete from analytics.audience")
 
     blocked = sync_env.run("audience_mirror")
@@ -165,10 +159,10 @@ def test_a_retry_after_a_takeover_keeps_a_household_email_too(sync_env):
     env = with_people(sync_env)
     set_people(env, "email", "ann@example.com", "c2")
     env.run("people_mailchimp")
-    set_people_mode(env, "mirror", "upsert")
+    set_mode(env, PEOPLE_MAILCHIMP, "mirror", "upsert")
     set_people(env, "first_name", "Bobby", "c2")
     env.run("people_mailchimp")
-    set_people_mode(env, "upsert", "mirror")
+    set_mode(env, PEOPLE_MAILCHIMP, "upsert", "mirror")
     env.sql(
         "insert into tidings.row_errors select sync_name, row_key, row_hash, 'earlier', 'http_503', 'unavailable', "
         "false, 1, now(), now() from tidings.sync_state where sync_name = 'people_mailchimp' and row_key = 'c1'"
@@ -185,9 +179,9 @@ def test_a_retry_after_a_takeover_keeps_a_household_email_too(sync_env):
 
 def test_resending_every_member_after_a_takeover_warns_of_no_change(sync_env):
     env = with_people(sync_env)
-    set_people_mode(env, "mirror", "upsert")
+    set_mode(env, PEOPLE_MAILCHIMP, "mirror", "upsert")
     env.run("people_mailchimp")
-    set_people_mode(env, "upsert", "mirror")
+    set_mode(env, PEOPLE_MAILCHIMP, "upsert", "mirror")
 
     resent = env.run("people_mailchimp", resend_all=True)
 
