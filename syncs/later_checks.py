@@ -121,14 +121,17 @@ def redo(
       the removal guard does not count twice), so the planner removes them again: under the member's own key when
       the sync holds nothing else for it (and adds it when back in the model), as a retirement when the member is
       held or written ahead otherwise, and not at all when the member's settled state holds that very identity
-      (a later run added it back) with no newer write-ahead entry.
+      (a later run added it back) with no newer write-ahead entry of another identity (one of the same identity is
+      a run adding it back: the planner sends it again).
     Returns (members planned again, removals planned again)."""
     fields = project.mapped_identity_fields(sync)
-    same = (
-        f"{identity_sql('s.row_fields', fields)} = {identity_sql('r.row_fields', fields)}"
-        if fields
-        else "s.row_fields = r.row_fields"
-    )
+
+    def same(held: str) -> str:
+        """SQL: the fields `held` name the identity `r` removed."""
+        if fields:
+            return f"{identity_sql(held, fields)} = {identity_sql('r.row_fields', fields)}"
+        return f"{held} = r.row_fields"
+
     removed = f"""
         select r.*, split_part(r.row_key, {MARKER}, 1) as member from {state.S}.unconfirmed_removals r
         where r.sync_name = $sync and r.destination_ref = $ref"""
@@ -146,9 +149,10 @@ def redo(
                 r.row_fields, $run, $stamp
             from ({removed}) r
             left join {state.S}.sync_state s on s.sync_name = $sync and s.row_key = r.member
-            where s.row_key is null or not ({same}) or exists (
+            where s.row_key is null or not ({same("s.row_fields")}) or exists (
                 select 1 from {state.S}.pending_members p
-                where p.sync_name = $sync and p.row_key = r.member and p.marked_at > s.synced_at)""",
+                where p.sync_name = $sync and p.row_key = r.member and p.marked_at > s.synced_at
+                    and not ({same("p.row_fields")}))""",
             {
                 "sync": sync.name,
                 "ref": ref,

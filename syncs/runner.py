@@ -140,7 +140,10 @@ class Runner:
                 keep_fields=self.plan.mode is Mode.MIRROR,
                 plan_table=self.plan.table,
                 not_before=written_ahead_at,
-                keep_removals=self.plan.mode is Mode.MIRROR and self.destination.confirms_later,
+                # Removals a destination acknowledges at close are recorded with its work (`_record_handover`).
+                keep_removals=self.plan.mode is Mode.MIRROR
+                and self.destination.confirms_later
+                and not self.destination.answers_at_close,
             ),
             errors_on_record=state.has_row_errors(self.con, self.run.sync_name),
             crash_after=0 if self._crash_before_commit else self._crash_after,
@@ -163,17 +166,53 @@ class Runner:
                 self._send_all(pool)
             success = True
         finally:
+            handed_over = self._record_handover_or_close(success)
             # Rows a destination answers at close (a file, a drop) may be the whole audience: settled in chunks.
             closing = self.destination.close(success=success)
             if closing is not None:
                 if self.destination.confirms_later and self._members:
-                    for ref in closing.acknowledged_refs():
-                        state.record_unconfirmed_delivery(self.con, self.run.sync_name, self.run.run_id, ref)
+                    self._settle_handover(handed_over, closing)
                 self._settle_deferred_passes(closing)
         self._fail_unanswered()
         if self.plan.mode is Mode.EXPORT:
             self.delivery.export_paths = [str(Path(p)) for p in getattr(self.destination, "written_files", [])]
             self._settle_export_removals()
+
+    def _record_handover_or_close(self, success: bool) -> str | None:
+        """Before `close` hands over work a destination confirms later: record it (`_record_handover`). Nothing is
+        handed over when that fails: the destination is closed as after a failed run."""
+        if not (success and self.destination.confirms_later and self._members):
+            return None
+        try:
+            ref = self.destination.handover_ref()
+            return None if ref is None else self._record_handover(ref)
+        except BaseException:
+            self.destination.close(success=False)
+            raise
+
+    def _settle_handover(self, handed_over: str | None, closing: DeferredOutcome) -> None:
+        """The work `close` acknowledged takes the place of the work recorded before it (`state.settle_handover`);
+        recorded now, with its removals, if the destination could not name it before."""
+        removals = closing.for_op(Operation.REMOVE)
+        removals_ref = removals.destination_ref if removals.ok else None
+        if handed_over is None and removals_ref is not None:
+            handed_over = self._record_handover(removals_ref)
+        acknowledged = closing.acknowledged_refs()
+        state.settle_handover(self.con, self.run.sync_name, self.run.run_id, handed_over, acknowledged, removals_ref)
+
+    def _record_handover(self, ref: str) -> str:
+        """Record the work `ref` a destination that `confirms_later` hands over at close, with the removals of a
+        mirror's removal pass it carries (`state.record_handover`)."""
+        removal_passes = [p for p in self._deferred_passes if p.op is Operation.REMOVE and p.deferred]
+        state.record_handover(
+            self.con,
+            self.run.sync_name,
+            self.run.run_id,
+            ref,
+            removals_from=self.plan.table if removal_passes and self.plan.mode is Mode.MIRROR else None,
+            answered=[key for deferred in removal_passes for key in deferred.answered],
+        )
+        return ref
 
     def _send_all(self, pool: ThreadPoolExecutor) -> None:
         """Each pass is acknowledged before the next starts: a mirror's retirements and removals reach the

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -592,6 +592,65 @@ def clear_pending_members(con: duckdb.DuckDBPyConnection, sync_name: str) -> Non
 def record_unconfirmed_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, ref: str) -> None:
     """Before its rows are settled: the run's work (`ref`) the destination may still fail."""
     con.execute(f"insert into {S}.unconfirmed_deliveries values (?, ?, ?, ?)", [sync_name, ref, run_id, utcnow()])
+
+
+def record_handover(
+    con: duckdb.DuckDBPyConnection,
+    sync_name: str,
+    run_id: str,
+    ref: str,
+    *,
+    removals_from: str | None = None,
+    answered: Sequence[str] = (),
+) -> None:
+    """Before a destination hands over work it confirms later (`Destination.handover_ref`): the work, and the
+    removals and retirements of the plan table `removals_from` that it carries (those its batches did not answer),
+    so a process that dies while handing it over, or before settling, leaves on record what may reach the
+    destination. `settle_handover` puts the outcome in its place."""
+    with transaction(con):
+        record_unconfirmed_delivery(con, sync_name, run_id, ref)
+        if removals_from is None:
+            return
+        with registered(con, "answered_rows", pa.table({"row_key": pa.array(list(answered), pa.string())})):
+            con.execute(
+                f"insert into {S}.unconfirmed_removals select ?, ?, row_key, row_fields from {removals_from} "
+                "where action in ('remove', 'retire') and row_key not in (select row_key from answered_rows)",
+                [sync_name, ref],
+            )
+
+
+def settle_handover(
+    con: duckdb.DuckDBPyConnection,
+    sync_name: str,
+    run_id: str,
+    recorded: str | None,
+    acknowledged: Sequence[str],
+    removals_ref: str | None,
+) -> None:
+    """After `close`: the refs it acknowledged replace the one recorded before (the same, unless a job could not
+    run), in one transaction. The removals recorded move to `removals_ref`, the ref their rows were acknowledged
+    under, or go when none was."""
+    if recorded is not None and list(acknowledged) == [recorded]:
+        return
+    with transaction(con):
+        if recorded is not None:
+            con.execute(
+                f"delete from {S}.unconfirmed_deliveries where sync_name = ? and destination_ref = ?",
+                [sync_name, recorded],
+            )
+            if removals_ref is None:
+                con.execute(
+                    f"delete from {S}.unconfirmed_removals where sync_name = ? and destination_ref = ?",
+                    [sync_name, recorded],
+                )
+            else:
+                con.execute(
+                    f"update {S}.unconfirmed_removals set destination_ref = ? where sync_name = ? "
+                    "and destination_ref = ?",
+                    [removals_ref, sync_name, recorded],
+                )
+        for ref in acknowledged:
+            record_unconfirmed_delivery(con, sync_name, run_id, ref)
 
 
 def unconfirmed_deliveries(con: duckdb.DuckDBPyConnection, sync_name: str) -> list[tuple[str, str, datetime]]:

@@ -285,7 +285,8 @@ class Destination(ABC):
     # True when a run's acknowledgement is a promise: `close()` names in `DeferredOutcome.destination_ref` work the
     # destination finishes later and may still fail (Google processes a job hours after it runs). The engine keeps
     # each such ref of a mirror or upsert run and, before later runs plan, asks `check_later`; the rows of a failed one
-    # are sent again.
+    # are sent again. One that also `answers_at_close` acknowledges its rows at close only, and the runner records
+    # that work (with a mirror's removals in it) before `close`, from `handover_ref`.
     confirms_later: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: DestinationSettings, target: SyncTarget) -> None:
@@ -313,6 +314,12 @@ class Destination(ABC):
     def close(self, *, success: bool) -> DeferredOutcome | None:
         """Called once after the last batch. A destination that `answers_at_close` returns one `DeferredOutcome`
         for every row its `write` left unanswered; others return None."""
+        return None
+
+    def handover_ref(self) -> str | None:
+        """For a destination that `confirms_later`: the ref `close(success=True)` is about to hand over, or None when
+        it hands over nothing. The runner records it before `close`, so a process that dies while handing the work
+        over (between two Google jobs' `:run`) leaves it on record, for later runs to hold against and check."""
         return None
 
     def check_later(self, refs: Sequence[str]) -> Mapping[str, LaterCheck]:

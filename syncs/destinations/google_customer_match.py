@@ -21,7 +21,9 @@ for Google to process a job (10 minutes to 24 hours). Google's rules behind this
 Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
 Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is
 added. A failed or crashed run runs nothing: its jobs stay PENDING and Google never processes them, and their
-rows, unacknowledged, go out in a new job next run.
+rows, unacknowledged, go out in a new job next run. The jobs about to run are recorded before the first `:run`
+(`handover_ref`): a process that dies between them, or before its rows are settled, leaves them on record, so
+later runs hold against what ran and find PENDING the one that never did.
 
 A job that ran may still FAIL at Google, having applied some of its operations or none (`confirms_later`): the
 engine keeps each run's jobs (`destination_ref`, the job names) and, before a later run plans, `check_later`
@@ -264,7 +266,7 @@ class GoogleCustomerMatchDestination(Destination):
         try:
             if not success:
                 return DeferredOutcome.failure("run_aborted", "the run failed before its jobs were run")
-            jobs = [(verb, job.name) for verb, job in self._jobs.items() if job.accepted]
+            jobs = self._jobs_to_run()
             for index, (_, job) in enumerate(jobs):
                 if (failure := self._run(job)) is not None:
                     ran = jobs[:index]
@@ -273,6 +275,13 @@ class GoogleCustomerMatchDestination(Destination):
             return DeferredOutcome.success(destination_ref=" ".join(name for _, name in jobs) or None)
         finally:
             self.http.close()
+
+    def handover_ref(self) -> str | None:
+        return " ".join(name for _, name in self._jobs_to_run()) or None
+
+    def _jobs_to_run(self) -> list[tuple[str, str]]:
+        """(verb, job name) of the jobs `close` runs, in order: removals first."""
+        return [(verb, job.name) for verb, job in self._jobs.items() if job.accepted]
 
     def _run(self, job: str) -> DeferredOutcome | None:
         """None once the job runs, or may run. The client re-sends a `:run` whose answer it lost, and Google refuses
@@ -342,7 +351,7 @@ def _run_check(jobs: list[tuple[str, str | None] | None], unknown: str | None) -
     reasons = [reason for status, reason in known if status == "FAILED"]
     failed = f"Google failed an offline user data job ({reasons[0] or 'no reason given'})" if reasons else None
     if any(status == "PENDING" for status, _ in known):  # recorded as run, yet never started
-        failed = "Google never ran an offline user data job (its run request went unanswered)"
+        failed = "Google never ran an offline user data job (its run request went unanswered, or never went out)"
     if any(status not in ("SUCCESS", "FAILED", "PENDING") for status, _ in known):
         return LaterCheck("pending", failed)
     if failed:

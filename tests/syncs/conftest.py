@@ -122,7 +122,21 @@ class SyncEnv:
     ) -> subprocess.CompletedProcess[str]:
         """`tidings run <name> [extra_args]` in a child process (for the runner's crash hooks, which exit the
         process)."""
-        command = [
+        command = self._run_command(name, extra_args)
+        return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+    def start_in_subprocess(self, name: str) -> subprocess.Popen[str]:
+        """`tidings run <name>` started in a child process, for a test to kill it at a moment of its choosing; its
+        stderr goes to `child_stderr`."""
+        with self.child_stderr.open("w") as stderr:
+            return subprocess.Popen(self._run_command(name, ()), stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+    @property
+    def child_stderr(self) -> Path:
+        return self.root / "child.stderr"
+
+    def _run_command(self, name: str, extra_args: tuple[str, ...]) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "syncs.cli",
@@ -136,7 +150,6 @@ class SyncEnv:
             name,
             *extra_args,
         ]
-        return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
     def sql(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.warehouse)) as con:

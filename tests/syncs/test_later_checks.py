@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import pytest
 
+from syncs import state
 from syncs.identity import sha256_hex
 from tests.syncs.test_identity_changes import GOOGLE_DESTINATION
 
@@ -551,3 +553,76 @@ def test_remove_all_says_until_google_has_confirmed_every_removal(env: Any) -> N
     done = env.run("people_google", remove_all=True)
     assert done.removed == 0 and not any("not confirmed" in w for w in done.warnings)
     assert unconfirmed(env) == (0, 0)
+
+
+def die_running_jobs(env: Any, verb: str, *, ran: bool) -> None:
+    """A run of `people_google` whose process dies waiting for the `:run` of its `verb` job (having run every job
+    before it), which Google runs (`ran`) or never received."""
+    google(env).held_runs[verb] = ran
+    child = env.start_in_subprocess("people_google")
+    try:
+        assert google(env).run_held.wait(timeout=60), env.child_stderr.read_text()
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        google(env).release_held_runs()
+
+
+def test_a_member_a_dead_runs_job_adds_is_removed_only_once_that_job_is_done(env: Any) -> None:
+    """The run dies waiting for the answer to its job's `:run`, which Google ran. Ann opts out before Google
+    processed that job: the job is on record, so her removal waits for it instead of racing it (processed first,
+    the removal would leave her in the audience)."""
+    google(env).newest_first = True
+    die_running_jobs(env, "create", ran=True)
+    assert unconfirmed(env) == (1, 0) and env.sql("select count(*) from tidings.sync_state") == [(0,)]
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+
+    held = env.run("people_google")
+
+    assert (held.sent, held.removed, held.error_summary) == (2, 0, {"add_pending": 1})
+    members(env)
+    assert env.run("people_google").removed == 1
+    assert members(env) == hashed("bob@example.com", "cy@example.com")
+
+
+def test_a_run_that_died_between_its_two_jobs_holds_the_removal_that_ran(env: Any) -> None:
+    """Ann leaves and Dan joins; the run dies after running the remove job, before the create job's `:run`. Ann
+    comes back before Google processed her removal: her add waits for it, and once Google has it done the run is
+    sent again, since its create job never ran."""
+    google(env).newest_first = True
+    env.run("people_google")
+    members(env)
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.sql("insert into analytics.people values ('c4', 'dan@example.com')")
+    die_running_jobs(env, "create", ran=False)
+    assert unconfirmed(env) == (1, 1)
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com')")
+
+    held = env.run("people_google")
+
+    assert (held.sent, held.error_summary) == (1, {"removal_pending": 1})  # Dan goes now
+    assert "Google never ran an offline user data job" in held.warnings[0]
+    assert members(env) == hashed("bob@example.com", "cy@example.com", "dan@example.com")
+    again = env.run("people_google")
+    assert (again.status, again.sent, again.removed) == ("success", 1, 0)
+    assert "its 0 members and 0 removals still current are planned again" in again.warnings[0]
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com", "dan@example.com")
+    assert unconfirmed(env) == (1, 0)  # the job adding Ann back, until the next run confirms it
+
+
+def test_a_run_that_cannot_record_its_jobs_runs_none(env: Any, monkeypatch: Any) -> None:
+    """The jobs are recorded before Google is asked to run them: when that record cannot be written, no job runs,
+    and the next run sends every member."""
+
+    def warehouse_fails(*args: Any, **kwargs: Any) -> None:
+        raise duckdb.IOException("disk full")
+
+    with monkeypatch.context() as failing, pytest.raises(duckdb.IOException):
+        failing.setattr(state, "record_handover", warehouse_fails)
+        env.run("people_google")
+
+    assert env.sql("select status from tidings.sync_runs") == [("failed",)]
+    assert {job["status"] for job in google(env).jobs.values()} == {"PENDING"}
+    assert unconfirmed(env) == (0, 0)
+    assert env.run("people_google").sent == 3
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")

@@ -15,7 +15,10 @@ Test hooks: `lost_answers[action] = n` makes the next n requests to `create`, `a
 and then answer 503, as when Google's answer is lost on its way back; `failing_jobs[verb] = n` makes the next n
 jobs of that verb (`create` or `remove`) that finish end FAILED, having applied only their first half of
 operations (Google: "some operations may have been successfully processed"); `refused_runs[verb] = n` refuses
-the next n `:run` requests of jobs of that verb (400); `members()` reads a user list once
+the next n `:run` requests of jobs of that verb (400); `held_runs[verb] = ran` holds the next `:run` of a job of
+that verb unanswered (the job runs first when `ran`, as when the client dies waiting for the answer; it never
+does otherwise, as when the client dies before sending it), sets `run_held` and waits for `release_held_runs()`,
+then answers 503; `members()` reads a user list once
 every job that runs has finished, in the order they ran, or newest first with `newest_first = True` (Google may
 process two jobs on one list in either order); `finish_newest_job()` processes the last job run ahead of the others.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -81,6 +85,18 @@ class GoogleAdsApp(SandboxApp):
             self.refused_runs: dict[str, int] = {}  # verb -> `:run` requests still to refuse
             self.newest_first = False
             self._runs = itertools.count()
+            self.held_runs: dict[str, bool] = {}  # verb -> whether the held `:run` takes effect
+            self.run_held = threading.Event()
+            if (release := getattr(self, "_release", None)) is not None:
+                release.set()  # a request held before the reset ends now
+            self._release = threading.Event()
+
+    def release_held_runs(self) -> None:
+        """Let every held `:run` request end; a later hold waits anew (for tests)."""
+        with self.lock:
+            release, self._release = self._release, threading.Event()
+            self.run_held.clear()
+        release.set()
 
     def _refusal(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {self.access_token}":
@@ -172,7 +188,14 @@ class GoogleAdsApp(SandboxApp):
             if self.refused_runs.get(job["verb"], 0) > 0:
                 self.refused_runs[job["verb"]] -= 1
                 return google_error(400, "FAILED_PRECONDITION", "The job cannot be run now.")
-            job["status"], job["ran"] = "RUNNING", next(self._runs)
+            held = job["verb"] in self.held_runs
+            if not held or self.held_runs.pop(job["verb"]):
+                job["status"], job["ran"] = "RUNNING", next(self._runs)
+            release = self._release
+        if held:
+            self.run_held.set()
+            release.wait(timeout=60)
+            return google_error(503, "UNAVAILABLE", "The service is currently unavailable.")
         return self._answer(
             "run", Response(200, {"name": f"customers/{request.params['cid']}/operations/{uuid.uuid4().hex}"})
         )
