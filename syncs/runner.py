@@ -202,15 +202,16 @@ class Runner:
 
     def _record_handover(self, ref: str) -> str:
         """Record the work `ref` a destination that `confirms_later` hands over at close, with the removals of a
-        mirror's removal pass it carries (`state.record_handover`)."""
+        mirror's removal pass it carries, or may carry (`state.record_handover`)."""
         removal_passes = [p for p in self._deferred_passes if p.op is Operation.REMOVE and p.deferred]
+        uncertain = set(self.destination.uncertain_removals())
         state.record_handover(
             self.con,
             self.run.sync_name,
             self.run.run_id,
             ref,
             removals_from=self.plan.table if removal_passes and self.plan.mode is Mode.MIRROR else None,
-            answered=[key for deferred in removal_passes for key in deferred.answered],
+            answered=[key for deferred in removal_passes for key in deferred.answered if key not in uncertain],
         )
         return ref
 

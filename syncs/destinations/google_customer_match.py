@@ -23,7 +23,9 @@ Google rejects are answered per row, from the partial-failure reply by operation
 added. A failed or crashed run runs nothing: its jobs stay PENDING and Google never processes them, and their
 rows, unacknowledged, go out in a new job next run. The jobs about to run are recorded before the first `:run`
 (`handover_ref`): a process that dies between them, or before its rows are settled, leaves them on record, so
-later runs hold against what ran and find PENDING the one that never did.
+later runs hold against what ran and find PENDING the one that never did. A removal whose `addOperations` answer
+was lost (no answer, or a server fault, after the client's retries) fails, to be sent again, but may be in the job
+all the same (`uncertain_removals`): it is recorded with the job, so adding the member back waits for it.
 
 A job that ran may still FAIL at Google, having applied some of its operations or none (`confirms_later`): the
 engine keeps each run's jobs (`destination_ref`, the job names) and, before a later run plans, `check_later`
@@ -47,7 +49,7 @@ import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -96,14 +98,17 @@ CHANGE_HELD = (
 
 
 class _BatchFailed(Exception):
-    def __init__(self, rows: list[RowOutcome]) -> None:
+    def __init__(self, rows: list[RowOutcome], *, maybe_applied: bool = False) -> None:
         self.outcomes = rows
+        self.maybe_applied = maybe_applied  # no answer, or a server fault: the request may have taken effect
 
 
 @dataclass
 class _Job:
     name: str
     accepted: int = 0  # operations Google took into the job
+    # Rows whose batch failed with its answer lost: their operations may be in the job all the same.
+    maybe_in: list[str] = field(default_factory=list)
 
 
 class GoogleCustomerMatchSettings(DestinationSettings):
@@ -233,8 +238,13 @@ class GoogleCustomerMatchDestination(Destination):
         body = {"enablePartialFailure": True, "operations": [{verb: {"userIdentifiers": ids}} for _, ids in sendable]}
         try:
             job = self._job(verb, rows)
+        except _BatchFailed as failed:
+            return failed.outcomes
+        try:
             added = self._post(f"{job.name}:addOperations", body, rows)
         except _BatchFailed as failed:
+            if failed.maybe_applied:
+                job.maybe_in += [row.key for row in rows]
             return failed.outcomes
         rejected = _failed_indexes(added.get("partialFailureError"))
         job.accepted += len(sendable) - len(rejected)
@@ -254,9 +264,11 @@ class GoogleCustomerMatchDestination(Destination):
         try:
             response = self.http.request("POST", path, json=body)
         except DestinationHTTPError as error:
-            raise _BatchFailed(fail_batch_for_error(rows, error)) from None
+            maybe_applied = error.status is None or error.status >= 500
+            raise _BatchFailed(fail_batch_for_error(rows, error), maybe_applied=maybe_applied) from None
         if not response.ok:
-            raise _BatchFailed(fail_batch_for_response(rows, response, f"Google Ads {path.rsplit(':', 1)[-1]}"))
+            outcomes = fail_batch_for_response(rows, response, f"Google Ads {path.rsplit(':', 1)[-1]}")
+            raise _BatchFailed(outcomes, maybe_applied=response.status_code >= 500)
         return response.json()
 
     def close(self, *, success: bool) -> DeferredOutcome:
@@ -278,6 +290,10 @@ class GoogleCustomerMatchDestination(Destination):
 
     def handover_ref(self) -> str | None:
         return " ".join(name for _, name in self._jobs_to_run()) or None
+
+    def uncertain_removals(self) -> list[str]:
+        remove = self._jobs.get("remove")
+        return list(remove.maybe_in) if remove is not None and remove.accepted else []
 
     def _jobs_to_run(self) -> list[tuple[str, str]]:
         """(verb, job name) of the jobs `close` runs, in order: removals first."""

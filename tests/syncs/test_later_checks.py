@@ -42,6 +42,13 @@ models:
               target: {customer_id: "123-456-7890", user_list_id: guarded}
               mapping: {email: email}
               guards: {max_removal_share: 0.5}
+            - name: people_google_one_by_one
+              destination: google_ads_one_by_one
+              mode: mirror
+              primary_key: customer_id
+              target: {customer_id: "123-456-7890", user_list_id: people}
+              mapping: {email: email}
+              guards: {max_removal_share: 1.0}
   - name: contacts
     config:
       meta:
@@ -56,12 +63,22 @@ models:
               guards: {max_removal_share: 1.0}
 """
 
+ONE_BY_ONE_DESTINATION = """
+    google_ads_one_by_one:
+      type: google_customer_match
+      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
+      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
+      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
+      batch_size: 1
+      max_retries: 0
+"""
+
 
 @pytest.fixture
 def env(sync_env: Any) -> Any:
     (sync_env.dbt_project_dir / "models" / "_people.yml").write_text(PEOPLE_YAML)
     with sync_env.destinations_file.open("a") as destinations:
-        destinations.write(GOOGLE_DESTINATION)
+        destinations.write(GOOGLE_DESTINATION + ONE_BY_ONE_DESTINATION)
     sync_env.sql(
         """create table analytics.people as select * from (values
             ('c1', 'ann@example.com'), ('c2', 'bob@example.com'), ('c3', 'cy@example.com')
@@ -625,4 +642,26 @@ def test_a_run_that_cannot_record_its_jobs_runs_none(env: Any, monkeypatch: Any)
     assert {job["status"] for job in google(env).jobs.values()} == {"PENDING"}
     assert unconfirmed(env) == (0, 0)
     assert env.run("people_google").sent == 3
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_a_removal_whose_answer_was_lost_holds_the_members_return_like_one_acknowledged(env: Any) -> None:
+    """Ann and Bob leave; the answer to the request adding one removal to the job is lost, so that row fails, but
+    Google has it and the job runs with the other. Both come back before Google processed the job: both adds wait
+    for it (sent now, the one whose removal failed could be undone by that job)."""
+    google(env).newest_first = True
+    env.run("people_google_one_by_one")
+    members(env)
+    env.sql("delete from analytics.people where customer_id in ('c1', 'c2')")
+    google(env).lost_answers["addOperations"] = 1
+    lost = env.run("people_google_one_by_one")
+    assert (lost.removed, lost.error_summary) == (1, {"http_503": 1})
+    assert unconfirmed(env) == (1, 2)
+    env.sql("insert into analytics.people values ('c1', 'ann@example.com'), ('c2', 'bob@example.com')")
+
+    held = env.run("people_google_one_by_one")
+
+    assert (held.sent, held.error_summary) == (0, {"removal_pending": 2})
+    assert members(env) == hashed("cy@example.com")
+    assert env.run("people_google_one_by_one").sent == 2
     assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
