@@ -39,6 +39,8 @@ def sync_metadata(result: SyncResult) -> dict[str, dg.RawMetadataValue]:
         "delivery_seconds": float(result.delivery_seconds),
         "guard_decisions": dg.MetadataValue.json(_jsonable(result.guard_decisions)),
         "row_errors_by_code": dg.MetadataValue.json(dict(result.error_summary or {})),
+        "rows_in_error": result.rows_in_error,
+        "rows_in_error_permanent": result.rows_in_error_permanent,
     }
     if result.export_paths:
         metadata["export_path"] = dg.MetadataValue.path(str(result.export_paths[0]))

@@ -79,6 +79,10 @@ class SyncResult:
     # For the operator: earlier work the destination failed (syncs.later_checks), Destination.run_warnings.
     warnings: list[str] = field(default_factory=list)
     error_summary: dict[str, int] = field(default_factory=dict)
+    # The sync's rows in error once the run ended, this run's and earlier runs' (`tidings errors`): a run that sent
+    # nothing new, or a retry that ended `success`, may still leave rows nobody delivered.
+    rows_in_error: int = 0
+    rows_in_error_permanent: int = 0  # of those, the ones no ordinary run sends again until their row changes
     preview: list[dict[str, Any]] = field(default_factory=list)
     export_paths: list[str] = field(default_factory=list)
     message: str = ""
@@ -388,6 +392,7 @@ def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult, started: float) 
     result.duration_seconds = round(time.monotonic() - started, 3)
     moved = result.sent + result.removed + result.failed
     result.rows_per_second = round(moved / result.duration_seconds, 1) if result.duration_seconds > 0 else 0.0
+    result.rows_in_error, result.rows_in_error_permanent = state.row_error_counts(con, result.sync_name)
     state.record_run_end(
         con,
         result.run_id,

@@ -794,5 +794,13 @@ def _with_plan_entries(con: duckdb.DuckDBPyConnection, outcomes: pa.Table, plan_
     return joined.cast(PLANNED_OUTCOME_SCHEMA)
 
 
+def row_error_counts(con: duckdb.DuckDBPyConnection, sync_name: str) -> tuple[int, int]:
+    """(rows in error, of which permanent) of the sync."""
+    total, permanent = con.execute(
+        f"select count(*), count(*) filter (where permanent) from {S}.row_errors where sync_name = ?", [sync_name]
+    ).fetchone()
+    return int(total), int(permanent)
+
+
 def has_row_errors(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
     return bool(con.execute(f"select 1 from {S}.row_errors where sync_name = ? limit 1", [sync_name]).fetchall())

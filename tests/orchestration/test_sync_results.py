@@ -37,3 +37,12 @@ def test_a_failed_or_locked_run_may_be_retried_but_a_blocked_one_not(status: str
     with pytest.raises(dg.Failure) as failure:
         list(report_sync_result(dg.AssetKey(["syncs", "winback_mail"]), result))
     assert failure.value.allow_retries is retried
+
+
+def test_rows_still_in_error_are_shown_on_a_run_that_sent_nothing() -> None:
+    """A retried run whose rows failed for good before plans nothing and succeeds: the rows it leaves in error are
+    on its materialization all the same."""
+    result = SyncResult("r4", "winback_mail", "mirror", "success", rows_in_error=3, rows_in_error_permanent=2)
+    [materialization] = list(report_sync_result(dg.AssetKey(["syncs", "winback_mail"]), result))
+    assert isinstance(materialization, dg.MaterializeResult)
+    assert (materialization.metadata["rows_in_error"], materialization.metadata["rows_in_error_permanent"]) == (3, 2)

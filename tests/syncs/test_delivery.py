@@ -120,12 +120,15 @@ def test_malformed_rows_are_reported_and_the_rest_delivered(sync_env):
     assert result.error_summary == {"invalid_email": 2}
     errors = sync_env.sql("select row_key, code, permanent from tidings.row_errors order by row_key")
     assert errors == [("c00001", "invalid_email", True), ("c00002", "invalid_email", True)]
-    # Permanently rejected rows are not retried until they change; then they go out and the error clears.
+    assert (result.rows_in_error, result.rows_in_error_permanent) == (2, 2)
+    # Permanently rejected rows are not retried until they change; then they go out and the error clears. A run
+    # that sends nothing still says they are there.
     again = sync_env.run("audience_mirror")
-    assert (again.sent, again.skipped) == (0, 2)
+    assert (again.status, again.sent, again.skipped) == ("success", 0, 2)
+    assert (again.rows_in_error, again.rows_in_error_permanent) == (2, 2)
     sync_env.sql("update analytics.audience set email = 'fixed1@example.com' where customer_id = 'c00001'")
     fixed = sync_env.run("audience_mirror")
-    assert (fixed.sent, fixed.skipped) == (1, 1)
+    assert (fixed.sent, fixed.skipped, fixed.rows_in_error) == (1, 1, 1)
     assert sync_env.sql("select row_key from tidings.row_errors") == [("c00002",)]
 
 
@@ -146,9 +149,10 @@ def test_a_batch_that_still_fails_becomes_row_errors_retried_next_run(sync_env):
     first = sync_env.run("audience_fragile")
     assert (first.status, first.sent, first.failed, first.error_summary) == ("partial", 50, 50, {"http_503": 50})
     assert sync_env.sql("select count(*) from tidings.row_errors where not permanent") == [(50,)]
+    assert (first.rows_in_error, first.rows_in_error_permanent) == (50, 0)
 
     second = sync_env.run("audience_fragile")
-    assert (second.planned.add, second.sent, second.failed) == (50, 50, 0)
+    assert (second.planned.add, second.sent, second.failed, second.rows_in_error) == (50, 50, 0, 0)
     assert sync_env.sql("select count(*) from tidings.row_errors") == [(0,)]
 
 
