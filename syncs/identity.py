@@ -189,8 +189,10 @@ def google_phone(value: object, country: object = None) -> str | None:
 
 
 def _google_name_words(value: object) -> list[str]:
-    """Lower case, punctuation removed (`O'Brien` -> `obrien`), split at whitespace."""
-    text = "".join(ch for ch in _text(value).lower() if not unicodedata.category(ch).startswith("P"))
+    """Lower case, punctuation removed (`O'Brien` -> `obrien`), split at whitespace. Composed (NFC) first, as
+    `_letters` does: a name stored decomposed (`e` + U+0301) hashes as the same name composed (`é`)."""
+    text = unicodedata.normalize("NFC", _text(value)).lower()
+    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
     return text.split()
 
 

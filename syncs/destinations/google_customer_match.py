@@ -39,8 +39,9 @@ again, which changes nothing; a repeated `:create` leaves an empty job that is n
 Fields: `email`, `phone`, `first_name`, `last_name`, `country_code`, `postal_code`. Emails and phones are
 hashed (SHA-256 of the normalized value, gmail dots removed, phones in E.164); an address is sent only when
 first name, last name, country and postal code are all present (names hashed, country and postal code not). First
-and last names are normalized alike: lower case, no punctuation, spaces trimmed and collapsed, without the title
-(Mrs.) or suffix (Jr.) Google asks to leave out (`syncs.identity.google_first_name`, `google_last_name`).
+and last names are normalized alike: composed (NFC), lower case, no punctuation, spaces trimmed and collapsed,
+without the title (Mrs.) or suffix (Jr.) Google asks to leave out (`syncs.identity.google_first_name`,
+`google_last_name`).
 """
 
 from __future__ import annotations

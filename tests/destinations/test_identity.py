@@ -124,6 +124,9 @@ def test_google_first_and_last_names_are_normalized_alike() -> None:
     assert identity.google_first_name("Mrs. Zoë") == "zoë"
     assert identity.google_last_name("Smith, Jr.") == "smith"
     assert identity.google_last_name("Pérez III") == "pérez"
+    # Composed as UTF-8 text usually is (NFC), whether the warehouse stored the accent apart or not.
+    assert identity.google_first_name("Jose\u0301") == identity.google_first_name("Jos\u00e9") == "jos\u00e9"
+    assert identity.google_last_name("Pe\u0301rez") == "p\u00e9rez"
     # A lone title is the name itself, and a title goes from its own end only.
     assert [identity.google_first_name(v) for v in ("Dr.", "Ann Dr", "...")] == ["dr", "ann dr", None]
     assert [identity.google_last_name(v) for v in ("Jr", "Jr Smith")] == ["jr", "jr smith"]
