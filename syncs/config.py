@@ -172,7 +172,7 @@ class Project:
 
     def identity_rules(self, sync: SyncSpec) -> dict[str, Any]:
         """How the sync's destination identifies a member, as `build_plan` takes it."""
-        destination = self.destinations[sync.destination].destination_class
+        destination = self.destination_class_of(sync)
         return {
             "identity_fields": destination.identity_fields,
             "case_sensitive_fields": destination.case_sensitive_identity_fields,
@@ -182,10 +182,13 @@ class Project:
 
     def mapped_identity_fields(self, sync: SyncSpec) -> list[IdentityField]:
         """The identity fields of the sync's destination that the sync maps (`identity_fields_mapped`)."""
-        destination = self.destinations[sync.destination].destination_class
+        destination = self.destination_class_of(sync)
         return identity_fields_mapped(
             sorted(sync.mapping), destination.identity_fields, destination.case_sensitive_identity_fields
         )
+
+    def destination_class_of(self, sync: SyncSpec) -> type[Destination]:
+        return self.destinations[sync.destination].destination_class
 
     def destination_for(self, sync: SyncSpec) -> Destination:
         """A connector instance for one run (reads its secrets from the environment now)."""

@@ -108,7 +108,7 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
     run_id = new_run_id()
     try:
         carried = _carry_over_unless_running(con, project, sync, run_id)
-        check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
+        check_mapped_column_types(con, sync, project.destination_class_of(sync))
         plan = build_plan(con, sync, run_id, **project.identity_rules(sync))
         plan.warnings = [*carried, *plan.warnings]
         try:
@@ -158,7 +158,7 @@ def check_against_models(project: Project, warehouse: Path | None = None) -> int
         for sync in project.syncs.values():
             try:
                 check_model(con, sync)
-                check_mapped_column_types(con, sync, project.destinations[sync.destination].destination_class)
+                check_mapped_column_types(con, sync, project.destination_class_of(sync))
             except ConfigError as error:
                 problems += error.problems
     if problems:
@@ -288,7 +288,7 @@ def _plan_and_deliver(
     except NameInUse as error:
         result.status, result.message = "locked", str(error)
         return
-    destination_class = project.destinations[sync.destination].destination_class
+    destination_class = project.destination_class_of(sync)
     if not remove_all:  # which reads no model
         check_mapped_column_types(con, sync, destination_class)
     earlier = EarlierWork()
