@@ -170,7 +170,9 @@ def in_flight(
     """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
     member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
     retired then and added or changed now). The destination may process the two in either order. Added members are
-    read from state, and from the write-ahead entries of those runs for members whose commit a crash prevented. An
+    read from what the work was recorded with when handed over (`state.record_handover`: what it added, even when
+    the member's state has changed or gone since), from state (work recorded before adds were), and from the
+    write-ahead entries of those runs for members whose commit a crash prevented. An
     entry of a row such a run failed counts too (which rows a run that died failed is not known): its removal
     waits for that run's work, a delay, where leaving it out could let the work re-add a member who left. So does
     a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`)."""
@@ -180,6 +182,9 @@ def in_flight(
     with state.registered(con, "in_flight_refs", pa.table({"ref": pa.array(refs, pa.string())})):
         added = con.execute(
             f"""select row_fields from {state.S}.sync_state where sync_name = $sync and row_fields is not null
+                and destination_ref in (select ref from in_flight_refs) and row_key in ({removing})
+            union all
+            select row_fields from {state.S}.unconfirmed_adds where sync_name = $sync
                 and destination_ref in (select ref from in_flight_refs) and row_key in ({removing})
             union all
             select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (

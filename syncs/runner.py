@@ -192,26 +192,31 @@ class Runner:
 
     def _settle_handover(self, handed_over: str | None, closing: DeferredOutcome) -> None:
         """The work `close` acknowledged takes the place of the work recorded before it (`state.settle_handover`);
-        recorded now, with its removals, if the destination could not name it before."""
-        removals = closing.for_op(Operation.REMOVE)
-        removals_ref = removals.destination_ref if removals.ok else None
-        if handed_over is None and removals_ref is not None:
-            handed_over = self._record_handover(removals_ref)
+        recorded now if the destination could not name it before."""
         acknowledged = closing.acknowledged_refs()
-        state.settle_handover(self.con, self.run.sync_name, self.run.run_id, handed_over, acknowledged, removals_ref)
+        if handed_over is None and acknowledged:
+            handed_over = self._record_handover(acknowledged[0])
+        refs = {
+            table: outcome.destination_ref if outcome.ok else None
+            for table, outcome in (
+                ("unconfirmed_removals", closing.for_op(Operation.REMOVE)),
+                ("unconfirmed_adds", closing.for_op(Operation.UPSERT)),
+            )
+        }
+        state.settle_handover(self.con, self.run.sync_name, self.run.run_id, handed_over, acknowledged, refs)
 
     def _record_handover(self, ref: str) -> str:
-        """Record the work `ref` a destination that `confirms_later` hands over at close, with the removals of a
-        mirror's removal pass it carries, or may carry (`state.record_handover`)."""
-        removal_passes = [p for p in self._deferred_passes if p.op is Operation.REMOVE and p.deferred]
-        uncertain = set(self.destination.uncertain_removals())
+        """Record the work `ref` a destination that `confirms_later` hands over at close, with the rows of a mirror's
+        passes it carries, or may carry (`state.record_handover`)."""
+        uncertain = set(self.destination.uncertain_keys())
+        carried = self.plan.mode is Mode.MIRROR and any(p.deferred for p in self._deferred_passes)
         state.record_handover(
             self.con,
             self.run.sync_name,
             self.run.run_id,
             ref,
-            removals_from=self.plan.table if removal_passes and self.plan.mode is Mode.MIRROR else None,
-            answered=[key for deferred in removal_passes for key in deferred.answered if key not in uncertain],
+            plan_table=self.plan.table if carried else None,
+            answered=[key for deferred in self._deferred_passes for key in deferred.answered if key not in uncertain],
         )
         return ref
 

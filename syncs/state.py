@@ -121,6 +121,14 @@ DDL = [
         destination_ref varchar not null,
         row_key varchar not null,
         row_fields varchar)""",
+    # The members such work adds or changes, with the fields sent (recorded when the work is handed over): while it
+    # runs, a removal or retirement of the member waits for it (`later_checks.in_flight`), whatever the member's
+    # state says since (removed, changed again).
+    f"""create table if not exists {S}.unconfirmed_adds (
+        sync_name varchar not null,
+        destination_ref varchar not null,
+        row_key varchar not null,
+        row_fields varchar)""",
     f"""create table if not exists {S}.sync_locks (
         sync_name varchar primary key,
         run_id varchar not null,
@@ -594,29 +602,33 @@ def record_unconfirmed_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, 
     con.execute(f"insert into {S}.unconfirmed_deliveries values (?, ?, ?, ?)", [sync_name, ref, run_id, utcnow()])
 
 
+HANDED_OVER = {"unconfirmed_removals": "('remove', 'retire')", "unconfirmed_adds": "('add', 'change')"}
+
+
 def record_handover(
     con: duckdb.DuckDBPyConnection,
     sync_name: str,
     run_id: str,
     ref: str,
     *,
-    removals_from: str | None = None,
+    plan_table: str | None = None,
     answered: Sequence[str] = (),
 ) -> None:
-    """Before a destination hands over work it confirms later (`Destination.handover_ref`): the work, and the
-    removals and retirements of the plan table `removals_from` that it carries (those its batches did not answer),
-    so a process that dies while handing it over, or before settling, leaves on record what may reach the
-    destination. `settle_handover` puts the outcome in its place."""
+    """Before a destination hands over work it confirms later (`Destination.handover_ref`): the work, and the rows of
+    a mirror's `plan_table` it carries (those its batches did not answer): removals and retirements, adds and
+    changes, with their fields. A process that dies while handing it over, or before settling, leaves on record
+    what may reach the destination. `settle_handover` puts the outcome in its place."""
     with transaction(con):
         record_unconfirmed_delivery(con, sync_name, run_id, ref)
-        if removals_from is None:
+        if plan_table is None:
             return
         with registered(con, "answered_rows", pa.table({"row_key": pa.array(list(answered), pa.string())})):
-            con.execute(
-                f"insert into {S}.unconfirmed_removals select ?, ?, row_key, row_fields from {removals_from} "
-                "where action in ('remove', 'retire') and row_key not in (select row_key from answered_rows)",
-                [sync_name, ref],
-            )
+            for table, actions in HANDED_OVER.items():
+                con.execute(
+                    f"insert into {S}.{table} select ?, ?, row_key, row_fields from {plan_table} "
+                    f"where action in {actions} and row_key not in (select row_key from answered_rows)",
+                    [sync_name, ref],
+                )
 
 
 def settle_handover(
@@ -625,11 +637,11 @@ def settle_handover(
     run_id: str,
     recorded: str | None,
     acknowledged: Sequence[str],
-    removals_ref: str | None,
+    refs_by_table: dict[str, str | None],
 ) -> None:
     """After `close`: the refs it acknowledged replace the one recorded before (the same, unless a job could not
-    run), in one transaction. The removals recorded move to `removals_ref`, the ref their rows were acknowledged
-    under, or go when none was."""
+    run), in one transaction. The rows recorded with it move, per `HANDED_OVER` table, to the ref their rows were
+    acknowledged under (`refs_by_table`), or go when none was."""
     if recorded is not None and list(acknowledged) == [recorded]:
         return
     with transaction(con):
@@ -638,17 +650,16 @@ def settle_handover(
                 f"delete from {S}.unconfirmed_deliveries where sync_name = ? and destination_ref = ?",
                 [sync_name, recorded],
             )
-            if removals_ref is None:
-                con.execute(
-                    f"delete from {S}.unconfirmed_removals where sync_name = ? and destination_ref = ?",
-                    [sync_name, recorded],
-                )
-            else:
-                con.execute(
-                    f"update {S}.unconfirmed_removals set destination_ref = ? where sync_name = ? "
-                    "and destination_ref = ?",
-                    [removals_ref, sync_name, recorded],
-                )
+            for table in HANDED_OVER:
+                if (ref := refs_by_table.get(table)) is None:
+                    con.execute(
+                        f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, recorded]
+                    )
+                else:
+                    con.execute(
+                        f"update {S}.{table} set destination_ref = ? where sync_name = ? and destination_ref = ?",
+                        [ref, sync_name, recorded],
+                    )
         for ref in acknowledged:
             record_unconfirmed_delivery(con, sync_name, run_id, ref)
 
@@ -670,7 +681,7 @@ def forget_delivery(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str) ->
 
 def delete_delivery_records(con: duckdb.DuckDBPyConnection, sync_name: str, ref: str) -> None:
     """The statements of `forget_delivery`, inside the caller's transaction (a redo)."""
-    for table in ("unconfirmed_deliveries", "unconfirmed_removals"):
+    for table in ("unconfirmed_deliveries", *HANDED_OVER):
         con.execute(f"delete from {S}.{table} where sync_name = ? and destination_ref = ?", [sync_name, ref])
 
 

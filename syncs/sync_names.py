@@ -28,7 +28,7 @@ log = get_logger("sync_names")
 # when a removed sync is forgotten. One row per key in the first two; the sync's own row wins when both names have
 # one (it is the newer).
 KEYED_TABLES = ("sync_state", "row_errors")
-OWED_TABLES = ("pending_members", "unconfirmed_deliveries", "unconfirmed_removals")
+OWED_TABLES = ("pending_members", "unconfirmed_deliveries", "unconfirmed_removals", "unconfirmed_adds")
 # The record of messages sent (occurrence keys and refs, no contact data) and run history: carried over, and kept
 # when a sync is forgotten, as the message models read every sync's ledger to never send an occurrence twice and to
 # count frequency caps.

@@ -322,10 +322,11 @@ class Destination(ABC):
         over (between two Google jobs' `:run`) leaves it on record, for later runs to hold against and check."""
         return None
 
-    def uncertain_removals(self) -> Sequence[str]:
-        """For a destination that `confirms_later` and `answers_at_close`: keys of removal rows `write` failed whose
+    def uncertain_keys(self) -> Sequence[str]:
+        """For a destination that `confirms_later` and `answers_at_close`: keys of rows `write` failed whose
         operation may be in the work handed over all the same (the answer to the request carrying it was lost). They
-        are recorded with that work, so a later add of the member waits for it; failed, they are sent again."""
+        are recorded with that work, so an opposite operation on the member waits for it; failed, they are sent
+        again."""
         return ()
 
     def check_later(self, refs: Sequence[str]) -> Mapping[str, LaterCheck]:

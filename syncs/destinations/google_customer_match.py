@@ -23,9 +23,10 @@ Google rejects are answered per row, from the partial-failure reply by operation
 added. A failed or crashed run runs nothing: its jobs stay PENDING and Google never processes them, and their
 rows, unacknowledged, go out in a new job next run. The jobs about to run are recorded before the first `:run`
 (`handover_ref`): a process that dies between them, or before its rows are settled, leaves them on record, so
-later runs hold against what ran and find PENDING the one that never did. A removal whose `addOperations` answer
-was lost (no answer, or a server fault, after the client's retries) fails, to be sent again, but may be in the job
-all the same (`uncertain_removals`): it is recorded with the job, so adding the member back waits for it.
+later runs hold against what ran and find PENDING the one that never did. The record holds the members each job
+adds or removes, so a later run holds an opposite operation on a member however its state changed since. A row
+whose `addOperations` answer was lost (no answer, or a server fault, after the client's retries) fails, to be sent
+again, but may be in the job all the same (`uncertain_keys`): it is recorded with the job too.
 
 A job that ran may still FAIL at Google, having applied some of its operations or none (`confirms_later`): the
 engine keeps each run's jobs (`destination_ref`, the job names) and, before a later run plans, `check_later`
@@ -292,9 +293,8 @@ class GoogleCustomerMatchDestination(Destination):
     def handover_ref(self) -> str | None:
         return " ".join(name for _, name in self._jobs_to_run()) or None
 
-    def uncertain_removals(self) -> list[str]:
-        remove = self._jobs.get("remove")
-        return list(remove.maybe_in) if remove is not None and remove.accepted else []
+    def uncertain_keys(self) -> list[str]:
+        return [key for job in self._jobs.values() if job.accepted for key in job.maybe_in]
 
     def _jobs_to_run(self) -> list[tuple[str, str]]:
         """(verb, job name) of the jobs `close` runs, in order: removals first."""

@@ -665,3 +665,25 @@ def test_a_removal_whose_answer_was_lost_holds_the_members_return_like_one_ackno
     assert members(env) == hashed("cy@example.com")
     assert env.run("people_google_one_by_one").sent == 2
     assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+
+
+def test_a_first_address_stays_held_after_its_member_moved_left_and_came_back(env: Any) -> None:
+    """Ann's first address is in a job Google still processes. She moves (that address's retirement waits), leaves
+    (the removal of her new address goes, and her state with it) and comes back with a third address: the first
+    one's retirement still waits for the job adding it, and her third address with it. Sent at once, Google could
+    process the retirement first, and the job would leave an address she no longer has in the list."""
+    google(env).newest_first = True
+    env.run("people_google")
+    env.sql("update analytics.people set email = 'ann.new@example.com' where customer_id = 'c1'")
+    assert env.run("people_google").error_summary == {"add_pending": 2}
+    env.sql("delete from analytics.people where customer_id = 'c1'")
+    env.run("people_google")
+    env.sql("insert into analytics.people values ('c1', 'ann.third@example.com')")
+
+    back = env.run("people_google")
+
+    assert (back.sent, back.error_summary) == (0, {"add_pending": 2})  # her new address goes with the retirement
+    for _ in range(2):
+        members(env)
+        env.run("people_google")
+    assert members(env) == hashed("ann.third@example.com", "bob@example.com", "cy@example.com")
