@@ -178,20 +178,21 @@ def in_flight(
     a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`)."""
     if not refs:
         return [], []
+    # `union`, not `union all`: a member a job added is in its record and, while its state names the job, in state.
     removing = f"select split_part(row_key, {MARKER}, 1) from {plan_table} where action in ('remove', 'retire')"
     with state.registered(con, "in_flight_refs", pa.table({"ref": pa.array(refs, pa.string())})):
         added = con.execute(
             f"""select row_fields from {state.S}.sync_state where sync_name = $sync and row_fields is not null
                 and destination_ref in (select ref from in_flight_refs) and row_key in ({removing})
-            union all
+            union
             select row_fields from {state.S}.unconfirmed_adds where sync_name = $sync
                 and destination_ref in (select ref from in_flight_refs) and row_key in ({removing})
-            union all
+            union
             select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (
                 select run_id from {state.S}.unconfirmed_deliveries
                 where sync_name = $sync and destination_ref in (select ref from in_flight_refs))
                 and not contains(p.row_key, {MARKER}) and p.row_key in ({removing})
-            union all
+            union
             select p.row_fields from {state.S}.pending_members p where p.sync_name = $sync and p.run_id in (
                 select $carried || run_id from {state.S}.unconfirmed_deliveries
                 where sync_name = $sync and destination_ref in (select ref from in_flight_refs))

@@ -10,6 +10,8 @@ import duckdb
 import pytest
 
 from syncs import state
+from syncs.destinations.base import RunInfo
+from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination
 from syncs.identity import sha256_hex
 from tests.syncs.test_identity_changes import GOOGLE_DESTINATION
 
@@ -332,16 +334,27 @@ def test_a_member_removed_by_a_job_still_processing_is_added_back_once_it_is_don
     assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
 
 
-def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env: Any) -> None:
+def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env: Any, monkeypatch: Any) -> None:
     """Ann opts out while Google still processes the job adding her: a removal now could be processed first and
-    leave her in the audience, so the removal waits for that job, and then goes out."""
+    leave her in the audience, so the removal waits for that job, and then goes out. Her fields are read once,
+    though both her state and the job's record name them."""
     google(env).newest_first = True
     env.run("people_google")  # its job stays RUNNING for three status reads
     env.sql("delete from analytics.people where customer_id = 'c1'")
+    opened: list[RunInfo] = []
+    open_run = GoogleCustomerMatchDestination.open
+
+    def open_and_keep(destination: GoogleCustomerMatchDestination, run: RunInfo) -> None:
+        opened.append(run)
+        open_run(destination, run)
+
+    monkeypatch.setattr(GoogleCustomerMatchDestination, "open", open_and_keep)
 
     held = env.run("people_google")
 
     assert (held.removed, held.error_summary) == (0, {"add_pending": 1})
+    assert len(opened[0].added_in_flight) == 1
+    monkeypatch.undo()
     members(env)  # Google finishes the add job
     removed = env.run("people_google")
     assert (removed.status, removed.removed) == ("success", 1)
