@@ -42,6 +42,12 @@ class SyncRunConfig(dg.Config):
         description="Mirror (or upsert) sync emptied by `tidings run NAME --remove-all`: send the model's members "
         "again (until then its runs are blocked from sending any).",
     )
+    retarget: bool = Field(
+        default=False,
+        description="Mirror/upsert sync pointed at another destination or target (its runs are blocked until "
+        "then): drop the state of the members sent to the old one, which keeps them, and send every member to the "
+        "new one.",
+    )
 
 
 def sync_asset_key(sync_name: str) -> dg.AssetKey:
@@ -110,6 +116,7 @@ def _sync_asset(spec: SyncSpec, model_key: dg.AssetKey) -> dg.AssetsDefinition:
             allow_large_removal=config.allow_large_removal,
             resend_all=config.resend_all,
             add_back=config.add_back,
+            retarget=config.retarget,
         )
         context.log.info(f"sync {spec.name}: {result.status}, {result.sent} sent, {result.failed} failed")
         yield from report_sync_result(context.asset_key, result)

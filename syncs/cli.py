@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="mirror (or upsert) sync emptied by --remove-all: send the model's members again (later runs then "
         "sync as usual)",
     )
+    run.add_argument(
+        "--retarget",
+        action="store_true",
+        help="mirror/upsert sync pointed at another destination or target: drop the state of the members sent to "
+        "the old one (they stay there) and send every member to the new one",
+    )
     run.add_argument("--json", action="store_true")
     retry = command("retry", _retry, "re-send only the rows currently in error")
     retry.add_argument("name")
@@ -221,6 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         resend_all=args.resend_all,
         remove_all=args.remove_all,
         add_back=args.add_back,
+        retarget=args.retarget,
     )
     return _report(result, args.json)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from syncs import config, guards, state
+from syncs import config, guards, state, sync_places
 from syncs.column_types import check_mapped_column_types
 from syncs.config import ConfigError, ConfigProblem, DestinationSpec, Project, SyncSpec
 from syncs.destinations.base import Mode, Operation, RunInfo
@@ -113,6 +113,8 @@ def plan_sync(name: str, *, project: Project | None = None, warehouse: Path | No
         plan.warnings = [*carried, *plan.warnings]
         try:
             plan.guard_decisions = guards.evaluate(sync, plan, emptied_by=_emptied_by(con, sync)).decisions
+            if move := sync_places.moved(con, sync):  # the counts are against the place its state holds
+                plan.guard_decisions = [f"blocked: {move.blocked()}", *plan.guard_decisions]
         finally:
             drop_plan(con, plan)
         return plan
@@ -200,13 +202,15 @@ def run_sync(
     resend_all: bool = False,
     remove_all: bool = False,
     add_back: bool = False,
+    retarget: bool = False,
 ) -> SyncResult:
     """Plan, guard and deliver one sync. Row failures are recorded, not raised; a run that cannot start
     (configuration, missing model, missing secret) is recorded as failed and its error re-raised.
     `resend_all` re-sends every current member of a mirror or upsert sync, changed or not (a destination that lost
     its data, a changed normalization); removals go as usual. `remove_all` removes every member of a mirror sync
     from its destination, whatever the model holds (before deleting the sync); later runs of it send no member
-    until one is asked to with `add_back`."""
+    until one is asked to with `add_back`. `retarget`: a mirror or upsert sync pointed at another destination or
+    target starts afresh there (`syncs.sync_places`)."""
     project = project or load_project()
     sync = project.sync(name)
     if resend_all and sync.mode not in (Mode.MIRROR, Mode.UPSERT):
@@ -223,6 +227,11 @@ def run_sync(
         raise RunRefused(
             f"adding members back applies to a mirror or upsert sync emptied by --remove-all (sync {name!r} is "
             f"{sync.mode.value}), and not in the run that empties it"
+        )
+    if retarget and (sync.mode not in sync_places.PLACE_MODES or remove_all or only_rows_in_error):
+        raise RunRefused(
+            f"retargeting applies to a mirror or upsert sync's plain run (sync {name!r} is {sync.mode.value}; a "
+            "remove-all or a retry cannot be combined with it)"
         )
     run_id = new_run_id()
     result = SyncResult(run_id=run_id, sync_name=name, mode=sync.mode.value, status="failed")
@@ -248,6 +257,7 @@ def run_sync(
                 resend_all=resend_all,
                 remove_all=remove_all,
                 add_back=add_back,
+                retarget=retarget,
             )
         except Exception as error:
             result.status, result.message = "failed", _safe_message(error)
@@ -281,12 +291,15 @@ def _plan_and_deliver(
     resend_all: bool,
     remove_all: bool,
     add_back: bool,
+    retarget: bool,
 ) -> None:
     drop_orphan_plans(con, sync.name)
     try:
         result.warnings = _carry_over(con, project, sync, result.run_id)
     except NameInUse as error:
         result.status, result.message = "locked", str(error)
+        return
+    if not _settle_place(con, sync, result, dry_run=dry_run, retarget=retarget):
         return
     destination_class = project.destination_class_of(sync)
     if not remove_all:  # which reads no model
@@ -369,6 +382,28 @@ def _plan_and_deliver(
     finally:
         drop_plan(con, plan)
         state.checkpoint(con)
+
+
+def _settle_place(
+    con: duckdb.DuckDBPyConnection, sync: SyncSpec, result: SyncResult, *, dry_run: bool, retarget: bool
+) -> bool:
+    """Whether the run goes on at the place the sync points at (`syncs.sync_places`): blocked while its state holds
+    members sent to another, unless asked to start afresh there; a dry run only says which."""
+    move = sync_places.moved(con, sync)
+    if move is None:
+        if not dry_run:
+            sync_places.record(con, sync)
+        return True
+    if not retarget or dry_run:
+        decision = f"passed: {move.retargeted()}" if retarget else f"blocked: {move.blocked()}"
+        result.guard_decisions = [decision]
+        result.status = "dry_run" if dry_run else "blocked"
+        result.message = "planned only; nothing was sent" if dry_run else _with_warnings(decision, result.warnings)
+        return False
+    sync_places.retarget(con, sync)
+    result.warnings = [*result.warnings, move.retargeted()]
+    log_event(log, "run.retargeted", run_id=result.run_id, sync=sync.name, members_dropped=move.members)
+    return True
 
 
 def _apply(result: SyncResult, delivery: Delivery, warnings: list[str]) -> None:

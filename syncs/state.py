@@ -129,6 +129,11 @@ DDL = [
         destination_ref varchar not null,
         row_key varchar not null,
         row_fields varchar)""",
+    # Where a mirror or upsert sync's members were sent: its destination and target (`syncs.sync_places`).
+    f"""create table if not exists {S}.sync_places (
+        sync_name varchar primary key,
+        place varchar not null,
+        recorded_at timestamp not null)""",
     f"""create table if not exists {S}.sync_locks (
         sync_name varchar primary key,
         run_id varchar not null,

@@ -33,6 +33,8 @@ OWED_TABLES = ("pending_members", "unconfirmed_deliveries", "unconfirmed_removal
 # when a sync is forgotten, as the message models read every sync's ledger to never send an occurrence twice and to
 # count frequency caps.
 KEPT_TABLES = ("message_ledger", "message_acks", "sync_runs")
+# Where the members were sent (`syncs.sync_places`): carried over (the sync's own wins), deleted on forget.
+PLACE_TABLE = "sync_places"
 STATE_TABLES = (*KEYED_TABLES, *OWED_TABLES, *KEPT_TABLES)
 
 
@@ -212,6 +214,12 @@ def _move(con: duckdb.DuckDBPyConnection, earlier: str, sync: SyncSpec) -> None:
         _keep_one_ledger_entry(con, name, earlier)
     for table in (*OWED_TABLES, *KEPT_TABLES):
         con.execute(f"update {S}.{table} set sync_name = ? where sync_name = ?", [name, earlier])
+    con.execute(
+        f"insert into {S}.{PLACE_TABLE} select $name, place, recorded_at from {S}.{PLACE_TABLE} "
+        f"where sync_name = $earlier and $name not in (select sync_name from {S}.{PLACE_TABLE})",
+        {"name": name, "earlier": earlier},
+    )
+    con.execute(f"delete from {S}.{PLACE_TABLE} where sync_name = ?", [earlier])
 
 
 def _keep_one_ledger_entry(con: duckdb.DuckDBPyConnection, name: str, earlier: str) -> None:
@@ -304,7 +312,7 @@ def forget(con: duckdb.DuckDBPyConnection, name: str, run_id: str) -> dict[str, 
         gone = {"members": held["members"], "unsettled": held["unsettled"], "errors": held["errors"]}
         drop_orphan_plans(con, name)
         with state.transaction(con):
-            for table in (*KEYED_TABLES, *OWED_TABLES):
+            for table in (*KEYED_TABLES, *OWED_TABLES, PLACE_TABLE):
                 con.execute(f"delete from {S}.{table} where sync_name = ?", [name])
             (latest,) = con.execute(f"select max(started_at) from {S}.sync_runs where sync_name = ?", [name]).fetchone()
             now = state.utcnow() if latest is None else max(state.utcnow(), latest + timedelta(microseconds=1))

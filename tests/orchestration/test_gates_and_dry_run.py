@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -141,3 +142,39 @@ def test_an_emptied_audience_stays_empty_until_a_run_asks_to_add_back(
     metadata = materialized_metadata(added_back)[key]
     assert metadata["status"] == "success" and metadata["rows_sent"] > 0
     assert any(decision.startswith("passed: add_back:") for decision in metadata["guard_decisions"])
+
+
+def test_a_sync_pointed_elsewhere_is_blocked_until_a_run_asks_to_retarget(
+    defs: dg.Definitions, built_warehouse: Path, tmp_path: Path, clean_sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    """Its members were sent to another list (here: the place on record is rewritten as an earlier declaration's):
+    the asset's runs fail as blocked, not retried, and send nothing; `retarget: true` starts afresh there."""
+    copy = tmp_path / "moved.duckdb"
+    shutil.copy(built_warehouse, copy)
+    monkeypatch.setenv("TIDINGS_WAREHOUSE", str(copy))
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    sync_name, _ = http_audience_sync()
+    first = run_sync(sync_name, warehouse=copy)
+    assert first.status == "success" and first.sent > 0
+    with duckdb.connect(str(copy)) as con:
+        (place,) = con.execute("select place from tidings.sync_places where sync_name = ?", [sync_name]).fetchone()
+        earlier = {**json.loads(place), "target": {"list_id": "an earlier list"}}
+        con.execute("update tidings.sync_places set place = ? where sync_name = ?", [json.dumps(earlier), sync_name])
+    key = sync_asset_key(sync_name)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
+    requests = sum(app.stats["requests"] for app in clean_sandbox.apps.values())
+
+    blocked = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not blocked.success and key not in materialized_metadata(blocked)
+    failure = next(event for event in blocked.all_events if event.is_step_failure)
+    assert "blocked: retargeted:" in failure.step_failure_data.error.message
+    assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == requests
+
+    retargeted = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {f"syncs__{sync_name}": {"config": {"retarget": True}}}},
+    )
+    metadata = materialized_metadata(retargeted)[key]
+    assert metadata["status"] == "success" and metadata["rows_sent"] == first.sent
+    assert any("they stay there" in warning for warning in metadata["warnings"])

@@ -585,6 +585,42 @@ def test_remove_all_says_until_google_has_confirmed_every_removal(env: Any) -> N
     assert unconfirmed(env) == (0, 0)
 
 
+def point_people_google_at(env: Any, user_list: str) -> None:
+    models = env.dbt_project_dir / "models" / "_people.yml"
+    declared = "- name: people_google\n              destination: google_ads\n              mode: mirror\n"
+    text = models.read_text()
+    start = text.index(declared)
+    target = text.index("user_list_id: ", start)
+    end = text.index("}", target)
+    models.write_text(f"{text[:target]}user_list_id: {user_list}{text[end:]}")
+
+
+def test_a_list_emptied_for_a_move_is_left_once_google_has_confirmed_its_removals(env: Any) -> None:
+    """Moving an audience to another list: until Google confirms the old list's removal job (and the sync would
+    send again what it failed), the state still owes the old list, so the sync cannot point elsewhere yet."""
+    env.run("people_google")
+    members(env)
+    assert env.run("people_google", remove_all=True).removed == 3
+    point_people_google_at(env, "people_b")
+
+    early = env.run("people_google", add_back=True)
+
+    assert early.status == "blocked" and early.sent == 0
+    assert "holds 0 member(s) and 1 run(s) of work not confirmed yet" in early.message
+    point_people_google_at(env, "people")
+    members(env)  # Google processes the removal job
+    confirmed = env.run("people_google", remove_all=True)
+    assert confirmed.removed == 0 and not any("not confirmed" in w for w in confirmed.warnings)
+    assert unconfirmed(env) == (0, 0)
+    point_people_google_at(env, "people_b")
+    moved = env.run("people_google", add_back=True)
+    assert (moved.status, moved.sent) == ("success", 3)
+    assert google(env).members("customers/1234567890/userLists/people_b") == hashed(
+        "ann@example.com", "bob@example.com", "cy@example.com"
+    )
+    assert members(env) == set()
+
+
 def die_running_jobs(env: Any, verb: str, *, ran: bool) -> None:
     """A run of `people_google` whose process dies waiting for the `:run` of its `verb` job (having run every job
     before it), which Google runs (`ran`) or never received."""
