@@ -299,7 +299,16 @@ def _plan_and_deliver(
     except NameInUse as error:
         result.status, result.message = "locked", str(error)
         return
-    if not _settle_place(con, sync, result, dry_run=dry_run, retarget=retarget):
+    if not _settle_place(
+        con,
+        project,
+        sync,
+        result,
+        dry_run=dry_run,
+        retarget=retarget,
+        allow_large_removal=allow_large_removal,
+        add_back=add_back,
+    ):
         return
     destination_class = project.destination_class_of(sync)
     if not remove_all:  # which reads no model
@@ -385,25 +394,50 @@ def _plan_and_deliver(
 
 
 def _settle_place(
-    con: duckdb.DuckDBPyConnection, sync: SyncSpec, result: SyncResult, *, dry_run: bool, retarget: bool
+    con: duckdb.DuckDBPyConnection,
+    project: Project,
+    sync: SyncSpec,
+    result: SyncResult,
+    *,
+    dry_run: bool,
+    retarget: bool,
+    allow_large_removal: bool,
+    add_back: bool,
 ) -> bool:
     """Whether the run goes on at the place the sync points at (`syncs.sync_places`): blocked while its state holds
-    members sent to another, unless asked to start afresh there; a dry run only says which."""
+    members sent to another, unless asked to start afresh there. A run asked to is planned and guarded as from an
+    empty state (a dry run stops there); its state goes only once those guards pass, and the run goes on from it."""
     move = sync_places.moved(con, sync)
     if move is None:
         if not dry_run:
             sync_places.record(con, sync)
         return True
-    if not retarget or dry_run:
-        decision = f"passed: {move.retargeted()}" if retarget else f"blocked: {move.blocked()}"
-        result.guard_decisions = [decision]
+    if not retarget:
+        result.guard_decisions = [f"blocked: {move.blocked()}"]
         result.status = "dry_run" if dry_run else "blocked"
-        result.message = "planned only; nothing was sent" if dry_run else _with_warnings(decision, result.warnings)
-        return False
-    sync_places.retarget(con, sync)
-    result.warnings = [*result.warnings, move.retargeted()]
-    log_event(log, "run.retargeted", run_id=result.run_id, sync=sync.name, members_dropped=move.members)
-    return True
+    else:
+        fresh = sync_places.fresh_start(sync)
+        drop_orphan_plans(con, fresh.name)
+        plan = build_plan(con, fresh, result.run_id, **project.identity_rules(sync))
+        try:
+            plan.sync_name = sync.name
+            emptied_by = _emptied_by(con, sync)
+            verdict = guards.evaluate(
+                sync, plan, allow_large_removal=allow_large_removal, emptied_by=emptied_by, add_back=add_back
+            )
+        finally:
+            drop_plan(con, plan)
+        result.planned, result.skipped, result.preview = plan.counts, plan.skipped_total, plan.preview
+        result.guard_decisions = [f"passed: {move.retargeting()}", *verdict.decisions]
+        if not dry_run and not verdict.blocked:
+            sync_places.retarget(con, sync)
+            result.warnings = [*result.warnings, move.retargeted()]
+            log_event(log, "run.retargeted", run_id=result.run_id, sync=sync.name, members_dropped=move.members)
+            return True
+        result.status = "dry_run" if dry_run else "blocked"
+    blocked = "; ".join(d for d in result.guard_decisions if d.startswith("blocked"))
+    result.message = "planned only; nothing was sent" if dry_run else _with_warnings(blocked, result.warnings)
+    return False
 
 
 def _apply(result: SyncResult, delivery: Delivery, warnings: list[str]) -> None:

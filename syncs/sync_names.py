@@ -120,6 +120,7 @@ def carry_over(
             with state.transaction(con):
                 if retiring:
                     _retire_replaced_identities(con, sync, earlier, retiring)
+                _move_place(con, earlier, sync.name)
                 _move(con, earlier, sync)
         finally:
             state.release_lock(con, earlier, run_id)
@@ -214,9 +215,20 @@ def _move(con: duckdb.DuckDBPyConnection, earlier: str, sync: SyncSpec) -> None:
         _keep_one_ledger_entry(con, name, earlier)
     for table in (*OWED_TABLES, *KEPT_TABLES):
         con.execute(f"update {S}.{table} set sync_name = ? where sync_name = ?", [name, earlier])
+
+
+def _move_place(con: duckdb.DuckDBPyConnection, earlier: str, name: str) -> None:
+    """Where the earlier name's members were sent (`syncs.sync_places`) becomes the sync's when the earlier name
+    holds members or unconfirmed work: if the sync, run under its new name first, points elsewhere, its runs are
+    then blocked until those members are moved, instead of removing them from a place they never reached.
+    Otherwise the sync keeps its own."""
+    owes = " union all ".join(
+        f"select 1 from {S}.{table} where sync_name = $earlier"
+        for table in ("sync_state", "pending_members", "unconfirmed_deliveries")
+    )
     con.execute(
-        f"insert into {S}.{PLACE_TABLE} select $name, place, recorded_at from {S}.{PLACE_TABLE} "
-        f"where sync_name = $earlier and $name not in (select sync_name from {S}.{PLACE_TABLE})",
+        f"insert or replace into {S}.{PLACE_TABLE} select $name, place, recorded_at from {S}.{PLACE_TABLE} "
+        f"where sync_name = $earlier and exists ({owes})",
         {"name": name, "earlier": earlier},
     )
     con.execute(f"delete from {S}.{PLACE_TABLE} where sync_name = ?", [earlier])

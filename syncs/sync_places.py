@@ -11,7 +11,7 @@ the old one as it is.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 
@@ -23,6 +23,7 @@ from syncs.sync_names import KEYED_TABLES, OWED_TABLES, PLACE_TABLE
 S = state.S
 PLACE_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})  # a send_once ledger and an export's files hold no members
 RETARGETED_GUARD = "retargeted"
+FRESH_START = "#retarget"
 
 
 def place_of(sync: SyncSpec) -> str:
@@ -44,6 +45,7 @@ class Moved:
     """A sync pointed at another place than the one its state holds members of."""
 
     sync_name: str
+    mode: Mode
     recorded: str  # place_of, as its runs recorded it
     current: str
     members: int  # settled and written-ahead members
@@ -55,13 +57,24 @@ class Moved:
 
     def blocked(self) -> str:
         name = self.sync_name
+        move = (
+            f"To move the audience, point it back and run `tidings run {name} --remove-all` (until it warns of no "
+            f"unconfirmed run), then point it at the new place and run `tidings run {name} --add-back`; to leave"
+            if self.mode is Mode.MIRROR
+            else "An upsert sync never removes its members; to leave"
+        )
         return (
             f"{RETARGETED_GUARD}: sync {name!r} now points at {describe(self.current)}, but its state holds "
             f"{self.held()} sent to {describe(self.recorded)}; a run would send the new place only changed members "
-            "and never remove the old place's. To move the audience, point it back and run "
-            f"`tidings run {name} --remove-all` (until it warns of no unconfirmed run), then point it at the new "
-            f"place and run `tidings run {name} --add-back`; to leave the old place's members there and send every "
-            f"member to the new one, run `tidings run {name} --retarget`"
+            f"and never remove the old place's. {move} the old place's members there and send every member to the "
+            f"new one, run `tidings run {name} --retarget`"
+        )
+
+    def retargeting(self) -> str:
+        """The decision of a run asked to retarget, before its guards decide whether it may."""
+        return (
+            f"{RETARGETED_GUARD}: the state of {self.held()} sent to {describe(self.recorded)} is dropped once the "
+            f"guards pass, as asked (--retarget): they stay there; every member goes to {describe(self.current)}"
         )
 
     def retargeted(self) -> str:
@@ -88,7 +101,7 @@ def moved(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> Moved | None:
         )
 
     members, unconfirmed = rows("sync_state", "pending_members"), rows("unconfirmed_deliveries")
-    return Moved(sync.name, row[0], current, members, unconfirmed) if members or unconfirmed else None
+    return Moved(sync.name, sync.mode, row[0], current, members, unconfirmed) if members or unconfirmed else None
 
 
 def record(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
@@ -103,9 +116,19 @@ def retarget(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
     """Start afresh at the place the sync points at: its members, unsettled work and row errors go (the old place
     keeps its members), in one transaction with the new place's record. Run history and guard marks stay."""
     with state.transaction(con):
-        for table in (*KEYED_TABLES, *OWED_TABLES):
-            con.execute(f"delete from {S}.{table} where sync_name = ?", [sync.name])
+        _drop_state(con, sync)
         _write(con, sync)
+
+
+def fresh_start(sync: SyncSpec) -> SyncSpec:
+    """The sync under a name that holds no state (`#` is never in a sync's name): a plan of it shows what a
+    retargeted run would send."""
+    return replace(sync, name=f"{sync.name}{FRESH_START}", renamed_from=())
+
+
+def _drop_state(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
+    for table in (*KEYED_TABLES, *OWED_TABLES):
+        con.execute(f"delete from {S}.{table} where sync_name = ?", [sync.name])
 
 
 def _write(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
