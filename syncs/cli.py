@@ -148,19 +148,23 @@ def _validate(args: argparse.Namespace) -> int:
     if args.models:
         checked = engine.check_against_models(project, args.warehouse)
         print(f"ok: {checked} sync(s) match the built models in {args.warehouse or warehouse_path()}")
-    _print_leftovers(project, args.warehouse or warehouse_path())
+    _print_state_warnings(project, args.warehouse or warehouse_path())
     return 0
 
 
-def _print_leftovers(project: engine.Project, warehouse: Path) -> None:
-    """Warn of state under names no declared sync has: a sync renamed without `renamed_from`, or removed."""
+def _print_state_warnings(project: engine.Project, warehouse: Path) -> None:
+    """Warn of state under names no declared sync has (a sync renamed without `renamed_from`, or removed), and of
+    syncs pointed at another destination or target than their members'."""
     try:
         found = engine.leftover_state(project, warehouse)
+        moved = engine.moved_syncs(project, warehouse)
     except state.WarehouseBusy:  # another process has it open for writing, and DuckDB then lets no other in
         print(f"note: sync state not checked: another process has {warehouse} open")
         return
     for leftover in found:
         print(f"{'note' if leftover.carried_over_by else 'warning'}: {leftover.advice()}")
+    for move in moved:
+        print(f"warning: runs are blocked: {move.blocked()}")
 
 
 def _forget(args: argparse.Namespace) -> int:

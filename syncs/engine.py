@@ -185,6 +185,21 @@ def leftover_state(
         return leftovers(read_only, project.syncs) if present.issuperset(STATE_TABLES) else []
 
 
+def moved_syncs(project: Project, warehouse: Path | None = None) -> list[sync_places.Moved]:
+    """Declared syncs whose runs are blocked because they point at another place than their state's
+    (`syncs.sync_places`), read from the warehouse read-only; none before the warehouse records places."""
+    path = warehouse or warehouse_path()
+    if not path.exists():
+        return []
+    with _read_only(path) as read_only:
+        recorded = read_only.execute(
+            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+            [state.S, sync_places.PLACE_TABLE],
+        ).fetchall()
+        moves = (sync_places.moved(read_only, sync) for sync in project.syncs.values()) if recorded else ()
+        return [move for move in moves if move is not None]
+
+
 def forget_state(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
     """Delete what a removed sync's name holds of its members and unsettled work (`syncs.sync_names.forget`); raises
     NameInUse while a run holds its lock."""

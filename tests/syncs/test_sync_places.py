@@ -40,6 +40,8 @@ def test_a_mirror_pointed_at_another_target_is_blocked_until_its_members_are_mov
     assert cli(sync_env, "run", "audience_mirror", "--dry-run") == 3  # a dry run used as a check says so
     assert cli(sync_env, "plan", "audience_mirror") == 0
     assert "blocked: retargeted:" in capsys.readouterr().out
+    assert cli(sync_env, "validate") == 0
+    assert "warning: runs are blocked: retargeted: sync 'audience_mirror' now points at" in capsys.readouterr().out
     assert sync_env.run("audience_mirror").status == "blocked"  # still: nothing was recorded meanwhile
 
     point_at(sync_env, "audience_mirror", "audience_b", "audience")
