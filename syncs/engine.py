@@ -383,7 +383,14 @@ def _plan_and_deliver(
         unsettled = (
             state.unsettled_runs(con, sync.name, result.run_id, plan.table) if sync.mode is Mode.SEND_ONCE else ()
         )
-        added_in_flight, removed_in_flight = in_flight(con, sync.name, earlier.in_flight, plan.table)
+        added_in_flight, removed_in_flight = in_flight(
+            con,
+            sync.name,
+            earlier.in_flight,
+            plan.table,
+            identity=project.mapped_identity_fields(sync),
+            normalized=destination_class.normalized_identity_kinds,
+        )
         run = RunInfo(
             result.run_id,
             sync.name,

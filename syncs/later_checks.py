@@ -20,8 +20,10 @@ but treats every unconfirmed piece of work as in flight.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 import duckdb
@@ -29,8 +31,8 @@ import pyarrow as pa
 
 from syncs import state
 from syncs.config import Project, SyncSpec
-from syncs.destinations.base import LaterCheck, Mode
-from syncs.identity_release import RETIRED_MARKER, identity_sql
+from syncs.destinations.base import IdentityKind, LaterCheck, Mode
+from syncs.identity_release import RETIRED_MARKER, IdentityField, identifier_key_sqls, identity_sql
 from syncs.logs import get_logger, log_event
 from syncs.sql_text import literal
 
@@ -165,7 +167,13 @@ def redo(
 
 
 def in_flight(
-    con: duckdb.DuckDBPyConnection, sync_name: str, refs: list[str], plan_table: str
+    con: duckdb.DuckDBPyConnection,
+    sync_name: str,
+    refs: list[str],
+    plan_table: str,
+    *,
+    identity: Sequence[IdentityField] = (),
+    normalized: Mapping[str, IdentityKind] = MappingProxyType({}),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
     member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
@@ -175,7 +183,9 @@ def in_flight(
     write-ahead entries of those runs for members whose commit a crash prevented. An
     entry of a row such a run failed counts too (which rows a run that died failed is not known): its removal
     waits for that run's work, a delay, where leaving it out could let the work re-add a member who left. So does
-    a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`)."""
+    a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`). Removed
+    identities count for another member too, one this plan adds or changes with an identifier they may share
+    (`identity`, the sync's mapped identity fields; `identifier_key_sqls`): its add waits for that work as well."""
     if not refs:
         return [], []
     # `union`, not `union all`: a member a job added is in its record and, while its state names the job, in state.
@@ -199,10 +209,19 @@ def in_flight(
                 and split_part(p.row_key, {MARKER}, 1) in ({removing})""",
             {"sync": sync_name, "carried": state.CARRIED_RUN_PREFIX},
         ).fetchall()
+        in_flight_removals = (
+            f"select row_fields from {state.S}.unconfirmed_removals where sync_name = $sync "
+            "and destination_ref in (select ref from in_flight_refs)"
+        )
+        adding = f"from {plan_table} where action in ('add', 'change')"
+        # Another member taking an identifier such work removes (`row_fields` is each side's own column).
+        by_identifier = "".join(
+            f" union {in_flight_removals} and {key} in (select {key} {adding})"
+            for key in identifier_key_sqls("row_fields", identity, normalized)
+        )
         removed = con.execute(
-            f"""select row_fields from {state.S}.unconfirmed_removals where sync_name = $sync
-                and destination_ref in (select ref from in_flight_refs) and split_part(row_key, {MARKER}, 1) in
-                (select row_key from {plan_table} where action in ('add', 'change'))""",
+            f"""{in_flight_removals} and split_part(row_key, {MARKER}, 1) in (select row_key {adding})
+                {by_identifier}""",
             {"sync": sync_name},
         ).fetchall()
     return [json.loads(fields) for (fields,) in added], [json.loads(fields) for (fields,) in removed]

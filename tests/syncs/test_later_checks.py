@@ -334,6 +334,22 @@ def test_a_member_removed_by_a_job_still_processing_is_added_back_once_it_is_don
     assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
 
 
+def test_a_new_customer_taking_an_address_a_job_still_removes_is_added_once_it_is_done(env: Any) -> None:
+    """Ann closes her account and signs up again as a new customer (another key) while Google still processes the
+    job removing her address: the new customer's add could be undone by that job, so it waits for it too."""
+    google(env).newest_first = True
+    assert removing_ann(env).removed == 1  # its job stays RUNNING for three status reads
+    env.sql("insert into analytics.people values ('c9', ' Ann@Example.com')")
+
+    held = env.run("people_google")
+
+    assert (held.sent, held.error_summary) == (0, {"removal_pending": 1})
+    assert members(env) == hashed("bob@example.com", "cy@example.com")  # Google finishes the removal
+    added = env.run("people_google")
+    assert (added.status, added.sent) == ("success", 1)
+    assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
+
+
 def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env: Any, monkeypatch: Any) -> None:
     """Ann opts out while Google still processes the job adding her: a removal now could be processed first and
     leave her in the audience, so the removal waits for that job, and then goes out. Her fields are read once,
