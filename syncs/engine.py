@@ -389,7 +389,6 @@ def _plan_and_deliver(
             earlier.in_flight,
             plan.table,
             identity=project.mapped_identity_fields(sync),
-            normalized=destination_class.normalized_identity_kinds,
         )
         run = RunInfo(
             result.run_id,

@@ -11,7 +11,7 @@ coarse key per kind and confirmed with the identifiers the connector would send.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,25 +69,6 @@ COARSE_IDENTITY_SQL: dict[str, str] = {
     "email": f"replace(lower(trim({{value}}, {literal(IDENTITY_TRIM)})), '.', '')",
     "phone": f"nullif(right(translate({{value}}, {literal(PHONE_SEPARATORS)}, ''), 7), '')",
 }
-
-
-def identifier_key_sqls(
-    fields_json: str, retiring: Sequence[IdentityField], normalized: Mapping[str, IdentityKind]
-) -> list[str]:
-    """SQL keys of the identifiers a row's fields JSON may send, each null when it sends none: the coarse key of
-    each field of a normalized kind (an email, a phone), and one of the other identity fields together (an
-    address, sent only whole). Two rows sharing a key may share an identifier (the connector's own normalization
-    decides); rows sharing one the connector sends always share its key, but for a name written with punctuation."""
-    keys = [
-        COARSE_IDENTITY_SQL[normalized[field.name]].format(value=_field_sql(fields_json, field.name))
-        for field in retiring
-        if field.name in normalized
-    ]
-    rest = [field for field in retiring if field.name not in normalized]
-    if rest:
-        whole = " and ".join(f"{identity_value_sql(fields_json, field)} <> ''" for field in rest)
-        keys.append(f"case when {whole} then {identity_sql(fields_json, rest)} end")
-    return keys
 
 
 def _match_key_sql(retiring: list[IdentityField], normalized: Mapping[str, IdentityKind]) -> str:

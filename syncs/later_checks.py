@@ -20,10 +20,9 @@ but treats every unconfirmed piece of work as in flight.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import MappingProxyType
 from typing import Any
 
 import duckdb
@@ -31,8 +30,8 @@ import pyarrow as pa
 
 from syncs import state
 from syncs.config import Project, SyncSpec
-from syncs.destinations.base import IdentityKind, LaterCheck, Mode
-from syncs.identity_release import RETIRED_MARKER, IdentityField, identifier_key_sqls, identity_sql
+from syncs.destinations.base import LaterCheck, Mode
+from syncs.identity_release import RETIRED_MARKER, IdentityField, identity_sql
 from syncs.logs import get_logger, log_event
 from syncs.sql_text import literal
 
@@ -173,7 +172,6 @@ def in_flight(
     plan_table: str,
     *,
     identity: Sequence[IdentityField] = (),
-    normalized: Mapping[str, IdentityKind] = MappingProxyType({}),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
     member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
@@ -183,9 +181,9 @@ def in_flight(
     write-ahead entries of those runs for members whose commit a crash prevented. An
     entry of a row such a run failed counts too (which rows a run that died failed is not known): its removal
     waits for that run's work, a delay, where leaving it out could let the work re-add a member who left. So does
-    a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`). Removed
-    identities count for another member too, one this plan adds or changes with an identifier they may share
-    (`identity`, the sync's mapped identity fields; `identifier_key_sqls`): its add waits for that work as well."""
+    a retirement a renamed sync's carry-over wrote for an identity such a run added (`syncs.sync_names`). A removed
+    identity counts for another member too, one this plan adds or changes with that whole identity (`identity`,
+    the sync's mapped identity fields): a customer who signed up again under a new key waits for that work as well."""
     if not refs:
         return [], []
     # `union`, not `union all`: a member a job added is in its record and, while its state names the job, in state.
@@ -214,14 +212,21 @@ def in_flight(
             "and destination_ref in (select ref from in_flight_refs)"
         )
         adding = f"from {plan_table} where action in ('add', 'change')"
-        # Another member taking an identifier such work removes (`row_fields` is each side's own column).
-        by_identifier = "".join(
-            f" union {in_flight_removals} and {key} in (select {key} {adding})"
-            for key in identifier_key_sqls("row_fields", identity, normalized)
-        )
         removed = con.execute(
             f"""{in_flight_removals} and split_part(row_key, {MARKER}, 1) in (select row_key {adding})
-                {by_identifier}""",
+                {_same_identity(in_flight_removals, adding, identity)}""",
             {"sync": sync_name},
         ).fetchall()
     return [json.loads(fields) for (fields,) in added], [json.loads(fields) for (fields,) in removed]
+
+
+def _same_identity(in_flight_removals: str, adding: str, identity: Sequence[IdentityField]) -> str:
+    """SQL: `union` the in-flight removals whose whole identity a row this plan adds or changes has (`row_fields`
+    is each side's own column). Only a whole identity: a removal sharing one identifier with other members (a
+    company's switchboard phone, a placeholder email) would hold each of their adds for as long as such removals
+    keep coming; it unmatches them as before (team note on shared identities)."""
+    if not identity:
+        return ""
+    whole = identity_sql("row_fields", list(identity))
+    none = literal(json.dumps([None] * len(identity), separators=(",", ":")))
+    return f"union {in_flight_removals} and {whole} <> {none} and {whole} in (select {whole} {adding})"

@@ -16,9 +16,9 @@ for Google to process a job (10 minutes to 24 hours). Google's rules behind this
   (`RunInfo.added_in_flight`, `removed_in_flight`): an add of an identifier such a job removes fails
   `removal_pending` too, and a removal of one it adds fails `add_pending` (retryable), so it goes out once that job
   is done; a held retirement holds its member's change too (`add_pending`), so the member's state keeps naming the
-  job in flight. Another member taking an identifier such a job removes (a customer signing up again under a new
-  key) is held too: the engine also passes the removals sharing an email, a phone or a whole address with this
-  run's adds (`identity_release.identifier_key_sqls`).
+  job in flight. Another member taking the whole identity such a job removes (a customer signing up again under
+  a new key) is held too: the engine also passes those removals (`later_checks.in_flight`). One sharing only some
+  identifiers with it (a company's switchboard phone) is not, or steady churn could hold such adds for good.
 
 Acknowledgement (`answers_at_close`): a row is acknowledged once its operation is in a job this run ran. Rows
 Google rejects are answered per row, from the partial-failure reply by operation index, when their batch is

@@ -350,6 +350,28 @@ def test_a_new_customer_taking_an_address_a_job_still_removes_is_added_once_it_i
     assert members(env) == hashed("ann@example.com", "bob@example.com", "cy@example.com")
 
 
+def test_a_member_sharing_one_identifier_with_a_removal_in_flight_is_not_held(env: Any) -> None:
+    """Colleagues share the switchboard phone. One leaves: her removal (email and phone) is not released, as no
+    one keeps her whole identity. A new colleague is not held behind it: with steady churn such removals would
+    always be in flight, and every new colleague would wait for good."""
+    contacts = "customers/1234567890/userLists/contacts"
+    env.sql(
+        """create table analytics.contacts as select * from (values
+            ('c1', 'ann@example.com', '+1 415 555 0100', 'US'), ('c2', 'bob@example.com', '+1 415 555 0100', 'US')
+        ) t(customer_id, email, phone, country)"""
+    )
+    google(env).newest_first = True
+    env.run("contacts_google")
+    google(env).members(contacts)
+    env.sql("delete from analytics.contacts where customer_id = 'c1'")
+    assert env.run("contacts_google").removed == 1  # its job stays RUNNING for three status reads
+    env.sql("insert into analytics.contacts values ('c3', 'cy@example.com', '+1 415 555 0100', 'US')")
+
+    joined = env.run("contacts_google")
+
+    assert (joined.sent, joined.error_summary) == (1, {})
+
+
 def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env: Any, monkeypatch: Any) -> None:
     """Ann opts out while Google still processes the job adding her: a removal now could be processed first and
     leave her in the audience, so the removal waits for that job, and then goes out. Her fields are read once,

@@ -5,15 +5,13 @@ removal sent (the member stays out of the audience until its next change)."""
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination
 from syncs.destinations.meta_custom_audiences import MetaCustomAudiencesDestination
-from syncs.identity_release import COARSE_IDENTITY_SQL, identifier_key_sqls, identity_fields_mapped
+from syncs.identity_release import COARSE_IDENTITY_SQL
 from syncs.sql_text import literal
 
 LOCAL_PARTS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=2, max_size=12)
@@ -65,55 +63,3 @@ def test_other_identities_differ_in_what_the_connectors_send() -> None:
     assert google({"email": "j.doe@example.com"}) != google({"email": "jdoe@example.com"})  # dots count outside Gmail
     assert meta({"EMAIL": "j.doe@gmail.com"}) != meta({"EMAIL": "jdoe@gmail.com"})  # Meta keeps Gmail dots
     assert meta({"EMAIL": "not an email"}) is None and google({}) is None
-
-
-def test_identifier_keys_pair_rows_sending_one_identifier_and_only_whole_addresses() -> None:
-    """`identifier_key_sqls` for Google: a key per email and phone, and one for a whole address (name, country and
-    postal code), null when the row sends none of it, so rows without an address never pair by it."""
-    fields = ["country_code", "email", "first_name", "last_name", "phone", "postal_code"]
-    identity = identity_fields_mapped(
-        fields,
-        GoogleCustomerMatchDestination.identity_fields,
-        GoogleCustomerMatchDestination.case_sensitive_identity_fields,
-    )
-    keys = identifier_key_sqls("f", identity, GoogleCustomerMatchDestination.normalized_identity_kinds)
-
-    def keyed(row: dict[str, str | None]) -> list[str | None]:
-        return list(
-            duckdb.sql(f"select {', '.join(keys)} from (select {literal(json.dumps(row))}::json as f)").fetchall()[0]
-        )
-
-    ann = keyed(
-        {
-            "email": "Ann.Lee@gmail.com",
-            "phone": None,
-            "first_name": "Ann",
-            "last_name": "Lee",
-            "country_code": "US",
-            "postal_code": "94107",
-        }
-    )
-    same_address = keyed(
-        {
-            "email": "other@example.com",
-            "phone": "+1 415 555 2671",
-            "first_name": " ann",
-            "last_name": "LEE",
-            "country_code": "us",
-            "postal_code": "94107",
-        }
-    )
-    no_address = keyed(
-        {
-            "email": "annlee@gmail.com",
-            "phone": None,
-            "first_name": "Ann",
-            "last_name": None,
-            "country_code": "US",
-            "postal_code": "94107",
-        }
-    )
-
-    assert len(keys) == 3 and ann[0] == no_address[0]  # email, with Gmail's dots and case
-    assert ann[2] == same_address[2] and ann[0] != same_address[0]  # the whole address
-    assert no_address[2] is None and ann[1] is None  # no address sent, no phone
