@@ -1,4 +1,6 @@
-"""The `tidings_leftover_state` sensor: in the Dagster UI, the state left under names no declared sync has.
+"""The `tidings_leftover_state` sensor: in the Dagster UI, the state left under names no declared sync has, and
+the syncs pointed at another destination or target than their members' (`syncs.sync_places`: their runs are
+blocked until the members are moved or the sync is retargeted).
 
 A sync removed from its YAML (or renamed without `renamed_from`) disappears from the asset graph, but its members
 stay in the destination and its state, with their identifiers, in the warehouse. `tidings validate` warns of it;
@@ -14,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from orchestration.resources import TidingsResource
-from syncs.engine import leftover_state, load_project
+from syncs.engine import leftover_state, load_project, moved_syncs
 from syncs.state import WarehouseBusy
 
 SENSOR_NAME = "tidings_leftover_state"
@@ -48,15 +50,21 @@ def build_leftover_state_sensor() -> dg.SensorDefinition:
         warehouse = tidings.warehouse_path()
         if not warehouse.exists():
             return dg.SkipReason(f"not checked: warehouse {warehouse} does not exist")
+        project = load_project()
         try:
-            found = leftover_state(load_project(), warehouse)
+            found = leftover_state(project, warehouse)
+            moved = moved_syncs(project, warehouse)
         except WarehouseBusy:  # a process outside Dagster writes it (a CLI run): DuckDB lets no other process in
             return dg.SkipReason(f"not checked: another process has {warehouse} open; checked again next tick")
-        if not found:
+        if not found and not moved:
             return dg.SkipReason("no state left under names no declared sync has")
-        advice = [leftover.advice() for leftover in found]
+        advice = [leftover.advice() for leftover in found] + [f"runs are blocked: {move.blocked()}" for move in moved]
         for line in advice:
             context.log.warning(line)
-        return dg.SkipReason(f"state left under {len(found)} name(s) no declared sync has. {' '.join(advice)}")
+        summary = [
+            f"state left under {len(found)} name(s) no declared sync has." if found else "",
+            f"{len(moved)} sync(s) point at another destination or target than their members'." if moved else "",
+        ]
+        return dg.SkipReason(" ".join([*filter(None, summary), *advice]))
 
     return tidings_leftover_state

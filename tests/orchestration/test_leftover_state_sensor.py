@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,7 @@ from orchestration import leftover_state
 from orchestration.leftover_state import SENSOR_NAME
 from orchestration.resources import TidingsResource
 from syncs import state
+from syncs.engine import load_project
 from tests.warehouse_lock import held_open_elsewhere
 
 
@@ -65,6 +67,25 @@ def test_the_sensor_names_state_a_removed_sync_left_and_how_to_clear_it(defs, tm
     assert "`renamed_from: winback_meta_2025`" in reason and "--remove-all" in reason
     assert warnings == [reason.split(". ", 1)[1]]
     assert "example.com" not in reason  # counts, never the rows
+
+
+def test_the_sensor_names_a_sync_pointed_away_from_its_members(defs, tmp_path):
+    """Its runs are blocked (`syncs.sync_places`); the sensor says so before the next run fails."""
+    name = next(spec.name for spec in load_project().syncs.values() if spec.mode.value == "mirror")
+    con = empty_warehouse(tmp_path / "warehouse.duckdb")
+    try:
+        con.execute("insert into tidings.sync_state values (?, 'c1', 'h1', '{}', null, now())", [name])
+        earlier = {"destination": "an_old_account", "type": "webhook", "target": {"topic": "old"}}
+        con.execute("insert into tidings.sync_places values (?, ?, now())", [name, json.dumps(earlier)])
+    finally:
+        con.close()
+
+    reason, warnings = evaluate(defs, tmp_path / "warehouse.duckdb")
+
+    assert reason.startswith("1 sync(s) point at another destination or target than their members'.")
+    assert warnings == [reason.split("members'. ", 1)[1]]
+    assert warnings[0].startswith(f"runs are blocked: retargeted: sync {name!r} now points at ")
+    assert "1 member(s) sent to an_old_account (webhook)" in reason and "--retarget" in reason
 
 
 def test_the_sensor_skips_quietly_when_nothing_is_left_or_the_warehouse_is_busy(defs, tmp_path):
