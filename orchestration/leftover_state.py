@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from orchestration.resources import TidingsResource
-from syncs.engine import leftover_state, load_project, moved_syncs
+from syncs.engine import load_project, state_findings
 from syncs.state import WarehouseBusy
 
 SENSOR_NAME = "tidings_leftover_state"
@@ -50,10 +50,8 @@ def build_leftover_state_sensor() -> dg.SensorDefinition:
         warehouse = tidings.warehouse_path()
         if not warehouse.exists():
             return dg.SkipReason(f"not checked: warehouse {warehouse} does not exist")
-        project = load_project()
         try:
-            found = leftover_state(project, warehouse)
-            moved = moved_syncs(project, warehouse)
+            found, moved = state_findings(load_project(), warehouse)
         except WarehouseBusy:  # a process outside Dagster writes it (a CLI run): DuckDB lets no other process in
             return dg.SkipReason(f"not checked: another process has {warehouse} open; checked again next tick")
         if not found and not moved:

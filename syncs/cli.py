@@ -156,8 +156,7 @@ def _print_state_warnings(project: engine.Project, warehouse: Path) -> None:
     """Warn of state under names no declared sync has (a sync renamed without `renamed_from`, or removed), and of
     syncs pointed at another destination or target than their members'."""
     try:
-        found = engine.leftover_state(project, warehouse)
-        moved = engine.moved_syncs(project, warehouse)
+        found, moved = engine.state_findings(project, warehouse)
     except state.WarehouseBusy:  # another process has it open for writing, and DuckDB then lets no other in
         print(f"note: sync state not checked: another process has {warehouse} open")
         return

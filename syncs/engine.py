@@ -168,36 +168,28 @@ def check_against_models(project: Project, warehouse: Path | None = None) -> int
     return len(project.syncs)
 
 
-def leftover_state(
-    project: Project, warehouse: Path | None = None, *, con: duckdb.DuckDBPyConnection | None = None
-) -> list[LeftoverState]:
-    """State under names no declared sync has (`syncs.sync_names`). Opens the warehouse read-only unless given a
-    connection; none when the warehouse or its state schema does not exist yet."""
-    if con is not None:
-        return leftovers(con, project.syncs)
+def leftover_state(project: Project, *, con: duckdb.DuckDBPyConnection) -> list[LeftoverState]:
+    """State under names no declared sync has (`syncs.sync_names`), read on the caller's connection."""
+    return leftovers(con, project.syncs)
+
+
+def state_findings(
+    project: Project, warehouse: Path | None = None
+) -> tuple[list[LeftoverState], list[sync_places.Moved]]:
+    """What `tidings validate` and the Dagster sensor warn of, from one read-only open of the warehouse: state under
+    names no declared sync has (`leftover_state`), and declared syncs whose runs are blocked because they point at
+    another place than their members' (`syncs.sync_places`). Neither when the warehouse does not exist yet."""
     path = warehouse or warehouse_path()
     if not path.exists():
-        return []
+        return [], []
     with _read_only(path) as read_only:
         tables = read_only.execute("select table_name from information_schema.tables where table_schema = ?", [state.S])
         present = {name for (name,) in tables.fetchall()}
         # A warehouse no run of this version has opened lacks its newer tables: its first run adds them.
-        return leftovers(read_only, project.syncs) if present.issuperset(STATE_TABLES) else []
-
-
-def moved_syncs(project: Project, warehouse: Path | None = None) -> list[sync_places.Moved]:
-    """Declared syncs whose runs are blocked because they point at another place than their state's
-    (`syncs.sync_places`), read from the warehouse read-only; none before the warehouse records places."""
-    path = warehouse or warehouse_path()
-    if not path.exists():
-        return []
-    with _read_only(path) as read_only:
-        recorded = read_only.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [state.S, sync_places.PLACE_TABLE],
-        ).fetchall()
+        found = leftovers(read_only, project.syncs) if present.issuperset(STATE_TABLES) else []
+        recorded = sync_places.PLACE_TABLE in present
         moves = (sync_places.moved(read_only, sync) for sync in project.syncs.values()) if recorded else ()
-        return [move for move in moves if move is not None]
+        return found, [move for move in moves if move is not None]
 
 
 def forget_state(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:

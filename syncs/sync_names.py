@@ -33,8 +33,11 @@ OWED_TABLES = ("pending_members", "unconfirmed_deliveries", "unconfirmed_removal
 # when a sync is forgotten, as the message models read every sync's ledger to never send an occurrence twice and to
 # count frequency caps.
 KEPT_TABLES = ("message_ledger", "message_acks", "sync_runs")
-# Where the members were sent (`syncs.sync_places`): carried over (the sync's own wins), deleted on forget.
+# Where the members were sent (`syncs.sync_places`): carried over, deleted on forget.
 PLACE_TABLE = "sync_places"
+# What a name holds at that place: members settled or written ahead, and work the destination has not confirmed.
+MEMBER_TABLES = ("sync_state", "pending_members")
+HOLDING_TABLES = (*MEMBER_TABLES, "unconfirmed_deliveries")
 STATE_TABLES = (*KEYED_TABLES, *OWED_TABLES, *KEPT_TABLES)
 
 
@@ -222,10 +225,7 @@ def _move_place(con: duckdb.DuckDBPyConnection, earlier: str, name: str) -> None
     holds members or unconfirmed work: if the sync, run under its new name first, points elsewhere, its runs are
     then blocked until those members are moved, instead of removing them from a place they never reached.
     Otherwise the sync keeps its own."""
-    owes = " union all ".join(
-        f"select 1 from {S}.{table} where sync_name = $earlier"
-        for table in ("sync_state", "pending_members", "unconfirmed_deliveries")
-    )
+    owes = " union all ".join(f"select 1 from {S}.{table} where sync_name = $earlier" for table in HOLDING_TABLES)
     con.execute(
         f"insert or replace into {S}.{PLACE_TABLE} select $name, place, recorded_at from {S}.{PLACE_TABLE} "
         f"where sync_name = $earlier and exists ({owes})",
@@ -313,6 +313,13 @@ def _last_run(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str | None
     )
 
 
+def delete_member_state(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """The name's members, unsettled work and row errors, inside the caller's transaction (`forget`, and a sync
+    retargeted to another place, `syncs.sync_places`)."""
+    for table in (*KEYED_TABLES, *OWED_TABLES):
+        con.execute(f"delete from {S}.{table} where sync_name = ?", [name])
+
+
 def forget(con: duckdb.DuckDBPyConnection, name: str, run_id: str) -> dict[str, int]:
     """Delete what a name holds of its members and unsettled work, under the name's lock; its message history and
     run history stay, with a `forgotten` run recording what went. Returns the counts deleted."""
@@ -324,8 +331,8 @@ def forget(con: duckdb.DuckDBPyConnection, name: str, run_id: str) -> dict[str, 
         gone = {"members": held["members"], "unsettled": held["unsettled"], "errors": held["errors"]}
         drop_orphan_plans(con, name)
         with state.transaction(con):
-            for table in (*KEYED_TABLES, *OWED_TABLES, PLACE_TABLE):
-                con.execute(f"delete from {S}.{table} where sync_name = ?", [name])
+            delete_member_state(con, name)
+            con.execute(f"delete from {S}.{PLACE_TABLE} where sync_name = ?", [name])
             (latest,) = con.execute(f"select max(started_at) from {S}.sync_runs where sync_name = ?", [name]).fetchone()
             now = state.utcnow() if latest is None else max(state.utcnow(), latest + timedelta(microseconds=1))
             message = ", ".join(f"{count} {what}" for what, count in gone.items()) + " forgotten; messages kept"

@@ -18,7 +18,7 @@ import duckdb
 from syncs import state
 from syncs.config import SyncSpec
 from syncs.destinations.base import Mode
-from syncs.sync_names import KEYED_TABLES, OWED_TABLES, PLACE_TABLE
+from syncs.sync_names import MEMBER_TABLES, PLACE_TABLE, delete_member_state
 
 S = state.S
 PLACE_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})  # a send_once ledger and an export's files hold no members
@@ -100,7 +100,7 @@ def moved(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> Moved | None:
             for table in tables
         )
 
-    members, unconfirmed = rows("sync_state", "pending_members"), rows("unconfirmed_deliveries")
+    members, unconfirmed = rows(*MEMBER_TABLES), rows("unconfirmed_deliveries")
     return Moved(sync.name, sync.mode, row[0], current, members, unconfirmed) if members or unconfirmed else None
 
 
@@ -116,7 +116,7 @@ def retarget(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
     """Start afresh at the place the sync points at: its members, unsettled work and row errors go (the old place
     keeps its members), in one transaction with the new place's record. Run history and guard marks stay."""
     with state.transaction(con):
-        _drop_state(con, sync)
+        delete_member_state(con, sync.name)
         _write(con, sync)
 
 
@@ -124,11 +124,6 @@ def fresh_start(sync: SyncSpec) -> SyncSpec:
     """The sync under a name that holds no state (`#` is never in a sync's name): a plan of it shows what a
     retargeted run would send."""
     return replace(sync, name=f"{sync.name}{FRESH_START}", renamed_from=())
-
-
-def _drop_state(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
-    for table in (*KEYED_TABLES, *OWED_TABLES):
-        con.execute(f"delete from {S}.{table} where sync_name = ?", [sync.name])
 
 
 def _write(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> None:
