@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -13,7 +14,7 @@ from orchestration_helpers import check_evaluations, materialized_metadata, obse
 
 from orchestration.quality_checks import GATE_CHECK_NAME
 from orchestration.sync_assets import sync_asset_key
-from syncs.engine import load_project, run_sync
+from syncs.engine import SyncResult, load_project, run_sync
 from syncs.sandbox.apps.credentials import SANDBOX_CREDENTIALS
 
 SCHEMA = "analytics"
@@ -112,19 +113,24 @@ def test_dry_run_previews_masked_rows_and_sends_nothing(
     assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == 0
 
 
-def test_an_emptied_audience_stays_empty_until_a_run_asks_to_add_back(
-    defs: dg.Definitions, built_warehouse: Path, tmp_path: Path, clean_sandbox, monkeypatch: pytest.MonkeyPatch
-):
-    """After `tidings run NAME --remove-all`, the sync asset's runs (a schedule, automation) fail as blocked, not
-    retried, and send nothing; `add_back: true` in its run config fills the audience again."""
-    copy = tmp_path / "emptied.duckdb"
+def synced_copy(built_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str, SyncResult]:
+    """A copy of the built warehouse the sync assets use, with `http_audience_sync` run once on it."""
+    copy = tmp_path / "synced.duckdb"
     shutil.copy(built_warehouse, copy)
     monkeypatch.setenv("TIDINGS_WAREHOUSE", str(copy))
     for name, value in SANDBOX_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     sync_name, _ = http_audience_sync()
-    assert run_sync(sync_name, warehouse=copy).status == "success"
-    assert run_sync(sync_name, warehouse=copy, remove_all=True).status == "success"
+    first = run_sync(sync_name, warehouse=copy)
+    assert first.status == "success"
+    return copy, sync_name, first
+
+
+def blocked_until_asked(
+    defs: dg.Definitions, clean_sandbox, sync_name: str, decision: str, asked: dict[str, bool]
+) -> dict[str, Any]:
+    """The sync asset's run fails blocked by `decision` (not retried) and sends nothing; one with the run config
+    `asked` materializes. Returns that materialization's metadata."""
     key = sync_asset_key(sync_name)
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
     requests = sum(app.stats["requests"] for app in clean_sandbox.apps.values())
@@ -132,14 +138,25 @@ def test_an_emptied_audience_stays_empty_until_a_run_asks_to_add_back(
     blocked = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert not blocked.success and key not in materialized_metadata(blocked)
     failure = next(event for event in blocked.all_events if event.is_step_failure)
-    assert "blocked: emptied:" in failure.step_failure_data.error.message
+    assert f"blocked: {decision}:" in failure.step_failure_data.error.message
     assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == requests
 
-    added_back = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {f"syncs__{sync_name}": {"config": {"add_back": True}}}},
+    done = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), run_config={"ops": {f"syncs__{sync_name}": {"config": asked}}}
     )
-    metadata = materialized_metadata(added_back)[key]
+    return materialized_metadata(done)[key]
+
+
+def test_an_emptied_audience_stays_empty_until_a_run_asks_to_add_back(
+    defs: dg.Definitions, built_warehouse: Path, tmp_path: Path, clean_sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    """After `tidings run NAME --remove-all`, the sync asset's runs (a schedule, automation) fail as blocked, not
+    retried, and send nothing; `add_back: true` in its run config fills the audience again."""
+    copy, sync_name, _ = synced_copy(built_warehouse, tmp_path, monkeypatch)
+    assert run_sync(sync_name, warehouse=copy, remove_all=True).status == "success"
+
+    metadata = blocked_until_asked(defs, clean_sandbox, sync_name, "emptied", {"add_back": True})
+
     assert metadata["status"] == "success" and metadata["rows_sent"] > 0
     assert any(decision.startswith("passed: add_back:") for decision in metadata["guard_decisions"])
 
@@ -149,32 +166,14 @@ def test_a_sync_pointed_elsewhere_is_blocked_until_a_run_asks_to_retarget(
 ):
     """Its members were sent to another list (here: the place on record is rewritten as an earlier declaration's):
     the asset's runs fail as blocked, not retried, and send nothing; `retarget: true` starts afresh there."""
-    copy = tmp_path / "moved.duckdb"
-    shutil.copy(built_warehouse, copy)
-    monkeypatch.setenv("TIDINGS_WAREHOUSE", str(copy))
-    for name, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    sync_name, _ = http_audience_sync()
-    first = run_sync(sync_name, warehouse=copy)
-    assert first.status == "success" and first.sent > 0
+    copy, sync_name, first = synced_copy(built_warehouse, tmp_path, monkeypatch)
+    assert first.sent > 0
     with duckdb.connect(str(copy)) as con:
         (place,) = con.execute("select place from tidings.sync_places where sync_name = ?", [sync_name]).fetchone()
         earlier = {**json.loads(place), "target": {"list_id": "an earlier list"}}
         con.execute("update tidings.sync_places set place = ? where sync_name = ?", [json.dumps(earlier), sync_name])
-    key = sync_asset_key(sync_name)
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
-    requests = sum(app.stats["requests"] for app in clean_sandbox.apps.values())
 
-    blocked = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    assert not blocked.success and key not in materialized_metadata(blocked)
-    failure = next(event for event in blocked.all_events if event.is_step_failure)
-    assert "blocked: retargeted:" in failure.step_failure_data.error.message
-    assert sum(app.stats["requests"] for app in clean_sandbox.apps.values()) == requests
+    metadata = blocked_until_asked(defs, clean_sandbox, sync_name, "retargeted", {"retarget": True})
 
-    retargeted = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {f"syncs__{sync_name}": {"config": {"retarget": True}}}},
-    )
-    metadata = materialized_metadata(retargeted)[key]
     assert metadata["status"] == "success" and metadata["rows_sent"] == first.sent
     assert any("they stay there" in warning for warning in metadata["warnings"])

@@ -23,17 +23,11 @@ from tests.reliability.conftest import soak_iterations
 from tests.reliability.figures import FIGURES
 from tests.reliability.harness import make_env, run_with_crash_hook
 from tests.syncs.conftest import SyncEnv
+from tests.syncs.test_identity_changes import GOOGLE_DESTINATION
 
 SYNC = "people_google"
 USER_LIST = "customers/1234567890/userLists/people"
-GOOGLE_DESTINATION = """
-    google_ads:
-      type: google_customer_match
-      base_url: "${TIDINGS_SANDBOX_URL:-http://127.0.0.1:8765}/google-ads/v21"
-      access_token_env: TIDINGS_GOOGLE_ADS_ACCESS_TOKEN
-      developer_token_env: TIDINGS_GOOGLE_ADS_DEVELOPER_TOKEN
-      batch_size: 2
-"""
+GOOGLE_SMALL_BATCHES = GOOGLE_DESTINATION + "      batch_size: 2\n"  # several batches per job
 PEOPLE_YAML = f"""
 models:
   - name: people
@@ -125,7 +119,7 @@ def google_env(root: Any, sandbox: Any) -> SyncEnv:
     env = make_env(root, sandbox)
     (env.dbt_project_dir / "models" / "_people.yml").write_text(textwrap.dedent(PEOPLE_YAML))
     with env.destinations_file.open("a") as destinations:
-        destinations.write(GOOGLE_DESTINATION)
+        destinations.write(GOOGLE_SMALL_BATCHES)
     return env
 
 

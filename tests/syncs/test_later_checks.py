@@ -301,23 +301,6 @@ def test_a_failed_retirement_of_an_address_the_member_holds_again_is_not_sent(en
     assert hashed("ann@example.com") <= members(env)
 
 
-def test_members_of_a_run_that_died_before_settling_count_as_in_flight(env: Any) -> None:
-    """The run ran its job and died before committing its members: they are only written ahead, and Ann's removal
-    still waits for that job."""
-    google(env).newest_first = True
-    died = env.run_in_subprocess("people_google", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1")
-    assert died.returncode == 137, died.stderr
-    assert unconfirmed(env) == (1, 0) and env.sql("select count(*) from tidings.sync_state") == [(0,)]
-    env.sql("delete from analytics.people where customer_id = 'c1'")
-
-    held = env.run("people_google")
-
-    assert (held.sent, held.removed, held.error_summary) == (2, 0, {"add_pending": 1})
-    members(env)
-    assert env.run("people_google").removed == 1
-    assert members(env) == hashed("bob@example.com", "cy@example.com")
-
-
 def test_a_member_removed_by_a_job_still_processing_is_added_back_once_it_is_done(env: Any) -> None:
     """Ann leaves, then comes back while Google still processes the job removing her: adding her now could be
     undone by that job (the sandbox processes the newest job first), so the add waits for it."""
@@ -672,12 +655,24 @@ def die_running_jobs(env: Any, verb: str, *, ran: bool) -> None:
         google(env).release_held_runs()
 
 
-def test_a_member_a_dead_runs_job_adds_is_removed_only_once_that_job_is_done(env: Any) -> None:
-    """The run dies waiting for the answer to its job's `:run`, which Google ran. Ann opts out before Google
-    processed that job: the job is on record, so her removal waits for it instead of racing it (processed first,
-    the removal would leave her in the audience)."""
-    google(env).newest_first = True
+def die_before_settling(env: Any) -> None:
+    """A run of `people_google` that ran its job and died before committing its members (only written ahead)."""
+    died = env.run_in_subprocess("people_google", TIDINGS_CRASH_AFTER_BATCHES="1", TIDINGS_CRASH_BEFORE_COMMIT="1")
+    assert died.returncode == 137, died.stderr
+
+
+def die_waiting_for_the_create_run(env: Any) -> None:
+    """A run of `people_google` that died waiting for the answer to its job's `:run`, which Google ran."""
     die_running_jobs(env, "create", ran=True)
+
+
+@pytest.mark.parametrize("die", [die_before_settling, die_waiting_for_the_create_run])
+def test_a_member_a_dead_runs_job_adds_is_removed_only_once_that_job_is_done(env: Any, die: Any) -> None:
+    """The run dies before committing its members, after its job's `:run` or waiting for its answer. Ann opts out
+    before Google processed that job: the job is on record, so her removal waits for it instead of racing it
+    (processed first, the removal would leave her in the audience)."""
+    google(env).newest_first = True
+    die(env)
     assert unconfirmed(env) == (1, 0) and env.sql("select count(*) from tidings.sync_state") == [(0,)]
     env.sql("delete from analytics.people where customer_id = 'c1'")
 
