@@ -171,7 +171,7 @@ def in_flight(
     refs: list[str],
     plan_table: str,
     *,
-    identity: Sequence[IdentityField] = (),
+    identity: Sequence[IdentityField],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fields of members that earlier work in flight adds or removes, where this plan sends the opposite to the same
     member (its key, or the key a retirement was made for): (added then and removed or retired now, removed or
