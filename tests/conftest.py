@@ -1,61 +1,21 @@
-"""Session-wide set-up shared by every test package.
-
-Environment variables that modules read at import time are set here at module level, before collection
-(see STACK_NOTES: dagster-dbt reads the manifest and the warehouse path when definitions are imported).
-"""
+"""Session-wide fixtures and hooks shared by every test package (the set-up they build on: tests/session.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
+import shutil
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.reliability.figures import FIGURES
+from tests.session import AS_OF, SAMPLE_CUSTOMERS, SAMPLE_SEED, WORK_DIR, run_dbt
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-WORK_DIR = Path(tempfile.mkdtemp(prefix="tidings-tests-"))
-# Sample data is generated relative to a fixed date so every run of the suite sees the same warehouse.
-AS_OF = date(2026, 11, 1)
-SAMPLE_CUSTOMERS = 1000
-SAMPLE_SEED = 7
-
-os.environ["TIDINGS_WAREHOUSE"] = str(WORK_DIR / "warehouse.duckdb")
-os.environ["TIDINGS_EXPORTS_DIR"] = str(WORK_DIR / "exports")
-os.environ["TIDINGS_AS_OF_DATE"] = AS_OF.isoformat()
-os.environ["DBT_PROFILES_DIR"] = str(DBT_PROJECT_DIR)
-os.environ["DAGSTER_HOME"] = str(WORK_DIR / "dagster_home")
-(WORK_DIR / "dagster_home").mkdir(exist_ok=True)
-# dagster-dbt and our helpers run the `dbt` executable from PATH: use the one next to this interpreter.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-
-
-def run_dbt(*args: str, warehouse: Path, target_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run the dbt CLI against `warehouse`; raises with dbt's output when it fails."""
-    env = {**os.environ, "TIDINGS_WAREHOUSE": str(warehouse)}
-    cmd = [
-        "dbt",
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(target_path),
-        "--vars",
-        f"{{as_of_date: '{AS_OF.isoformat()}'}}",
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
-    if result.returncode != 0:
-        raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
-    return result
+FIGURES_FILE = WORK_DIR / "reliability-figures.json"
+# Work directories a failed session keeps for inspection: this process's, and under pytest-xdist its workers'.
+KEPT_WORK_DIRS = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +42,6 @@ def built_warehouse() -> Path:
 @pytest.fixture
 def warehouse_copy(built_warehouse: Path, tmp_path: Path) -> Path:
     """A private copy of the built sample warehouse that a test may change freely."""
-    import shutil
-
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(built_warehouse, copy)
     return copy
@@ -122,23 +80,49 @@ def clean_sandbox(sandbox: object) -> Iterator[object]:
     restore_sandbox(sandbox)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    kept = session.config.stash.setdefault(KEPT_WORK_DIRS, [])
+    xdist_controller = session.config.pluginmanager.hasplugin("dsession")  # runs no test: nothing to inspect
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) and not xdist_controller:
+        kept.append(str(WORK_DIR))
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand the reliability tally to the controller
         workeroutput["reliability_figures"] = FIGURES.as_dict()
+        workeroutput["kept_work_dirs"] = kept
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """pytest-xdist controller: add up each worker's reliability tally."""
-    FIGURES.add(getattr(node, "workeroutput", {}).get("reliability_figures", {}))
+    """pytest-xdist controller: add up each worker's reliability tally, and note the work directories it kept."""
+    output = getattr(node, "workeroutput", {})
+    FIGURES.add(output.get("reliability_figures", {}))
+    node.config.stash.setdefault(KEPT_WORK_DIRS, []).extend(output.get("kept_work_dirs", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or not FIGURES.any():
+    if hasattr(config, "workerinput"):
         return
-    path = WORK_DIR / "reliability-figures.json"
-    FIGURES.write(path)
-    terminalreporter.write_sep("-", "reliability figures")
-    terminalreporter.write_line(FIGURES.summary_line())
-    terminalreporter.write_line(f"figures written to {path}")
+    kept = config.stash.get(KEPT_WORK_DIRS, [])
+    if kept:
+        terminalreporter.write_line(f"work directories kept for inspection: {' '.join(sorted(set(kept)))}")
+    if FIGURES.any():
+        FIGURES.write(FIGURES_FILE)
+        terminalreporter.write_sep("-", "reliability figures")
+        terminalreporter.write_line(FIGURES.summary_line())
+        terminalreporter.write_line(f"figures written to {FIGURES_FILE}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the work directory (the sample warehouse, dbt targets, sandbox drops: over 100 MB a process) but
+    the reliability figures, unless the session failed."""
+    if str(WORK_DIR) in config.stash.get(KEPT_WORK_DIRS, []):
+        return
+    for entry in WORK_DIR.iterdir():
+        if entry == FIGURES_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if not any(WORK_DIR.iterdir()):
+        WORK_DIR.rmdir()

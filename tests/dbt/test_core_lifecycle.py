@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,7 +11,7 @@ import duckdb
 import phonenumbers
 import pytest
 
-from tests.conftest import AS_OF, DBT_PROJECT_DIR
+from tests.session import AS_OF, run_dbt
 
 EMAIL_SHAPE = re.compile(r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")
 
@@ -223,28 +221,7 @@ def test_first_build_records_each_customers_current_stage(con: duckdb.DuckDBPyCo
 
 
 def run_lifecycle(warehouse: Path, target: Path, as_of: date, select: str) -> None:
-    env = {**os.environ, "TIDINGS_WAREHOUSE": str(warehouse)}
-    subprocess.run(
-        [
-            "dbt",
-            "run",
-            "--select",
-            select,
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(target),
-            "--vars",
-            f"{{as_of_date: '{as_of.isoformat()}'}}",
-        ],
-        env=env,
-        cwd=DBT_PROJECT_DIR,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    run_dbt("run", "--select", select, warehouse=warehouse, target_path=target, as_of=as_of)
 
 
 def test_transitions_append_changes_and_never_move_backwards(warehouse_copy: Path, tmp_path: Path) -> None:

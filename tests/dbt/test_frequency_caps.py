@@ -15,7 +15,8 @@ import duckdb
 
 from syncs.engine import load_project, run_sync
 from syncs.sandbox.apps import use_sandbox_credentials
-from tests.dbt.test_marts import dbt, query
+from tests.dbt.test_marts import query
+from tests.session import dbt
 
 DAILY_CAP = 1  # dbt_project.yml: message_daily_cap_per_channel
 
@@ -90,7 +91,7 @@ def test_caps_count_what_earlier_runs_delivered_on_every_channel(warehouse_copy:
     result = dbt(
         "run", "--select", "message_delivery_log", "marketing_messages_sent", "message_decisions", "message_queue",
         warehouse=warehouse_copy, target_path=tmp_path / "target",
-        extra_vars=f", message_decision_at: '{decision_at}'",
+        vars={"message_decision_at": decision_at},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
 

@@ -15,9 +15,7 @@ import duckdb
 import pytest
 import yaml
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-# tests/conftest.py sets the suite's as-of date before collection; the sample data is generated for it.
-AS_OF_DATE = os.environ["TIDINGS_AS_OF_DATE"]
+from tests.session import DBT_PROJECT_DIR, dbt
 
 SEGMENTS = (
     "seg_trial_ending_low_usage",
@@ -63,18 +61,6 @@ def stored_failures(test: str, columns: str, *, warehouse: Path, tmp_path: Path)
     result = dbt("test", "--select", test, "--store-failures", warehouse=warehouse, target_path=tmp_path / "target")
     assert result.returncode != 0, result.stdout[-4000:]
     return result.stdout, query(warehouse, f"select {columns} from analytics_dbt_test__audit.{test}")
-
-
-def dbt(*args: str, warehouse: Path, target_path: Path, extra_vars: str = "") -> subprocess.CompletedProcess[str]:
-    """Run dbt against `warehouse` with the suite's as-of date (plus `extra_vars`); the caller checks the result."""
-    cmd = [
-        "dbt", *args,
-        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(target_path),
-        "--vars", f"{{as_of_date: '{AS_OF_DATE}'{extra_vars}}}",
-    ]  # fmt: skip
-    env = {**os.environ, "TIDINGS_WAREHOUSE": str(warehouse)}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
 
 
 @pytest.mark.parametrize("model", SEGMENTS + SEQUENCES)
@@ -206,7 +192,7 @@ def test_holdout_groups_are_stable_between_builds(built_warehouse: Path, warehou
     result = dbt(
         "run", "--select", "message_decisions",
         warehouse=warehouse_copy, target_path=tmp_path / "target",
-        extra_vars=", message_decision_at: '2026-11-01 03:30:00'",
+        vars={"message_decision_at": "2026-11-01 03:30:00"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
     after = holdouts(warehouse_copy)
