@@ -295,7 +295,7 @@ def _counts(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
     return {
         "members": rows("sync_state"),
         "messages": rows("message_ledger") + rows("message_acks"),
-        "unsettled": rows("pending_members") + rows("unconfirmed_deliveries"),
+        "unsettled": sum(rows(table) for table in OWED_TABLES),
         "errors": rows("row_errors"),
     }
 

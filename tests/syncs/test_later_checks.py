@@ -13,6 +13,7 @@ from syncs import state
 from syncs.destinations.base import RunInfo
 from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination
 from syncs.identity import sha256_hex
+from tests.syncs.test_cli import cli
 from tests.syncs.test_identity_changes import GOOGLE_DESTINATION
 
 USER_LIST = "customers/1234567890/userLists/people"
@@ -603,6 +604,21 @@ def test_remove_all_says_until_google_has_confirmed_every_removal(env: Any) -> N
     assert members(env) == set()
     done = env.run("people_google", remove_all=True)
     assert done.removed == 0 and not any("not confirmed" in w for w in done.warnings)
+    assert unconfirmed(env) == (0, 0)
+
+
+def test_forgetting_a_removed_google_sync_counts_the_work_google_has_not_confirmed(env: Any, capsys: Any) -> None:
+    """Ann's removal is in a job Google has not processed: `tidings forget` counts it among the unsettled work it
+    gives up, beside the run it belongs to."""
+    removing_ann(env)
+    assert unconfirmed(env) == (1, 1)  # the run's jobs, and Ann's removal in them
+    models = env.dbt_project_dir / "models" / "_people.yml"
+    models.write_text(models.read_text().replace("- name: people_google\n", "- name: people_google_now\n"))
+
+    assert cli(env, "forget", "people_google") == 0
+    assert "2 member(s), 0 message(s), 2 unsettled, 0 row error(s)" in capsys.readouterr().out
+    assert cli(env, "forget", "people_google", "--yes") == 0
+    assert "forgot people_google: 2 members, 2 unsettled, 0 errors" in capsys.readouterr().out
     assert unconfirmed(env) == (0, 0)
 
 
