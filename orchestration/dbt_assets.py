@@ -27,6 +27,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_dbt.dbt_manifest import validate_manifest
 
+from orchestration import dbt_runs
 from orchestration.project import ensure_manifest, tidings_dbt_project
 
 DUCKDB_POOL = "duckdb"
@@ -107,7 +108,7 @@ METRICS_PARTITIONS = metrics_partitions_def()
 )
 def tidings_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[object]:
     """`dbt build` of the selected models: runs each model, then its tests, skipping what a failed test feeds."""
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt_build(context, dbt, [])
 
 
 @dbt_assets(
@@ -127,10 +128,23 @@ def tidings_dbt_metrics(context: AssetExecutionContext, dbt: DbtCliResource) -> 
     as_of = partition_as_of_date(context)
     context.log.info(f"building the metrics as of {as_of}")
     dbt_vars = json.dumps({AS_OF_DATE_VAR: as_of})
-    for event in dbt.cli(["build", "--vars", dbt_vars], context=context).stream():
+    for event in dbt_build(context, dbt, ["--vars", dbt_vars]):
         if isinstance(event, dg.Output):
             event = event.with_metadata({**event.metadata, AS_OF_DATE_VAR: as_of})
         yield event
+
+
+def dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, args: list[str]) -> Iterator[object]:
+    """`dbt build` with `args`, its artifacts in a run folder of its own; the op's oldest run folders go once it
+    ends (`orchestration.dbt_runs`)."""
+    kept = dbt_runs.folders_kept()
+    invocation = dbt.cli(["build", *args], context=context, target_path=dbt_runs.run_folder(context))
+    try:
+        yield from invocation.stream()
+    finally:
+        removed = dbt_runs.remove_older_run_folders(invocation.target_path, kept)
+        if removed:
+            context.log.debug(f"removed {len(removed)} older dbt run folder(s); {dbt_runs.KEPT_ENV}={kept}")
 
 
 def partition_as_of_date(context: AssetExecutionContext) -> str:
