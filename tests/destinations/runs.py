@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from syncs.destinations.base import Destination, Mode, Operation, OutboundRow, RowOutcome, RunInfo
 
 
@@ -15,3 +17,17 @@ def send_once_run(
         return dest.write(Operation.SEND, rows)
     finally:
         dest.close(success=True)
+
+
+def opened_runs(monkeypatch: pytest.MonkeyPatch, destination_class: type[Destination]) -> list[RunInfo]:
+    """The `RunInfo` of each run that opens a `destination_class` connector from now on, in order (the connector
+    opens as before)."""
+    runs: list[RunInfo] = []
+    open_run = destination_class.open
+
+    def open_and_record(destination: Destination, run: RunInfo) -> None:
+        runs.append(run)
+        open_run(destination, run)
+
+    monkeypatch.setattr(destination_class, "open", open_and_record)
+    return runs

@@ -24,6 +24,7 @@ from syncs.destinations.sftp_mailhouse import SftpMailhouseDestination
 from syncs.engine import load_project, run_sync
 from syncs.sandbox.apps.credentials import MAILHOUSE_SFTP_PASSWORD
 from syncs.sandbox.sftp import SftpSandbox
+from tests.destinations.runs import opened_runs
 from tests.reliability.harness import MAIL_MODEL_YAML
 
 
@@ -472,14 +473,7 @@ def test_the_engine_hands_the_drop_its_mapped_fields(
     """The run tells the drop the sync's mapped fields, in mapping order (not the plan's sorted order)."""
     model_yaml = MAIL_MODEL_YAML.replace("postal_code: zip}", "postal_code: zip, points: points, first_name: first}")
     project, warehouse = mail_project(tmp_path, sftp_server, model_yaml)
-    runs: list[RunInfo] = []
-    open_drop = SftpMailhouseDestination.open
-
-    def recording_open(dest: SftpMailhouseDestination, run: RunInfo) -> None:
-        runs.append(run)
-        open_drop(dest, run)
-
-    monkeypatch.setattr(SftpMailhouseDestination, "open", recording_open)
+    runs = opened_runs(monkeypatch, SftpMailhouseDestination)
 
     result = run_sync("winback_mail", project=project, warehouse=warehouse)
 

@@ -10,9 +10,9 @@ import duckdb
 import pytest
 
 from syncs import state
-from syncs.destinations.base import RunInfo
 from syncs.destinations.google_customer_match import GoogleCustomerMatchDestination
 from syncs.identity import sha256_hex
+from tests.destinations.runs import opened_runs
 from tests.syncs.test_cli import cli
 from tests.syncs.test_identity_changes import GOOGLE_DESTINATION
 
@@ -363,14 +363,7 @@ def test_a_member_added_by_a_job_still_processing_is_removed_once_it_is_done(env
     google(env).newest_first = True
     env.run("people_google")  # its job stays RUNNING for three status reads
     env.sql("delete from analytics.people where customer_id = 'c1'")
-    opened: list[RunInfo] = []
-    open_run = GoogleCustomerMatchDestination.open
-
-    def open_and_keep(destination: GoogleCustomerMatchDestination, run: RunInfo) -> None:
-        opened.append(run)
-        open_run(destination, run)
-
-    monkeypatch.setattr(GoogleCustomerMatchDestination, "open", open_and_keep)
+    opened = opened_runs(monkeypatch, GoogleCustomerMatchDestination)
 
     held = env.run("people_google")
 
