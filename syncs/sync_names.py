@@ -288,15 +288,20 @@ def leftovers(con: duckdb.DuckDBPyConnection, declared: dict[str, SyncSpec]) -> 
     ]
 
 
-def _counts(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
-    def rows(table: str) -> int:
-        return int(con.execute(f"select count(*) from {S}.{table} where sync_name = ?", [name]).fetchone()[0])
+def count_rows(con: duckdb.DuckDBPyConnection, name: str, *tables: str) -> int:
+    """The name's rows in `tables`, together."""
+    return sum(
+        int(con.execute(f"select count(*) from {S}.{table} where sync_name = ?", [name]).fetchone()[0])
+        for table in tables
+    )
 
+
+def _counts(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
     return {
-        "members": rows("sync_state"),
-        "messages": rows("message_ledger") + rows("message_acks"),
-        "unsettled": sum(rows(table) for table in OWED_TABLES),
-        "errors": rows("row_errors"),
+        "members": count_rows(con, name, "sync_state"),
+        "messages": count_rows(con, name, "message_ledger", "message_acks"),
+        "unsettled": count_rows(con, name, *OWED_TABLES),
+        "errors": count_rows(con, name, "row_errors"),
     }
 
 

@@ -18,7 +18,7 @@ import duckdb
 from syncs import state
 from syncs.config import SyncSpec
 from syncs.destinations.base import Mode
-from syncs.sync_names import MEMBER_TABLES, PLACE_TABLE, delete_member_state
+from syncs.sync_names import MEMBER_TABLES, PLACE_TABLE, count_rows, delete_member_state
 
 S = state.S
 PLACE_MODES = frozenset({Mode.MIRROR, Mode.UPSERT})  # a send_once ledger and an export's files hold no members
@@ -93,14 +93,8 @@ def moved(con: duckdb.DuckDBPyConnection, sync: SyncSpec) -> Moved | None:
     current = place_of(sync)
     if row is None or row[0] == current:
         return None
-
-    def rows(*tables: str) -> int:
-        return sum(
-            int(con.execute(f"select count(*) from {S}.{table} where sync_name = ?", [sync.name]).fetchone()[0])
-            for table in tables
-        )
-
-    members, unconfirmed = rows(*MEMBER_TABLES), rows("unconfirmed_deliveries")
+    members = count_rows(con, sync.name, *MEMBER_TABLES)
+    unconfirmed = count_rows(con, sync.name, "unconfirmed_deliveries")
     return Moved(sync.name, sync.mode, row[0], current, members, unconfirmed) if members or unconfirmed else None
 
 
